@@ -1,0 +1,81 @@
+"""One exception hierarchy for xlabel.
+
+Every error raised on purpose by xlabel derives from :class:`XLabelError`, so a
+notebook can catch them all with one ``except``. Messages name what they are
+about: the file, the dataset inside it and, where it applies, the frame.
+
+>>> from xlabel.errors import ScanError, XLabelError
+>>> try:
+...     raise ScanError("cannot read chunk", path="scan.h5", dataset="/entry/data/data", frame=17)
+... except XLabelError as err:
+...     print(err)
+scan.h5:/entry/data/data frame 17: cannot read chunk
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "XLabelError",
+    "ScanError",
+    "FeatureError",
+    "ClusterError",
+    "LabelError",
+    "JournalError",
+    "ModelError",
+    "MissingDependencyError",
+]
+
+
+class XLabelError(Exception):
+    """Base class of all xlabel errors.
+
+    ``path``, ``dataset`` and ``frame`` are kept as attributes and prefixed to
+    the message, so the user always sees where the problem is.
+    """
+
+    def __init__(self, message: str, *, path=None, dataset=None, frame=None):
+        self.path = None if path is None else str(path)
+        self.dataset = dataset
+        self.frame = frame
+        self.reason = message
+        super().__init__(self._format(message))
+
+    def _format(self, message: str) -> str:
+        where = ""
+        if self.path is not None:
+            where = self.path
+            if self.dataset is not None:
+                where += f":{self.dataset}"
+        elif self.dataset is not None:
+            where = f"dataset {self.dataset}"
+        if self.frame is not None:
+            where = f"{where} frame {self.frame}" if where else f"frame {self.frame}"
+        return f"{where}: {message}" if where else message
+
+
+class ScanError(XLabelError):
+    """A scan cannot be opened or read (missing file, not HDF5, no frame stack, corrupt chunk...)."""
+
+
+class FeatureError(XLabelError):
+    """Per-frame features cannot be computed (NaN pixels, empty scan, wrong frame shape...)."""
+
+
+class ClusterError(XLabelError):
+    """Clustering input is degenerate (too few frames, NaN features, only noise...)."""
+
+
+class LabelError(XLabelError):
+    """A label operation is invalid (unknown class, index out of range, mismatched store...)."""
+
+
+class JournalError(LabelError):
+    """A LabelStore journal or sidecar file on disk is corrupt or belongs to another dataset."""
+
+
+class ModelError(XLabelError):
+    """A model cannot be trained, saved, loaded or applied (unsafe file, wrong columns, shape...)."""
+
+
+class MissingDependencyError(XLabelError, ImportError):
+    """An optional dependency is needed; the message says what to install."""
