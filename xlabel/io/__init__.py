@@ -1,3 +1,3 @@
 """Scans in: a lazy, chunked frame source over HDF5/NeXus, image series and arrays."""
 
-from .base import ArraySource, FrameSource  # noqa: F401
+from .base import ArraySource, FrameSource, invalid_pixels  # noqa: F401

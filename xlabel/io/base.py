@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ScanError
 
-__all__ = ["FrameSource", "ArraySource"]
+__all__ = ["FrameSource", "ArraySource", "invalid_pixels"]
 
 
 class FrameSource:
@@ -173,3 +173,34 @@ class ArraySource(FrameSource):
 
     def _read(self, start, stop):
         return self._array[start:stop]
+
+
+def invalid_pixels(stack: np.ndarray, source: FrameSource | None = None) -> np.ndarray | None:
+    """Boolean mask of the pixels to exclude from statistics (``True`` = invalid).
+
+    The one place that decides which pixels are flagged: the source's static
+    ``pixel_mask`` (NXdetector ``pixel_mask``, Eiger ``detectorSpecific/pixel_mask``,
+    or a user mask) OR, when ``source.invalid_values == "auto"``, the value
+    conventions of photon-counting detectors: the dtype's maximum value for
+    unsigned integers (Eiger gaps/defects) and negative values for signed
+    integers (Pilatus -1/-2). Returns ``None`` when no pixel is invalid, so
+    callers can take the fast unmasked path.
+
+    >>> import numpy as np
+    >>> stack = np.array([[[1, 65535], [3, 4]]], dtype=np.uint16)
+    >>> invalid_pixels(stack).astype(int).tolist()
+    [[[0, 1], [0, 0]]]
+    """
+    mode = "auto" if source is None else source.invalid_values
+    static = None if source is None else source.pixel_mask
+    flagged = None
+    if mode == "auto":
+        if np.issubdtype(stack.dtype, np.unsignedinteger):
+            flagged = stack == np.iinfo(stack.dtype).max
+        elif np.issubdtype(stack.dtype, np.signedinteger):
+            flagged = stack < 0
+        if flagged is not None and not flagged.any():
+            flagged = None
+    if static is not None and static.any():
+        flagged = np.broadcast_to(static, stack.shape) if flagged is None else flagged | static
+    return flagged
