@@ -1,0 +1,385 @@
+"""Per-frame features: one row of statistics per detector frame.
+
+``frame_stats`` streams a scan block by block (memory does not grow with the
+scan length), excludes flagged pixels, and scales out to worker processes or a
+Dask cluster. Its table feeds clustering, the flux scatter and the models.
+
+>>> import numpy as np
+>>> from xlabel.io.base import ArraySource
+>>> frames = np.array([np.full((4, 4), v, np.uint16) for v in (10, 20, 30)])
+>>> table = frame_stats(ArraySource(frames, name="demo"), progress=False)
+>>> table["mean"].tolist(), table["flux_rank"].tolist()
+([10.0, 20.0, 30.0], [0.0, 0.5, 1.0])
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import FeatureError, MissingDependencyError, XLabelError
+from .io.base import FrameSource, invalid_pixels
+
+__all__ = ["frame_stats", "FEATURE_COLUMNS", "COLUMNS"]
+
+#: Numeric columns usable by clustering and models.
+FEATURE_COLUMNS = ("mean", "sum", "median", "std", "min", "max", "frac_saturated",
+                   "frac_zero", "n_valid", "n_invalid", "flux_rel", "flux_rank")
+#: All columns of a ``frame_stats`` table, in order.
+COLUMNS = ("scan", "frame", *FEATURE_COLUMNS, "problem")
+
+# Per-frame columns computed from the pixels (the rest come from the scan context).
+_PIXEL_COLUMNS = ("sum", "median", "std", "min", "max", "frac_saturated", "frac_zero",
+                  "n_valid", "n_invalid")
+_STATS = ("default", "full")
+# Pixels sampled for the default (approximate) median: keeps it cheap on big frames.
+_MEDIAN_SAMPLE = 1024
+# Below this size a scan is not worth starting worker processes for.
+_POOL_MIN_BYTES = 64 << 20
+# Frames per task for worker processes / Dask: about this many bytes.
+_TASK_BYTES = 64 << 20
+
+
+def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=True,
+                client=None, dask=False, chunk_frames=None, exclude_invalid=True,
+                saturation=None, window=51) -> pd.DataFrame:
+    """Per-frame statistics of one scan or many, as a DataFrame (one row per frame).
+
+    ``scans``: a :class:`~xlabel.io.FrameSource`, a path (opened with
+    ``xlabel.io.open_scan(path, dataset=dataset)``), a numpy array ``(n, H, W)``, or
+    a list of these (one table; the ``scan`` column tells them apart, names are
+    made unique with ``-2``, ``-3``... suffixes; ``frame`` restarts at 0 per scan).
+
+    ======================  ====================================================
+    column                  meaning
+    ======================  ====================================================
+    ``scan``                scan name (``source.name``)
+    ``frame``               frame index within the scan
+    ``mean``                average flux over the valid pixels (``sum / n_valid``)
+    ``sum``                 sum of the valid pixels (exact integer sum for int data)
+    ``median``              median of the valid pixels; ``stats="default"``: median
+                            of an evenly strided sample of at most 1024 of them
+                            (approximate, cheap); ``stats="full"``: exact
+    ``std``                 standard deviation of the valid pixels (ddof=0)
+    ``min``, ``max``        smallest / largest valid pixel
+    ``frac_saturated``      fraction of valid pixels ``>= saturation``
+    ``frac_zero``           fraction of valid pixels equal to 0
+    ``n_valid``             number of pixels used
+    ``n_invalid``           pixels excluded (flagged, masked or NaN/inf)
+    ``flux_rel``            ``mean`` / running median of the scan's ``mean``
+                            (centered window of ``window`` frames, shrinking at the
+                            ends); NaN where that median is 0
+    ``flux_rank``           rank of ``mean`` within its scan, 0 (lowest) .. 1
+    ``problem``             "" when fine; "nan pixels" when NaN/inf pixels were
+                            skipped; "no valid pixels" (all stats NaN)
+    ======================  ====================================================
+
+    Options:
+
+    - ``exclude_invalid`` (default True): leave out the pixels that
+      :func:`xlabel.io.invalid_pixels` flags (pixel mask, user mask, dtype-max /
+      negative values). False: use every finite pixel.
+    - ``saturation``: the count level at or above which a pixel is saturated.
+      Default: ``source.saturation`` if the reader knows the detector's cutoff,
+      else the largest value a valid pixel can take (integer dtype max, minus one
+      when dtype-max pixels are flagged); float data without a level: 0 saturated.
+    - ``chunk_frames``: frames per block read (default: the source's own choice,
+      ~8 MB blocks). Results do not depend on it.
+    - ``workers``: processes for file-backed scans (default: the number of cores,
+      used for scans over 64 MB; an explicit value > 1 always uses processes). Each
+      process gets (source, frame range) and reads + decompresses by itself, so
+      h5py's global lock is no bottleneck. In-memory arrays stay in-process.
+    - ``dask=True`` / ``client=``: run one task per scan block range on Dask
+      (``client``: any ``dask.distributed.Client``; ``dask=True`` without a client
+      starts a ``LocalCluster`` for the call). Needs the ``dask`` extra.
+
+    Raises :class:`~xlabel.errors.FeatureError` (naming file, dataset, frame) for an
+    empty scan or a block whose frames do not have the scan's frame shape.
+
+    >>> import numpy as np
+    >>> frames = np.zeros((3, 2, 2), np.uint16); frames[:, 0, 0] = 65535  # flagged pixel
+    >>> frame_stats(frames, progress=False)["mean"].tolist()
+    [0.0, 0.0, 0.0]
+    """
+    if stats not in _STATS:
+        raise FeatureError(f"stats must be one of {_STATS}, got {stats!r}")
+    sources = _unique_names([_as_source(s, dataset) for s in _as_list(scans)])
+    opts = dict(full=stats == "full", exclude_invalid=exclude_invalid,
+                saturation=saturation, chunk_frames=chunk_frames)
+    for src, _ in sources:
+        if len(src) == 0:
+            raise FeatureError("empty scan: no frames", path=src.path, dataset=src.dataset)
+    tasks = [(i, a, b) for i, src in enumerate(sources)
+             for a, b in _split(src, _task_frames(src, workers, dask or client is not None))]
+    runner = _run_dask if (dask or client is not None) else _run_local
+    parts = runner(sources, tasks, opts, workers=workers, client=client,
+                   progress=progress)
+    return pd.concat([_scan_table(src, parts[i], window) for i, src in enumerate(sources)],
+                     ignore_index=True)
+
+
+# -- inputs -----------------------------------------------------------------------
+
+def _as_list(scans):
+    if isinstance(scans, (list, tuple)):
+        if not scans:
+            raise FeatureError("no scans given")
+        return list(scans)
+    return [scans]
+
+
+def _as_source(scan, dataset):
+    if isinstance(scan, FrameSource):
+        return scan
+    try:
+        from .io import open_scan
+    except ImportError:  # io readers not available: HDF5 / arrays only
+        open_scan = _fallback_open
+    try:
+        return open_scan(scan, dataset=dataset)
+    except XLabelError:
+        raise
+    except Exception as err:  # noqa: BLE001 - give the user a clear error, not a traceback
+        raise FeatureError(f"cannot open scan: {err}", path=_path_or_none(scan),
+                           dataset=dataset) from err
+
+
+def _fallback_open(scan, dataset=None):
+    from .io.base import ArraySource
+
+    if isinstance(scan, (str, Path)):
+        from ._h5fallback import H5Source
+
+        return H5Source(scan, dataset=dataset)
+    return ArraySource(scan)
+
+
+def _path_or_none(scan):
+    return scan if isinstance(scan, (str, Path)) else None
+
+
+def _unique_names(sources):
+    """Pair each source with a unique scan name (``x``, ``x-2``, ``x-3``...)."""
+    used: set[str] = set()
+    named = []
+    for src in sources:
+        base = name = str(src.name)
+        suffix = 2
+        while name in used:
+            name = f"{base}-{suffix}"
+            suffix += 1
+        used.add(name)
+        named.append((src, name))
+    return named
+
+
+# -- splitting work ------------------------------------------------------------------
+
+def _task_frames(src, workers, distributed):
+    """Frames per task: the whole scan in-process, ~64 MB ranges for pools / Dask."""
+    n = len(src[0])
+    if not distributed and not _use_pool(src[0], workers):
+        return n
+    frame_bytes = max(1, src[0].nbytes // n)
+    step = max(1, src[0].chunk_frames or 1)
+    return max(step, _TASK_BYTES // frame_bytes // step * step)
+
+
+def _split(src, frames_per_task):
+    n = len(src[0])
+    return [(a, min(n, a + frames_per_task)) for a in range(0, n, frames_per_task)]
+
+
+def _use_pool(source, workers):
+    if source.path is None or (workers is not None and workers <= 1):
+        return False
+    return workers is not None or source.nbytes >= _POOL_MIN_BYTES
+
+
+def _n_workers(workers):
+    return workers or os.cpu_count() or 1
+
+
+# -- runners: each returns {scan index: list of (start, stats dict)} ------------------
+
+def _progress_bar(total, progress):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="frame", desc="frame_stats", disable=not progress)
+
+
+def _run_local(sources, tasks, opts, *, workers, client, progress):
+    parts = {i: [] for i in range(len(sources))}
+    pooled = [t for t in tasks if _use_pool(sources[t[0]][0], workers)]
+    with _progress_bar(sum(b - a for _, a, b in tasks), progress) as bar:
+        if pooled:
+            _run_pool(sources, pooled, opts, workers, parts, bar)
+        for i, a, b in tasks:
+            if not _use_pool(sources[i][0], workers):
+                parts[i].append((a, _range_stats(sources[i][0], a, b, opts, bar.update)))
+    return parts
+
+
+def _run_pool(sources, tasks, opts, workers, parts, bar):
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(_n_workers(workers), mp_context=mp.get_context(method)) as pool:
+        futures = {pool.submit(_range_stats, sources[i][0], a, b, opts): (i, a, b)
+                   for i, a, b in tasks}
+        for fut in as_completed(futures):
+            i, a, b = futures[fut]
+            parts[i].append((a, fut.result()))
+            bar.update(b - a)
+
+
+def _run_dask(sources, tasks, opts, *, workers, client, progress):
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise MissingDependencyError(
+            "frame_stats(dask=True) needs dask.distributed: pip install 'xlabel[dask]'") from None
+    cluster = None
+    if client is None:
+        cluster = LocalCluster(n_workers=_n_workers(workers), threads_per_worker=1,
+                               dashboard_address=None)
+        client = Client(cluster)
+    try:
+        parts = {i: [] for i in range(len(sources))}
+        scattered = [client.scatter(src, broadcast=False) for src, _ in sources]
+        futures = {client.submit(_range_stats, scattered[i], a, b, opts, pure=False): (i, a, b)
+                   for i, a, b in tasks}
+        with _progress_bar(sum(b - a for _, a, b in tasks), progress) as bar:
+            for fut in as_completed(list(futures)):
+                i, a, b = futures[fut]
+                parts[i].append((a, fut.result()))
+                bar.update(b - a)
+        return parts
+    finally:
+        if cluster is not None:
+            client.close()
+            cluster.close()
+
+
+# -- the per-frame kernel -------------------------------------------------------------
+
+def _range_stats(source, start, stop, opts, on_block=None):
+    """Pixel statistics of frames ``start:stop`` of ``source``: dict of 1-D arrays."""
+    n = stop - start
+    out = {name: np.full(n, np.nan) for name in _PIXEL_COLUMNS}
+    out["problem"] = np.full(n, "", dtype=object)
+    saturation = _saturation_level(source, opts["saturation"])
+    for first, stack in source.iter_chunks(opts["chunk_frames"], start=start, stop=stop):
+        _check_block(source, first, stack, stop)
+        invalid = invalid_pixels(stack, source) if opts["exclude_invalid"] else None
+        flat = stack.reshape(len(stack), -1)
+        flat_invalid = None if invalid is None else invalid.reshape(len(stack), -1)
+        for k in range(len(stack)):
+            row = first - start + k
+            mask = None if flat_invalid is None else flat_invalid[k]
+            _frame_stats(flat[k], mask, saturation, opts["full"], out, row)
+        if on_block is not None:
+            on_block(len(stack))
+    return out
+
+
+def _check_block(source, first, stack, stop):
+    expected = (min(len(stack), stop - first), *source.frame_shape)
+    if stack.ndim != 3 or stack.shape[1:] != tuple(source.frame_shape) or len(stack) == 0:
+        raise FeatureError(
+            f"frames of unexpected shape {stack.shape[1:]} (the scan's frame shape is "
+            f"{tuple(source.frame_shape)})", path=source.path, dataset=source.dataset,
+            frame=first)
+    if stack.shape != expected:
+        raise FeatureError(f"read returned {len(stack)} frames, expected {expected[0]}",
+                           path=source.path, dataset=source.dataset, frame=first)
+
+
+def _saturation_level(source, saturation):
+    if saturation is not None:
+        return saturation
+    known = getattr(source, "saturation", None)
+    if known is not None:
+        return known
+    dtype = np.dtype(source.dtype)
+    if np.issubdtype(dtype, np.integer):
+        top = np.iinfo(dtype).max
+        flagged = source.invalid_values == "auto" and np.issubdtype(dtype, np.unsignedinteger)
+        return top - 1 if flagged else top
+    return np.inf
+
+
+def _frame_stats(values, invalid, saturation, full, out, row):
+    """Fill ``out[...][row]`` from one flattened frame; ``invalid``: bool mask or None."""
+    n_pixels = values.size
+    problem = ""
+    if values.dtype.kind in "fc":
+        finite = np.isfinite(values)
+        if not finite.all():
+            problem = "nan pixels"
+            invalid = ~finite if invalid is None else invalid | ~finite
+    if invalid is not None:
+        values = values[~invalid]
+    n = values.size
+    out["n_valid"][row] = n
+    out["n_invalid"][row] = n_pixels - n
+    if n == 0:
+        out["problem"][row] = "no valid pixels"
+        return
+    out["problem"][row] = problem
+    integer = values.dtype.kind in "ui"
+    total = np.add.reduce(values, dtype=_sum_dtype(values.dtype))
+    lo, hi = values.min(), values.max()
+    mean = total / n
+    out["sum"][row] = total
+    out["min"][row] = lo
+    out["max"][row] = hi
+    out["std"][row] = _std(values, mean, integer)
+    out["median"][row] = np.median(values if full else values[::max(1, n // _MEDIAN_SAMPLE)])
+    out["frac_saturated"][row] = np.count_nonzero(values >= saturation) / n if hi >= saturation else 0.0
+    out["frac_zero"][row] = np.count_nonzero(values == 0) / n if lo <= 0 <= hi else 0.0
+
+
+def _sum_dtype(dtype):
+    if dtype.kind == "u":
+        return np.uint64
+    return np.int64 if dtype.kind == "i" else np.float64
+
+
+def _std(values, mean, integer):
+    # Centered sum of squares with a BLAS dot: float32 is exact enough for <=16-bit
+    # integers and float32 data, and much faster than float64; wider types use float64.
+    work = np.float32 if values.dtype.itemsize <= 2 or values.dtype == np.float32 else np.float64
+    centered = values.astype(work)
+    centered -= work(mean)
+    return float(np.sqrt(np.dot(centered, centered) / values.size))
+
+
+# -- scan context ---------------------------------------------------------------------
+
+def _scan_table(src_and_name, parts, window):
+    source, name = src_and_name
+    parts = sorted(parts, key=lambda p: p[0])
+    cols = {c: np.concatenate([p[1][c] for p in parts]) for c in (*_PIXEL_COLUMNS, "problem")}
+    n = len(cols["sum"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = cols["sum"] / cols["n_valid"]
+    table = pd.DataFrame({"scan": name, "frame": np.arange(n), "mean": mean, **cols})
+    table["n_valid"] = table["n_valid"].astype(np.int64)
+    table["n_invalid"] = table["n_invalid"].astype(np.int64)
+    running = table["mean"].rolling(_odd(window), center=True, min_periods=1).median()
+    table["flux_rel"] = (table["mean"] / running.where(running != 0)).to_numpy()
+    ranks = table["mean"].rank(method="average")
+    valid = int(ranks.notna().sum())
+    table["flux_rank"] = (ranks - 1) / (valid - 1) if valid > 1 else ranks * 0.0
+    table["problem"] = table["problem"].astype(str)
+    return table[list(COLUMNS)]
+
+
+def _odd(window):
+    window = max(1, int(window))
+    return window if window % 2 else window + 1
