@@ -43,6 +43,8 @@ class FrameSource:
       are invalid: Eiger / Pilatus conventions), or ``"none"``.
     - ``chunk_frames``: natural number of frames per read (the HDF5 chunking
       along the frame axis; 1 for one-frame chunks).
+    - ``part_starts``: first frame of each part of a multi-file scan
+      (``(0,)`` for a single part); ``iter_chunks`` never crosses a part boundary.
 
     File-backed sources are picklable (they pickle their path and reopen
     lazily), so they can be sent to worker processes and Dask workers.
@@ -54,6 +56,8 @@ class FrameSource:
     pixel_mask = None
     invalid_values: str = "auto"
     chunk_frames: int = 1
+    #: first frame index of each part (file) of the scan; ``(0,)`` for one part.
+    part_starts: tuple = (0,)
 
     # -- to implement -------------------------------------------------------
     def __len__(self) -> int:  # pragma: no cover - abstract
@@ -111,14 +115,21 @@ class FrameSource:
 
         Blocks are aligned to multiples of ``chunk_frames`` (default: the
         source's own chunking, grouped so a block holds at least ~8 MB), so an
-        HDF5 chunk is never read twice.
+        HDF5 chunk is never read twice. For scans made of several parts (Eiger
+        data files, ``_part00000`` files) the alignment restarts at each part's
+        first frame (``part_starts``) and no block spans two parts.
         """
         n = len(self)
         stop = n if stop is None else min(stop, n)
         step = chunk_frames or self.default_block_frames()
+        starts = np.asarray(self.part_starts, dtype=np.int64)
         pos = start
         while pos < stop:
-            end = min(stop, (pos // step + 1) * step)
+            part = int(np.searchsorted(starts, pos, side="right")) - 1
+            base = int(starts[part])
+            end = min(stop, base + ((pos - base) // step + 1) * step)
+            if part + 1 < len(starts):
+                end = min(end, int(starts[part + 1]))
             yield pos, self._read(pos, end)
             pos = end
 

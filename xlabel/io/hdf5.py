@@ -1,0 +1,521 @@
+"""HDF5 / NeXus scans: find the frame stack, read it lazily, report bad files clearly.
+
+A scan is a list of *segments* ``(file, dataset)`` read one after the other:
+one segment for a plain file, one per data file for an Eiger master
+(``/entry/data/data_000001``, ``data_000002``, ... external links), and the
+segments of every part for multi-part scans (``..._part00000.nxs``, ...).
+
+How the frame stack is chosen when ``dataset`` is not given (first rule that
+gives an answer wins):
+
+1. the NeXus ``@default`` chain: root ``@default`` -> NXentry, its ``@default``
+   -> NXdata group, that group's ``@signal`` (entries tried in order when the
+   root has no ``@default``);
+2. ``/entry/data/data``, or Eiger data files ``/entry/data/data_NNNNNN``
+   (concatenated in numeric order);
+3. ``/exchange/data`` (Data Exchange, APS: the standard's projections; its
+   ``data_dark``/``data_white`` siblings are not the scan);
+4. the ``@signal`` of the one NXdata group in the file whose signal is a
+   readable 3-D dataset;
+5. the ``data`` of the one NXdetector group holding a 3-D ``data``;
+6. the one 3-D dataset in the file, or the largest one when it holds more than
+   twice as many values as any other.
+
+Otherwise :class:`~xlabel.errors.ScanError` lists the candidates and says to pass
+``dataset=``. Links that point to missing files (common in real NeXus masters)
+are skipped while searching, and named when nothing else is found. A signal named
+``data_NNNNNN`` always brings its numbered siblings with it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+try:  # registers bitshuffle/LZ4, Blosc, Zstd, ... filters with HDF5
+    import hdf5plugin  # noqa: F401
+except ImportError:  # pragma: no cover - hdf5plugin is a hard dependency
+    hdf5plugin = None
+import h5py
+
+from ..errors import ScanError
+from .base import FrameSource
+
+__all__ = ["HDF5Source", "find_segments", "find_pixel_mask", "open_hdf5"]
+
+EIGER_PART = re.compile(r"^data_(\d+)$")
+MASK_LOCATIONS = (
+    "/entry/instrument/detector/detectorSpecific/pixel_mask",
+    "/entry/instrument/detector/pixel_mask",
+)
+
+
+def _text(value) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return _text(value.reshape(-1)[0])
+    return str(value)
+
+
+def _nx_class(obj) -> str:
+    return _text(obj.attrs.get("NX_class", ""))
+
+
+def _h5open(path) -> h5py.File:
+    """Open an HDF5 file read-only, turning h5py's OSErrors into ScanErrors."""
+    path = Path(path)
+    if not path.exists():
+        raise ScanError("file not found", path=path)
+    if path.is_dir():
+        raise ScanError("is a folder, not an HDF5 file", path=path)
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as err:
+        msg = str(err)
+        if "truncated" in msg or "eof" in msg.lower():
+            reason = "truncated HDF5 file (the writer probably did not finish)"
+        elif "signature" in msg:
+            reason = "not an HDF5 file"
+        else:
+            reason = "cannot open as HDF5"
+        raise ScanError(f"{reason} ({msg})", path=path) from None
+
+
+# -- links -----------------------------------------------------------------
+def _external_target(f: h5py.File, name: str):
+    """(link path, target file, target dataset) of the first external link on ``name``."""
+    parts = [p for p in name.split("/") if p]
+    group = f["/"]
+    for i, part in enumerate(parts):
+        here = "/" + "/".join(parts[: i + 1])
+        try:
+            link = group.get(part, getlink=True)
+        except (KeyError, OSError, RuntimeError):
+            return None
+        if isinstance(link, h5py.ExternalLink):
+            return here, link.filename, link.path
+        try:
+            group = group[part]
+        except (KeyError, OSError, RuntimeError):
+            return None
+        if not isinstance(group, h5py.Group):
+            return None
+    return None
+
+
+def _broken_link_error(f: h5py.File, name: str) -> ScanError | None:
+    target = _external_target(f, name)
+    if target is None:
+        return None
+    link, filename, inner = target
+    full = Path(f.filename).parent / filename
+    what = "is missing" if not full.exists() and not Path(filename).exists() else \
+        f"has no dataset {inner} or cannot be read"
+    return ScanError(f"broken external link {link} -> {filename}:{inner}: "
+                     f"target file {full} {what}", path=f.filename, dataset=name)
+
+
+def _get_dataset(f: h5py.File, name: str) -> h5py.Dataset:
+    """``f[name]`` as a 3-D, non-empty dataset, or a ScanError saying why not."""
+    try:
+        obj = f[name]
+    except (KeyError, OSError, RuntimeError, ValueError):
+        broken = _broken_link_error(f, name)
+        if broken is not None:
+            raise broken from None
+        raise ScanError("no such dataset in the file", path=f.filename, dataset=name) from None
+    if isinstance(obj, h5py.Group):
+        signal = obj.attrs.get("signal")
+        if signal is None:
+            raise ScanError("is a group, not a dataset (and has no @signal)",
+                            path=f.filename, dataset=name)
+        return _get_dataset(f, f"{obj.name.rstrip('/')}/{_text(signal)}")
+    if obj.ndim != 3:
+        raise ScanError(f"is a {obj.ndim}-D dataset of shape {obj.shape}; a scan needs a "
+                        "3-D frame stack (n_frames, height, width)", path=f.filename, dataset=name)
+    return obj
+
+
+def _signal_path(f: h5py.File, name: str) -> str:
+    """``name`` itself, or the path of the ``@signal`` dataset when ``name`` is an NXdata group."""
+    obj = f[name]
+    while isinstance(obj, h5py.Group):
+        name = f"{name.rstrip('/')}/{_text(obj.attrs['signal'])}"
+        obj = f[name]
+    return name
+
+
+# -- discovery --------------------------------------------------------------
+def _try_3d(f: h5py.File, name: str, broken: list) -> h5py.Dataset | None:
+    try:
+        return _get_dataset(f, name)
+    except ScanError as err:
+        if "broken external link" in err.reason:
+            broken.append(err.reason)
+        return None
+
+
+def _default_chain(f: h5py.File, broken: list) -> str | None:
+    root_default = f.attrs.get("default")
+    entries = [_text(root_default)] if root_default is not None else [
+        k for k in f if isinstance(f.get(k, getlink=True), h5py.HardLink)
+        and isinstance(f[k], h5py.Group) and _nx_class(f[k]) == "NXentry"]
+    for entry in entries:
+        if entry not in f or not isinstance(f[entry], h5py.Group):
+            continue
+        nxdata = f[entry].attrs.get("default")
+        if nxdata is None:
+            continue
+        group = f"/{entry}/{_text(nxdata)}"
+        if group in f and isinstance(f[group], h5py.Group) and "signal" in f[group].attrs:
+            name = f"{group}/{_text(f[group].attrs['signal'])}"
+            if _try_3d(f, name, broken) is not None:
+                return name
+    return None
+
+
+def _walk(f: h5py.File):
+    """Yield ``(path, object)`` for every readable object, following external links once."""
+    seen = set()
+    stack = [("/", f["/"])]
+    while stack:
+        prefix, group = stack.pop()
+        key = (group.file.filename, group.name)
+        if key in seen:
+            continue
+        seen.add(key)
+        for name in sorted(group):
+            path = f"{prefix.rstrip('/')}/{name}"
+            try:
+                obj = group[name]
+            except (KeyError, OSError, RuntimeError, ValueError):
+                continue  # dangling link: ignored while searching
+            yield path, obj
+            if isinstance(obj, h5py.Group):
+                stack.append((path, obj))
+
+
+def _unique_by_target(items):
+    """Keep the first path for each distinct dataset (external links alias datasets)."""
+    out, seen = [], set()
+    for path, obj in items:
+        key = (os.path.realpath(obj.file.filename), obj.name)
+        if key not in seen:
+            seen.add(key)
+            out.append((path, obj))
+    return out
+
+
+def _scan_candidates(f: h5py.File):
+    signals, detectors, stacks = [], [], []
+    for path, obj in _walk(f):
+        if isinstance(obj, h5py.Dataset):
+            if obj.ndim == 3:
+                stacks.append((path, obj))
+            continue
+        cls = _nx_class(obj)
+        if cls == "NXdata" and "signal" in obj.attrs:
+            name = f"{path}/{_text(obj.attrs['signal'])}"
+            ds = obj.get(_text(obj.attrs["signal"]))
+            if isinstance(ds, h5py.Dataset) and ds.ndim == 3:
+                signals.append((name, ds))
+        elif cls == "NXdetector" and isinstance(obj.get("data"), h5py.Dataset) \
+                and obj["data"].ndim == 3:
+            detectors.append((f"{path}/data", obj["data"]))
+    return [_unique_by_target(x) for x in (signals, detectors, stacks)]
+
+
+def _describe(items) -> str:
+    return "; ".join(f"{p} {o.shape} {o.dtype}" for p, o in items)
+
+
+def _choose_dataset(f: h5py.File) -> str:
+    broken: list[str] = []
+    name = _default_chain(f, broken)
+    if name:
+        return name
+    for fixed in ("/entry/data/data", "/exchange/data"):
+        if _try_3d(f, fixed, broken) is not None:
+            return fixed
+    if isinstance(f.get("/entry/data"), h5py.Group) and any(
+            EIGER_PART.match(k) for k in f["/entry/data"]):
+        first = sorted(k for k in f["/entry/data"] if EIGER_PART.match(k))[0]
+        return f"/entry/data/{first}"
+    signals, detectors, stacks = _scan_candidates(f)
+    for group in (signals, detectors):
+        if len(group) == 1:
+            return group[0][0]
+    if len(stacks) == 1:
+        return stacks[0][0]
+    if len(stacks) > 1:
+        sizes = sorted(((o.size, p) for p, o in stacks), reverse=True)
+        if sizes[0][0] > 2 * sizes[1][0]:
+            return sizes[0][1]
+        raise ScanError(
+            f"several 3-D datasets could be the frame stack and none is marked (NeXus "
+            f"@default/@signal): {_describe(stacks)}. Pass dataset=, e.g. "
+            f"open_scan({Path(f.filename).name!r}, dataset={stacks[0][0]!r})", path=f.filename)
+    hint = f"; broken links skipped: {'; '.join(broken)}" if broken else ""
+    raise ScanError("no frame stack found: the file holds no 3-D dataset (n_frames, height, "
+                    f"width){hint}. Pass dataset= if the frames are elsewhere", path=f.filename)
+
+
+def _eiger_siblings(f: h5py.File, name: str) -> list[str]:
+    """All ``data_NNNNNN`` datasets next to ``name`` (in numeric order), or ``[name]``."""
+    parent, _, leaf = name.rpartition("/")
+    if not EIGER_PART.match(leaf):
+        return [name]
+    group = f[parent or "/"]
+    numbered = sorted((int(EIGER_PART.match(k).group(1)), k) for k in group if EIGER_PART.match(k))
+    return [f"{parent}/{k}" for _, k in numbered]
+
+
+def find_segments(path, dataset: str | None = None) -> list[tuple[str, str, int]]:
+    """The frame stack(s) of one HDF5/NeXus file: ``[(file, dataset, n_frames), ...]``.
+
+    Several segments for an Eiger master whose frames are split over external
+    data files (``/entry/data/data_000001``, ...). See the module docstring for
+    how the dataset is chosen when ``dataset`` is ``None``.
+
+    >>> find_segments("scan_master.h5")                       # doctest: +SKIP
+    [('scan_master.h5', '/entry/data/data_000001', 100), ...]
+    """
+    with _h5open(path) as f:
+        name = dataset if dataset is not None else _choose_dataset(f)
+        if not name.startswith("/"):
+            name = "/" + name
+        _get_dataset(f, name)  # raises a clear error for anything but a 3-D stack
+        name = _signal_path(f, name)
+        segments = []
+        for part in _eiger_siblings(f, name):
+            ds = _get_dataset(f, part)
+            segments.append((str(path), part, int(ds.shape[0])))
+        return segments
+
+
+def find_pixel_mask(path, dataset: str | None = None) -> np.ndarray | None:
+    """The detector's static pixel mask in an HDF5/NeXus file (``True`` = invalid), or None.
+
+    Looked up at the Eiger location ``/entry/instrument/detector/detectorSpecific/pixel_mask``,
+    the NXdetector ``pixel_mask`` (``/entry/instrument/detector/pixel_mask`` or the
+    NXdetector group holding ``dataset``) and in every NXdetector of
+    ``/entry/instrument``. Any non-zero bit marks a pixel invalid (gap, dead, hot,
+    ...); several masks are OR-ed.
+
+    >>> find_pixel_mask("scan_master.h5").sum()                # doctest: +SKIP
+    1234
+    """
+    with _h5open(path) as f:
+        names = list(MASK_LOCATIONS)
+        if dataset:
+            names.append(f"{dataset.rpartition('/')[0]}/pixel_mask")
+        instrument = f.get("/entry/instrument")
+        if isinstance(instrument, h5py.Group):
+            for key in instrument:
+                try:
+                    obj = instrument[key]
+                except (KeyError, OSError, RuntimeError):
+                    continue
+                if isinstance(obj, h5py.Group) and _nx_class(obj) == "NXdetector":
+                    names += [f"{obj.name}/pixel_mask", f"{obj.name}/detectorSpecific/pixel_mask"]
+        mask = None
+        for name in dict.fromkeys(names):
+            try:
+                obj = f[name]
+            except (KeyError, OSError, RuntimeError, ValueError):
+                continue
+            if isinstance(obj, h5py.Dataset) and obj.ndim == 2:
+                bad = obj[()] != 0
+                mask = bad if mask is None or mask.shape != bad.shape else mask | bad
+        return mask
+
+
+# -- the source ---------------------------------------------------------------
+class HDF5Source(FrameSource):
+    """Frames of one or several HDF5 datasets, read lazily and in order.
+
+    Normally made by :func:`xlabel.open_scan`. Holds only file names and
+    dataset paths; files are opened on first read in each process, so the
+    source pickles cheaply and reopens in worker processes.
+
+    >>> src = HDF5Source([("scan.h5", "/entry/data/data", 100)])   # doctest: +SKIP
+    >>> src[0].shape                                                  # doctest: +SKIP
+    (512, 512)
+    """
+
+    def __init__(self, segments, name=None, pixel_mask=None, invalid_values="auto"):
+        self.segments = [(str(p), d, int(n)) for p, d, n in segments]
+        if not self.segments:
+            raise ScanError("no data files given")
+        first_path, first_ds = self.segments[0][:2]
+        self.path = first_path
+        self.dataset = first_ds
+        self.name = name or Path(first_path).stem
+        self.pixel_mask = pixel_mask
+        self.invalid_values = invalid_values
+        counts = np.array([n for _, _, n in self.segments], dtype=np.int64)
+        self._offsets = np.concatenate([[0], np.cumsum(counts)])
+        self.part_starts = tuple(int(x) for x in self._offsets[:-1])
+        self._handles: dict = {}
+        self._pid = os.getpid()
+        self._check_layout()
+        if len(self) == 0:
+            raise ScanError("the scan has zero frames", path=first_path, dataset=first_ds)
+
+    def _check_layout(self):
+        """Frame shape, dtype and chunking from the first segment; every part must agree."""
+        shape = dtype = None
+        for i, (path, ds_name, n) in enumerate(self.segments):
+            ds = self._dataset(i)
+            if ds.shape[0] != n:
+                raise ScanError(f"holds {ds.shape[0]} frames, expected {n}", path=path,
+                                dataset=ds_name)
+            if shape is None:
+                shape, dtype = tuple(ds.shape[1:]), ds.dtype
+                self.chunk_frames = int(ds.chunks[0]) if ds.chunks else 1
+            elif tuple(ds.shape[1:]) != shape or ds.dtype != dtype:
+                raise ScanError(
+                    f"part {i} has frames {tuple(ds.shape[1:])} {ds.dtype} but the scan's first "
+                    f"part has {shape} {dtype}; parts of one scan must match",
+                    path=path, dataset=ds_name)
+        self._frame_shape, self._dtype = shape, dtype
+
+    # pickling: names only, never open handles
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_handles"] = {}
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._pid = os.getpid()
+
+    def close(self):
+        """Close the files this process opened (they reopen on the next read)."""
+        for f, _ in self._handles.values():
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - closing a dead handle must never raise
+                pass
+        self._handles = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _dataset(self, i: int) -> h5py.Dataset:
+        if self._pid != os.getpid():  # forked child: never reuse the parent's HDF5 handles
+            self._handles, self._pid = {}, os.getpid()
+        if i not in self._handles:
+            path, ds_name, _ = self.segments[i]
+            f = _h5open(path)
+            try:
+                ds = _get_dataset(f, ds_name)
+            except ScanError:
+                f.close()
+                raise
+            self._handles[i] = (f, ds)
+        return self._handles[i][1]
+
+    def __len__(self):
+        return int(self._offsets[-1])
+
+    @property
+    def frame_shape(self):
+        return self._frame_shape
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    def _read(self, start, stop):
+        out = np.empty((stop - start, *self._frame_shape), dtype=self._dtype)
+        if stop <= start:
+            return out
+        first = int(np.searchsorted(self._offsets, start, side="right")) - 1
+        pos = start
+        for i in range(first, len(self.segments)):
+            if pos >= stop:
+                break
+            seg_start, seg_stop = int(self._offsets[i]), int(self._offsets[i + 1])
+            end = min(stop, seg_stop)
+            self._read_segment(i, pos - seg_start, end - seg_start, out[pos - start:end - start])
+            pos = end
+        return out
+
+    def _read_segment(self, i: int, a: int, b: int, dest: np.ndarray):
+        ds = self._dataset(i)
+        try:
+            ds.read_direct(dest, source_sel=np.s_[a:b])
+        except (OSError, RuntimeError, ValueError) as err:
+            raise self._read_error(i, a, b, err) from None
+
+    def _read_error(self, i: int, a: int, b: int, err: Exception) -> ScanError:
+        """Find the first unreadable frame of a failed block (slow path, errors only)."""
+        path, ds_name, _ = self.segments[i]
+        offset = int(self._offsets[i])
+        ds = self._dataset(i)
+        bad = a
+        for j in range(a, b):
+            try:
+                ds[j]
+            except (OSError, RuntimeError, ValueError):
+                bad = j
+                break
+        where = ds.file.filename
+        note = f" (stored in {where})" if os.path.realpath(where) != os.path.realpath(path) else ""
+        return ScanError(
+            f"cannot read frames {offset + a}-{offset + b - 1}: frame {offset + bad} is "
+            f"unreadable (corrupt or truncated chunk{note}): {err}",
+            path=path, dataset=ds_name, frame=offset + bad)
+
+
+def open_hdf5(paths, dataset=None, pixel_mask=None, invalid_values="auto", name=None,
+              file_mask=True) -> HDF5Source:
+    """One scan from one HDF5/NeXus file or several part files (in the given order).
+
+    ``pixel_mask`` (user mask, True = invalid) is OR-ed with the file's detector
+    mask unless ``file_mask=False``.
+
+    >>> src = open_hdf5(["scan_part00000.nxs", "scan_part00001.nxs"])  # doctest: +SKIP
+    """
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    segments = []
+    mask = None
+    for path in paths:
+        segs = find_segments(path, dataset)
+        segments += segs
+        if file_mask:
+            part_mask = find_pixel_mask(path, segs[0][1])
+            if part_mask is not None:
+                mask = part_mask if mask is None or mask.shape != part_mask.shape \
+                    else mask | part_mask
+    src = HDF5Source(segments, name=name, invalid_values=invalid_values)
+    src.pixel_mask = combine_masks(mask, pixel_mask, src)
+    return src
+
+
+def combine_masks(file_mask, user_mask, src: FrameSource):
+    """OR of the file's detector mask and the user's mask, checked against the frame shape."""
+    shape = tuple(src.frame_shape)
+    result = None
+    if file_mask is not None:
+        if tuple(file_mask.shape) != shape:
+            warnings.warn(f"{src.path}: detector pixel_mask of shape {file_mask.shape} does not "
+                          f"match frames {shape}; ignored", stacklevel=3)
+        else:
+            result = np.asarray(file_mask, dtype=bool)
+    if user_mask is not None:
+        user = np.asarray(user_mask).astype(bool)
+        if user.shape != shape:
+            raise ScanError(f"mask of shape {user.shape} does not match the frame shape {shape}",
+                            path=src.path, dataset=src.dataset)
+        result = user.copy() if result is None else result | user
+    return result

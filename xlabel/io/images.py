@@ -1,0 +1,187 @@
+"""Image series (TIFF, EDF, CBF) and ``.npy`` stacks behind the FrameSource interface.
+
+TIFF files are read with ``tifffile``; EDF/CBF (and other formats fabio knows)
+need ``fabio`` (``pip install xlabel[images]``). Each file holds one frame, or
+several for multi-page TIFFs / multi-frame EDFs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MissingDependencyError, ScanError
+from .base import FrameSource
+
+__all__ = ["ImageSeriesSource", "NpySource", "TIFF_SUFFIXES", "FABIO_SUFFIXES"]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+FABIO_SUFFIXES = (".edf", ".cbf", ".img", ".mccd", ".sfrm", ".esperanto")
+
+
+def _fabio():
+    try:
+        import fabio
+    except ImportError:
+        raise MissingDependencyError(
+            "reading EDF/CBF images needs fabio: pip install 'xlabel[images]'") from None
+    return fabio
+
+
+def _read_image(path: str) -> np.ndarray:
+    """All frames of one image file as ``(n, H, W)``."""
+    try:
+        if path.lower().endswith(TIFF_SUFFIXES):
+            import tifffile
+            data = tifffile.imread(path)
+        else:
+            image = _fabio().open(path)
+            frames = [image.getframe(i).data for i in range(image.nframes)] \
+                if image.nframes > 1 else [image.data]
+            data = np.stack(frames)
+    except ScanError:
+        raise
+    except MissingDependencyError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any decoder failure is a bad file for the user
+        raise ScanError(f"cannot read image file ({type(err).__name__}: {err})",
+                        path=path) from None
+    data = np.asarray(data)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise ScanError(f"image of shape {data.shape} is not a 2-D frame or a stack of frames",
+                        path=path)
+    return data
+
+
+def _frame_count(path: str) -> int:
+    if path.lower().endswith(TIFF_SUFFIXES):
+        import tifffile
+        try:
+            with tifffile.TiffFile(path) as tif:
+                shape = tif.series[0].shape
+        except Exception as err:  # noqa: BLE001
+            raise ScanError(f"cannot read TIFF header ({err})", path=path) from None
+        return 1 if len(shape) == 2 else int(shape[0])
+    return _read_image(path).shape[0]
+
+
+class ImageSeriesSource(FrameSource):
+    """Frames from a sorted list of image files (one or more frames per file).
+
+    Frame shape and dtype come from the first file; every file read later is
+    checked against them (a mismatch names the file). Multi-frame files are
+    counted when the source is made.
+
+    >>> src = ImageSeriesSource(sorted(Path("series").glob("raw_*.tiff")))  # doctest: +SKIP
+    >>> len(src), src.frame_shape                                          # doctest: +SKIP
+    (91, (135, 160))
+    """
+
+    def __init__(self, files, name=None, pixel_mask=None, invalid_values="auto"):
+        self.files = [str(f) for f in files]
+        if not self.files:
+            raise ScanError("no image files given")
+        self.path = str(Path(self.files[0]).parent)
+        self.name = name or Path(self.path).name
+        self.pixel_mask = pixel_mask
+        self.invalid_values = invalid_values
+        first = _read_image(self.files[0])
+        self._frame_shape, self._dtype = tuple(first.shape[1:]), first.dtype
+        counts = [first.shape[0]]
+        if first.shape[0] > 1 or not self.files[0].lower().endswith(TIFF_SUFFIXES):
+            counts += [_frame_count(f) for f in self.files[1:]]
+        else:  # one frame per file: verified when each file is read
+            counts += [1] * (len(self.files) - 1)
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        self.part_starts = (0,)
+        self.chunk_frames = 1
+
+    def __len__(self):
+        return int(self._offsets[-1])
+
+    @property
+    def frame_shape(self):
+        return self._frame_shape
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    def _load(self, i: int) -> np.ndarray:
+        path = self.files[i]
+        data = _read_image(path)
+        expected = int(self._offsets[i + 1] - self._offsets[i])
+        if tuple(data.shape[1:]) != self._frame_shape or data.dtype != self._dtype \
+                or data.shape[0] != expected:
+            raise ScanError(
+                f"holds {data.shape[0]} frame(s) of {tuple(data.shape[1:])} {data.dtype}, but "
+                f"the series has {expected} frame(s) of {self._frame_shape} {self._dtype} per "
+                f"file (from {Path(self.files[0]).name}); select matching files with a glob",
+                path=path, frame=int(self._offsets[i]))
+        return data
+
+    def _read(self, start, stop):
+        out = np.empty((max(0, stop - start), *self._frame_shape), dtype=self._dtype)
+        if stop <= start:
+            return out
+        first = int(np.searchsorted(self._offsets, start, side="right")) - 1
+        last = int(np.searchsorted(self._offsets, stop - 1, side="right")) - 1
+        for i in range(first, last + 1):
+            lo, hi = int(self._offsets[i]), int(self._offsets[i + 1])
+            a, b = max(start, lo), min(stop, hi)
+            out[a - start:b - start] = self._load(i)[a - lo:b - lo]
+        return out
+
+
+class NpySource(FrameSource):
+    """A ``.npy`` stack, memory-mapped (``allow_pickle=False``); pickles as its path.
+
+    >>> src = NpySource("frames.npy")   # doctest: +SKIP
+    """
+
+    def __init__(self, path, name=None, pixel_mask=None, invalid_values="auto"):
+        self.path = str(path)
+        self.name = name or Path(self.path).stem
+        self.pixel_mask = pixel_mask
+        self.invalid_values = invalid_values
+        self.chunk_frames = 1
+        self._array = None
+        arr = self._open()
+        if arr.ndim != 3:
+            raise ScanError(f"is a {arr.ndim}-D array of shape {arr.shape}; a scan needs a "
+                            "3-D frame stack (n_frames, height, width)", path=self.path)
+        if arr.shape[0] == 0:
+            raise ScanError("the scan has zero frames", path=self.path)
+
+    def _open(self) -> np.ndarray:
+        if self._array is None:
+            if not os.path.exists(self.path):
+                raise ScanError("file not found", path=self.path)
+            try:
+                self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError, EOFError) as err:
+                raise ScanError(f"not a readable .npy array ({err})", path=self.path) from None
+        return self._array
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_array"] = None
+        return state
+
+    def __len__(self):
+        return self._open().shape[0]
+
+    @property
+    def frame_shape(self):
+        return tuple(self._open().shape[1:])
+
+    @property
+    def dtype(self):
+        return self._open().dtype
+
+    def _read(self, start, stop):
+        return np.array(self._open()[start:stop])
