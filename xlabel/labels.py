@@ -1,0 +1,1065 @@
+"""The single source of truth for the labels of one labeling session.
+
+A :class:`LabelStore` holds one label per frame (``-1`` = unlabeled), the class
+names and colors, and per-frame provenance (which source set the label, when,
+and an optional note). :meth:`LabelStore.assign` is the only way labels change;
+every call is one step of an undoable history, and observers are told about
+every change so views can redraw.
+
+>>> store = LabelStore(6, classes=("good", "bad"))
+>>> step = store.assign([0, 1, 2], "good")
+>>> store.assign([2, 5], "bad", source="kmeans")
+1
+>>> store.labels.tolist()
+[0, 0, 1, -1, -1, 1]
+>>> store.undo()  # returns the id of the step it undid
+1
+>>> store.counts()
+{'good': 3, 'bad': 0, 'unlabeled': 3}
+
+With ``path=`` the store is journaled to a directory (see :mod:`xlabel.labels`
+"On disk" below) before ``assign`` returns, and :meth:`LabelStore.open` gets it back
+after a crash.
+
+On disk
+-------
+``path`` is a directory (by convention ``something.xlabel``) holding:
+
+* ``journal.bin``: a header (magic ``XLBLJRN1``, length, JSON metadata: format version,
+  ``n_frames``, classes, colors, generation, dataset fingerprint; CRC32) followed by
+  append-only records. A record is ``b"XLR1"``, payload length (uint32), CRC32 of the
+  payload (uint32) and the payload (step kind, step id, target step, label, time,
+  source, note and the indices as raw int32/int64 bytes; per-frame labels for
+  multi-class steps). Each record is written with one ``os.write`` and made durable
+  with ``fdatasync`` before ``assign`` returns.
+* ``snapshot.npz``: written by :meth:`LabelStore.snapshot` (temp file + fsync +
+  ``os.replace``), loaded with ``allow_pickle=False``. A snapshot starts a new journal
+  generation. The step list of :attr:`LabelStore.history` survives a snapshot, the undo
+  data does not: steps before a snapshot can no longer be undone.
+* ``frames.npz``: the optional ``frames`` table (``scan``, ``frame``).
+
+Reopening replays the journal. A record cut short at the end of the file (a
+crash in the middle of a write) is dropped with a :class:`JournalRecoveryWarning`
+naming the byte offset, and the file is truncated there. A damaged record that
+is followed by valid records is corruption, not a crash: that raises
+:class:`~xlabel.errors.JournalError` unless ``LabelStore.open(path, recover=True)``
+is asked to keep only the steps before it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import tempfile
+import time
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import JournalError, LabelError
+
+__all__ = ["LabelStore", "LabelChange", "JournalRecoveryWarning", "SOURCES", "DEFAULT_COLORS"]
+
+log = logging.getLogger(__name__)
+
+#: Known label sources; their position is the code stored in ``store.sources``
+#: (0 = never labeled). Other source names are accepted and get the next codes.
+SOURCES = ("", "manual", "kmeans", "dbscan", "model", "import")
+
+#: Colors given to classes in order when ``colors`` is not passed.
+DEFAULT_COLORS = ("#2ca02c", "#d62728", "#1f77b4", "#ff7f0e", "#9467bd",
+                  "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f")
+UNLABELED_COLOR = "#bbbbbb"
+
+FORMAT_VERSION = 1
+JOURNAL_NAME = "journal.bin"
+SNAPSHOT_NAME = "snapshot.npz"
+FRAMES_NAME = "frames.npz"
+FILE_MAGIC = b"XLBLJRN1"
+RECORD_MAGIC = b"XLR1"
+_FILE_HEAD = struct.Struct("<8sI")          # magic, header JSON length (+ JSON + uint32 CRC)
+_RECORD_HEAD = struct.Struct("<4sII")       # magic, payload length, payload CRC32
+# kind, step, target step, label (-2 = per-index labels follow), time, index item size,
+# number of indices, source length, note length
+_PAYLOAD_HEAD = struct.Struct("<Bqqidbqhi")
+_KINDS = {"assign": 1, "undo": 2, "redo": 3}
+_KIND_NAMES = {code: name for name, code in _KINDS.items()}
+_MIXED = -2
+_MAX_RECORD = 1 << 31
+
+
+class JournalRecoveryWarning(UserWarning):
+    """A journal was repaired on open (a half-written last record was dropped)."""
+
+
+@dataclass(frozen=True)
+class LabelChange:
+    """What one change did: sent to every observer of a :class:`LabelStore`.
+
+    ``indices`` are the frames the step touched and ``labels`` their labels now
+    (same length). ``kind`` is ``"assign"``, ``"undo"``, ``"redo"`` or ``"load"``;
+    ``step`` is the id of the assign step that was applied, undone or redone.
+    """
+
+    indices: np.ndarray
+    labels: np.ndarray
+    kind: str
+    step: int
+
+
+@dataclass
+class _Step:
+    """One assign step and what it needs to be undone and redone."""
+
+    step: int
+    indices: np.ndarray
+    labels: np.ndarray | int      # new label (scalar) or one per index
+    source: int
+    time: float
+    note: int                     # note id, -1 = none
+    origin: int = 0               # row of the provenance table this step writes
+    prev_labels: np.ndarray | None = None
+    prev_origins: np.ndarray | None = None
+
+
+class LabelStore:
+    """Labels, classes, colors and provenance of ``n_frames`` frames.
+
+    Parameters
+    ----------
+    n_frames : number of frames (rows); labels start at -1 (unlabeled).
+    classes : class names, any number (at least one).
+    path : directory to journal to (created); ``None`` keeps the store in memory.
+        An existing store at ``path`` is reopened if it matches ``n_frames`` and
+        ``classes``, else :class:`~xlabel.errors.JournalError`.
+    colors : one CSS color per class (default: green, red, blue, ...).
+    frames : optional DataFrame with ``scan`` and ``frame`` columns, one row per
+        store row (e.g. a ``frame_stats`` table), used by exports.
+    fingerprint : optional string identifying the dataset; a store reopened with a
+        different fingerprint is refused.
+
+    >>> store = LabelStore(4, classes=("good", "bad", "unsure"))
+    >>> store.assign(np.array([True, False, True, False]), "unsure", note="check")
+    0
+    >>> store.provenance(0)["note"], store.counts()["unsure"]
+    ('check', 2)
+    """
+
+    def __init__(self, n_frames, classes=("good", "bad"), path=None, colors=None,
+                 frames=None, fingerprint=None):
+        n_frames = _check_n_frames(n_frames)
+        classes = _check_classes(classes)
+        colors = _check_colors(colors, classes)
+        frames = _check_frames(frames, n_frames)
+        if fingerprint is None and frames is not None:
+            fingerprint = _frames_fingerprint(frames)
+        if path is not None and _store_exists(path):
+            self._init_state(n_frames, classes, colors, frames, fingerprint)
+            self._reopen_matching(path)
+            return
+        self._init_state(n_frames, classes, colors, frames, fingerprint)
+        if path is not None:
+            self._create_on_disk(path)
+
+    # ------------------------------------------------------------------ state
+
+    def _init_state(self, n_frames, classes, colors, frames, fingerprint):
+        self._n_frames = n_frames
+        self._classes = classes
+        self._class_lookup = {name: i for i, name in enumerate(classes)}
+        self._colors = colors
+        self._frames = frames
+        self.fingerprint = fingerprint
+        self._labels = np.full(n_frames, -1, dtype=np.int32)
+        # Provenance: each frame points at a row of a small table (source, time,
+        # note) that grows by one row per step; row 0 means "never labeled". An
+        # assign then touches two int32 arrays, not four.
+        self._origins = np.zeros(n_frames, dtype=np.int32)
+        self._prov_source = np.zeros(16, dtype=np.int8)
+        self._prov_time = np.full(16, np.nan)
+        self._prov_note = np.full(16, -1, dtype=np.int32)
+        self._prov_len = 1
+        self._source_names = list(SOURCES)
+        self._notes: list[str] = []
+        self._note_lookup: dict[str, int] = {}
+        self._steps: dict[int, _Step] = {}
+        self._undo: list[int] = []
+        self._redo: list[int] = []
+        self._history: list[dict] = []
+        self._next_step = 0
+        self._observers: list = []
+        self._path: Path | None = None
+        self._fd: int | None = None
+        self._generation = 0
+        self._labels_view = self._labels.view()
+        self._labels_view.flags.writeable = False
+
+    # ------------------------------------------------------------- properties
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames (rows) in the store."""
+        return self._n_frames
+
+    def __len__(self) -> int:
+        return self._n_frames
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Label per frame (class index, -1 = unlabeled): a read-only view."""
+        return self._labels_view
+
+    @property
+    def classes(self) -> tuple:
+        """Class names; a label is an index into this tuple."""
+        return self._classes
+
+    @property
+    def colors(self) -> tuple:
+        """One CSS color per class (``UNLABELED_COLOR`` is used for -1)."""
+        return self._colors
+
+    @property
+    def sources(self) -> np.ndarray:
+        """Source code per frame (read-only copy); names in :attr:`source_names`."""
+        return self._readonly(self._prov_source[self._origins])
+
+    @property
+    def source_names(self) -> tuple:
+        """Source name of each code in :attr:`sources` (code 0 = never labeled)."""
+        return tuple(self._source_names)
+
+    @property
+    def times(self) -> np.ndarray:
+        """Time (Unix seconds) each frame's label was set, NaN if never (read-only)."""
+        return self._readonly(self._prov_time[self._origins])
+
+    @property
+    def frames(self):
+        """The ``frames`` table (``scan``, ``frame``) given at creation, or None."""
+        return None if self._frames is None else self._frames.copy()
+
+    @property
+    def path(self):
+        """The store's directory on disk, or None for an in-memory store."""
+        return self._path
+
+    @staticmethod
+    def _readonly(array):
+        view = array.view()
+        view.flags.writeable = False
+        return view
+
+    def __repr__(self):
+        where = f", path={str(self._path)!r}" if self._path else ""
+        return (f"LabelStore(n_frames={self._n_frames}, classes={self._classes!r}{where}, "
+                f"counts={self.counts()})")
+
+    def class_index(self, name_or_index) -> int:
+        """Index of a class given by name or index; -1 for None/-1/"unlabeled".
+
+        >>> LabelStore(3, classes=("good", "bad")).class_index("bad")
+        1
+        """
+        if name_or_index is None or (isinstance(name_or_index, str)
+                                     and name_or_index in ("", "unlabeled")
+                                     and name_or_index not in self._class_lookup):
+            return -1
+        if isinstance(name_or_index, str):
+            try:
+                return self._class_lookup[name_or_index]
+            except KeyError:
+                raise LabelError(f"unknown class {name_or_index!r}; known classes: "
+                                 f"{', '.join(map(repr, self._classes))}") from None
+        if isinstance(name_or_index, (int, np.integer)) and not isinstance(name_or_index, bool):
+            index = int(name_or_index)
+            if -1 <= index < len(self._classes):
+                return index
+            raise LabelError(f"class index {index} out of range: {len(self._classes)} classes "
+                             f"({', '.join(map(repr, self._classes))}), -1 = unlabeled")
+        raise LabelError(f"a label is a class name or index, not {name_or_index!r}")
+
+    def class_name(self, index) -> str:
+        """Name of class ``index`` ("" for -1)."""
+        index = self.class_index(index)
+        return "" if index < 0 else self._classes[index]
+
+    def counts(self) -> dict:
+        """Number of frames per class, plus ``"unlabeled"``.
+
+        >>> LabelStore(3).counts()
+        {'good': 0, 'bad': 0, 'unlabeled': 3}
+        """
+        bins = np.bincount(self._labels + 1, minlength=len(self._classes) + 1)
+        out = {name: int(bins[i + 1]) for i, name in enumerate(self._classes)}
+        out["unlabeled"] = int(bins[0])
+        return out
+
+    def provenance(self, frame) -> dict:
+        """Where frame ``frame``'s label came from: ``dict(label, source, time, note)``."""
+        frame = int(self._check_indices([frame])[0])
+        origin = self._origins[frame]
+        note_id = self._prov_note[origin]
+        return {"label": self.class_name(int(self._labels[frame])),
+                "source": self._source_names[self._prov_source[origin]],
+                "time": float(self._prov_time[origin]),
+                "note": None if note_id < 0 else self._notes[note_id]}
+
+    # ------------------------------------------------------------- changing
+
+    def assign(self, indices, label, source="manual", note=None) -> int:
+        """Set the label of ``indices`` (ints or a boolean mask) to ``label``; returns the step id.
+
+        ``label`` is a class name or index (None or -1 clears labels). The step is
+        journaled (when the store has a path) before this returns, then observers
+        are told.
+
+        >>> store = LabelStore(5)
+        >>> store.assign(range(3), "bad", source="model", note="first pass")
+        0
+        >>> store.labels.tolist()
+        [1, 1, 1, -1, -1]
+        """
+        label = self.class_index(label)
+        indices = self._check_indices(indices)
+        return self._new_step(indices, label, source, note)
+
+    def seed_from(self, cluster_labels, mapping=None, source="kmeans", note=None) -> int:
+        """Label every frame from cluster ids in one step; returns the step id.
+
+        ``cluster_labels`` has one cluster id per frame. ``mapping`` maps cluster
+        ids to classes (name, index, or None to leave those frames alone), as a
+        dict or a sequence indexed by cluster id. Without it cluster ids must
+        already be class indices. Noise (-1) is left alone unless mapped.
+
+        >>> store = LabelStore(4)
+        >>> store.seed_from([0, 0, 1, -1], mapping={0: "bad", 1: "good"})
+        0
+        >>> store.labels.tolist()
+        [1, 1, 0, -1]
+        """
+        cluster_labels = np.asarray(cluster_labels)
+        if cluster_labels.shape != (self._n_frames,) or cluster_labels.dtype.kind not in "iu":
+            raise LabelError(f"seed_from needs one integer cluster id per frame "
+                             f"({self._n_frames}), got shape {cluster_labels.shape} "
+                             f"dtype {cluster_labels.dtype}")
+        table = self._cluster_table(np.unique(cluster_labels), mapping)
+        keep = np.isin(cluster_labels, list(table))
+        indices = np.flatnonzero(keep)
+        ids = cluster_labels[indices]
+        lut_keys = np.array(sorted(table), dtype=np.int64)
+        lut_vals = np.array([table[k] for k in lut_keys], dtype=np.int32)
+        labels = lut_vals[np.searchsorted(lut_keys, ids)] if len(ids) else ids.astype(np.int32)
+        return self._new_step(indices, labels, source, note)
+
+    def _cluster_table(self, cluster_ids, mapping) -> dict:
+        if mapping is None:
+            valid = [c for c in cluster_ids.tolist() if c != -1]
+            bad = [c for c in valid if not 0 <= c < len(self._classes)]
+            if bad:
+                raise LabelError(f"cluster ids {bad} are not class indices of "
+                                 f"{self._classes}; pass mapping={{cluster id: class name}}")
+            return {c: c for c in valid}
+        if not isinstance(mapping, dict):
+            mapping = dict(enumerate(mapping))
+        unmapped = [c for c in cluster_ids.tolist() if c not in mapping and c != -1]
+        if unmapped:
+            raise LabelError(f"cluster ids {unmapped} are not in mapping {mapping}")
+        table = {int(c): self.class_index(cls) for c, cls in mapping.items() if cls is not None}
+        return table
+
+    def undo(self) -> int | None:
+        """Undo the last applied step; returns its id (None if nothing to undo)."""
+        if not self._undo:
+            return None
+        step, when = self._undo[-1], time.time()
+        self._journal("undo", target=step, when=when)
+        self._apply_undo(when)
+        return step
+
+    def redo(self) -> int | None:
+        """Redo the last undone step; returns its id (None if nothing to redo)."""
+        if not self._redo:
+            return None
+        step, when = self._redo[-1], time.time()
+        self._journal("redo", target=step, when=when)
+        self._apply_redo(when)
+        return step
+
+    @property
+    def can_undo(self) -> bool:
+        """Whether :meth:`undo` would do something."""
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        """Whether :meth:`redo` would do something."""
+        return bool(self._redo)
+
+    def _check_indices(self, indices) -> np.ndarray:
+        if isinstance(indices, range):
+            indices = np.arange(indices.start, indices.stop, indices.step)
+        array = np.asarray(indices)
+        if array.dtype == bool:
+            if array.shape != (self._n_frames,):
+                raise LabelError(f"a boolean mask needs {self._n_frames} entries, "
+                                 f"got shape {array.shape}")
+            array = np.flatnonzero(array)
+        if array.ndim == 0:
+            array = array.reshape(1)
+        if array.size == 0:
+            return np.empty(0, dtype=self._index_dtype)
+        if array.ndim != 1 or array.dtype.kind not in "iu":
+            raise LabelError(f"indices must be a 1-d array of integers or a boolean mask, "
+                             f"got shape {array.shape} dtype {array.dtype}")
+        low, high = array.min(), array.max()
+        if low < 0 or high >= self._n_frames:
+            bad = int(low) if low < 0 else int(high)
+            raise LabelError(f"index out of range: store has {self._n_frames} frames",
+                             frame=bad)
+        return array.astype(self._index_dtype, copy=False)
+
+    @property
+    def _index_dtype(self):
+        return np.int32 if self._n_frames < 2**31 else np.int64
+
+    def _source_code(self, source) -> int:
+        source = str(source)
+        try:
+            return self._source_names.index(source)
+        except ValueError:
+            if len(self._source_names) >= 127:
+                raise LabelError("too many distinct label sources (127 at most)") from None
+            self._source_names.append(source)
+            return len(self._source_names) - 1
+
+    def _note_id(self, note) -> int:
+        if note is None:
+            return -1
+        note = str(note)
+        if note not in self._note_lookup:
+            self._note_lookup[note] = len(self._notes)
+            self._notes.append(note)
+        return self._note_lookup[note]
+
+    def _new_step(self, indices, labels, source, note, when=None, step_id=None) -> int:
+        note = None if note is None or note == "" else str(note)
+        step = _Step(step=self._next_step if step_id is None else step_id,
+                     indices=indices, labels=labels, source=self._source_code(source),
+                     time=time.time() if when is None else when, note=self._note_id(note))
+        self._journal("assign", step=step, source=str(source), note=note)
+        self._apply_new(step)
+        return step.step
+
+    def _apply_new(self, step: _Step):
+        for dropped in self._redo:
+            self._steps.pop(dropped, None)
+        self._redo.clear()
+        idx = step.indices
+        step.origin = self._add_provenance(step.source, step.time, step.note)
+        step.prev_labels = self._labels[idx]
+        step.prev_origins = self._origins[idx]
+        self._steps[step.step] = step
+        self._next_step = step.step + 1
+        self._set(idx, step.labels, step.origin)
+        self._undo.append(step.step)
+        self._record("assign", step.step, step.time)
+        self._notify("assign", step.step, idx)
+
+    def _apply_undo(self, when):
+        step = self._steps[self._undo.pop()]
+        self._set(step.indices, step.prev_labels, step.prev_origins)
+        self._redo.append(step.step)
+        self._record("undo", step.step, when)
+        self._notify("undo", step.step, step.indices)
+
+    def _apply_redo(self, when):
+        step = self._steps[self._redo.pop()]
+        self._set(step.indices, step.labels, step.origin)
+        self._undo.append(step.step)
+        self._record("redo", step.step, when)
+        self._notify("redo", step.step, step.indices)
+
+    def _set(self, idx, labels, origins):
+        self._labels[idx] = labels
+        self._origins[idx] = origins
+
+    def _add_provenance(self, sources, times, notes) -> int:
+        """Append provenance rows (scalars or arrays); returns the first new row."""
+        count = max(np.size(sources), np.size(times), np.size(notes))
+        first, needed = self._prov_len, self._prov_len + count
+        if needed > len(self._prov_source):
+            size = max(needed, 2 * len(self._prov_source))
+            self._prov_source = np.resize(self._prov_source, size)
+            self._prov_time = np.resize(self._prov_time, size)
+            self._prov_note = np.resize(self._prov_note, size)
+        self._prov_source[first:needed] = sources
+        self._prov_time[first:needed] = times
+        self._prov_note[first:needed] = notes
+        self._prov_len = needed
+        return first
+
+    def _record(self, kind, step_id, when):
+        if kind == "assign":
+            step = self._steps[step_id]
+            labels = step.labels
+            self._history.append({
+                "kind": kind, "step": step_id,
+                "label": (self.class_name(labels) if np.ndim(labels) == 0 else "(several)"),
+                "source": self._source_names[step.source], "n_frames": len(step.indices),
+                "time": when, "note": None if step.note < 0 else self._notes[step.note]})
+        else:
+            self._history.append({"kind": kind, "step": step_id, "label": None, "source": None,
+                                  "n_frames": None, "time": when, "note": None})
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """All steps, oldest first: one row per assign, undo and redo.
+
+        Columns: ``kind``, ``step`` (the assign step it concerns), ``label``,
+        ``source``, ``n_frames``, ``time``, ``note`` and ``applied`` (whether that
+        assign step is in effect now).
+        """
+        table = pd.DataFrame(self._history, columns=["kind", "step", "label", "source",
+                                                     "n_frames", "time", "note"])
+        applied = set(self._undo)
+        table["applied"] = [s in applied for s in table["step"]]
+        return table
+
+    # ------------------------------------------------------------ observers
+
+    def observe(self, callback):
+        """Call ``callback(change: LabelChange)`` after every change; returns ``callback``.
+
+        A callback that raises is logged and warned about; the store is unaffected.
+
+        >>> store = LabelStore(3)
+        >>> seen = []
+        >>> _ = store.observe(lambda change: seen.append(change.indices.tolist()))
+        >>> _ = store.assign([1, 2], "bad")
+        >>> seen
+        [[1, 2]]
+        """
+        if callback not in self._observers:
+            self._observers.append(callback)
+        return callback
+
+    def unobserve(self, callback):
+        """Stop calling ``callback`` (no error if it was not observing)."""
+        if callback in self._observers:
+            self._observers.remove(callback)
+
+    def _notify(self, kind, step_id, indices):
+        if not self._observers:
+            return
+        labels = self._labels[indices]
+        labels.flags.writeable = False
+        indices = indices.view()
+        indices.flags.writeable = False
+        change = LabelChange(indices=indices, labels=labels, kind=kind, step=step_id)
+        for callback in list(self._observers):
+            try:
+                callback(change)
+            except Exception as err:  # a broken view must never break the store
+                log.exception("LabelStore observer %r failed", callback)
+                warnings.warn(f"LabelStore observer {callback!r} raised {err!r}; "
+                              f"the labels are unaffected", RuntimeWarning, stacklevel=3)
+
+    # ----------------------------------------------------------- persistence
+
+    def _journal(self, kind, step=None, target=-1, when=0.0, source="", note=None):
+        """Write one record and make it durable (no-op for an in-memory store)."""
+        if self._fd is None:
+            return
+        record = _encode_record(kind, step, target, when, source, note)
+        try:
+            _write_all(self._fd, record)
+            _sync(self._fd)
+        except OSError as err:
+            raise JournalError(f"cannot write the label journal: {err}; the step was not "
+                               f"applied", path=self._journal_path) from err
+
+    @property
+    def _journal_path(self):
+        return None if self._path is None else self._path / JOURNAL_NAME
+
+    def _meta(self) -> dict:
+        return {"format": "xlabel-labels", "version": FORMAT_VERSION,
+                "n_frames": self._n_frames, "classes": list(self._classes),
+                "colors": list(self._colors), "generation": self._generation,
+                "fingerprint": self.fingerprint}
+
+    def _create_on_disk(self, path):
+        path = Path(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            if self._frames is not None:
+                _atomic_write(path / FRAMES_NAME, lambda f: np.savez(
+                    f, scan=self._frames["scan"].to_numpy(dtype=str),
+                    frame=self._frames["frame"].to_numpy(dtype=np.int64)))
+        except OSError as err:
+            raise JournalError(f"cannot create the label store: {err}", path=path) from err
+        self._path = path
+        self._start_journal()
+
+    def _start_journal(self):
+        """Atomically replace the journal with an empty one of the current generation."""
+        try:
+            _atomic_write(self._journal_path, lambda f: f.write(_encode_header(self._meta())))
+            self._open_journal()
+        except OSError as err:
+            raise JournalError(f"cannot write the label journal: {err}",
+                               path=self._journal_path) from err
+
+    def _open_journal(self):
+        self.close()
+        self._fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND)
+
+    def close(self):
+        """Close the journal file (the store stays usable in memory only)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # ---------------------------------------------------------- reopening
+
+    @classmethod
+    def open(cls, path, recover=False) -> "LabelStore":
+        """Reopen the store journaled at ``path``: snapshot + journal replay.
+
+        A half-written last record (a crash during a write) is dropped with a
+        :class:`JournalRecoveryWarning`. A damaged record followed by valid ones
+        raises :class:`~xlabel.errors.JournalError`; ``recover=True`` keeps the
+        steps before it instead (and warns how many records were dropped).
+
+        >>> import tempfile, os
+        >>> folder = os.path.join(tempfile.mkdtemp(), "scan.xlabel")
+        >>> _ = LabelStore(3, path=folder).assign([2], "bad")
+        >>> LabelStore.open(folder).labels.tolist()
+        [-1, -1, 1]
+        """
+        path = Path(path)
+        if not _store_exists(path):
+            raise JournalError(f"no label store here (expected {JOURNAL_NAME} or "
+                               f"{SNAPSHOT_NAME} in this directory)", path=path)
+        snapshot = _read_snapshot(path / SNAPSHOT_NAME)
+        journal = _read_journal(path / JOURNAL_NAME)
+        meta = snapshot["meta"] if snapshot is not None else journal[0]
+        if snapshot is not None and journal is not None:
+            _check_same_dataset(path, snapshot["meta"], journal[0])
+        store = cls.__new__(cls)
+        store._init_state(meta["n_frames"], tuple(meta["classes"]), tuple(meta["colors"]),
+                          _read_frames(path / FRAMES_NAME), meta.get("fingerprint"))
+        store._path = path
+        if snapshot is not None:
+            store._restore_snapshot(snapshot)
+        if journal is not None and journal[0]["generation"] == store._generation:
+            store._replay(journal, recover)
+            store._open_journal()
+        elif journal is None or journal[0]["generation"] < store._generation:
+            log.info("%s: journal predates the snapshot; starting a new one", path)
+            store._start_journal()
+        else:
+            raise JournalError(f"journal generation {journal[0]['generation']} is newer than "
+                               f"the snapshot ({store._generation}); the snapshot is missing "
+                               f"or was replaced", path=path / JOURNAL_NAME)
+        return store
+
+    def _reopen_matching(self, path):
+        """Adopt the store already at ``path`` if it is the same dataset."""
+        other = LabelStore.open(path)
+        _check_same_dataset(path, self._meta(), other._meta())
+        other_state = dict(other.__dict__)
+        other._fd = None
+        self.__dict__.update(other_state)
+
+    def _replay(self, journal, recover):
+        header, data, start = journal
+        records, end, bad = _scan_records(data, start)
+        for offset, payload in records:
+            try:
+                self._replay_record(payload)
+            except (LabelError, KeyError, IndexError, ValueError) as err:
+                raise JournalError(f"record at byte {offset} cannot be replayed ({err}); "
+                                   f"the journal does not belong to this store",
+                                   path=self._journal_path) from err
+        if bad is None:
+            return
+        later = _count_valid_after(data, bad)
+        if later and not recover:
+            raise JournalError(
+                f"corrupt record at byte {bad} followed by {later} valid record(s); "
+                f"LabelStore.open(path, recover=True) keeps the {len(records)} steps before "
+                f"it and drops the rest", path=self._journal_path)
+        what = (f"dropped a corrupt record at byte {bad} and {later} record(s) after it"
+                if later else f"dropped a half-written record at byte {bad} "
+                              f"({len(data) - bad} bytes, probably a crash during a write)")
+        warnings.warn(f"{self._journal_path}: {what}; {len(records)} steps were recovered",
+                      JournalRecoveryWarning, stacklevel=3)
+        try:
+            os.truncate(self._journal_path, bad)
+        except OSError as err:
+            raise JournalError(f"cannot truncate the damaged journal: {err}",
+                               path=self._journal_path) from err
+
+    def _replay_record(self, payload):
+        kind, step_id, target, when, indices, labels, source, note = _decode_record(payload)
+        if kind == "assign":
+            self._check_indices(indices)
+            if np.ndim(labels) == 0:
+                labels = self.class_index(int(labels))
+            elif len(labels) and (labels.min() < -1 or labels.max() >= len(self._classes)):
+                raise LabelError("label out of range")
+            self._new_step(indices, labels, source, note, when=when, step_id=step_id)
+            return
+        stack = self._undo if kind == "undo" else self._redo
+        if not stack or stack[-1] != target:
+            raise LabelError(f"{kind} of step {target} does not match the history")
+        (self._apply_undo if kind == "undo" else self._apply_redo)(when)
+
+    # ---------------------------------------------------------- snapshots
+
+    def snapshot(self):
+        """Compact the journal: write the state to ``snapshot.npz``, start a new journal.
+
+        Both files are replaced atomically; a crash at any point leaves a store
+        that reopens to the same labels. Steps before a snapshot stay in
+        :attr:`history` but can no longer be undone.
+        """
+        if self._path is None:
+            raise LabelError("snapshot() needs a store with a path")
+        self._generation += 1
+        arrays = self._state_arrays()
+        arrays["meta"] = np.array(json.dumps(self._meta()))
+        arrays["history"] = np.array(json.dumps(self._history))
+        arrays["next_step"] = np.array(self._next_step, dtype=np.int64)
+        try:
+            _atomic_write(self._path / SNAPSHOT_NAME, lambda f: np.savez(f, **arrays))
+        except OSError as err:
+            self._generation -= 1
+            raise JournalError(f"cannot write the snapshot: {err}", path=self._path) from err
+        self._steps.clear()
+        self._undo.clear()
+        self._redo.clear()
+        self._start_journal()
+
+    def _state_arrays(self) -> dict:
+        n = self._prov_len
+        return {"labels": self._labels.copy(), "origins": self._origins.copy(),
+                "prov_source": self._prov_source[:n].copy(),
+                "prov_time": self._prov_time[:n].copy(), "prov_note": self._prov_note[:n].copy(),
+                "notes": np.array(self._notes, dtype=str),
+                "source_names": np.array(self._source_names, dtype=str)}
+
+    def _restore_snapshot(self, snapshot):
+        self._generation = int(snapshot["meta"]["generation"])
+        self._restore_arrays(snapshot)
+        self._history = list(snapshot["history"])
+        self._next_step = int(snapshot["next_step"])
+
+    def _restore_arrays(self, arrays):
+        """Set the state from the arrays of :meth:`_state_arrays` (checked, never trusted)."""
+        self._labels[:] = self._checked(arrays, "labels", (self._n_frames,), np.int32)
+        self._origins[:] = self._checked(arrays, "origins", (self._n_frames,), np.int32)
+        rows = np.shape(arrays["prov_source"])[:1]
+        self._prov_source = self._checked(arrays, "prov_source", rows, np.int8)
+        self._prov_time = self._checked(arrays, "prov_time", rows, np.float64)
+        self._prov_note = self._checked(arrays, "prov_note", rows, np.int32)
+        self._prov_len = len(self._prov_source)
+        self._source_names = [str(name) for name in arrays["source_names"]]
+        self._notes = [str(note) for note in arrays["notes"]]
+        self._note_lookup = {note: i for i, note in enumerate(self._notes)}
+        for name, values, low, high in (
+                ("labels", self._labels, -1, len(self._classes)),
+                ("origins", self._origins, 0, self._prov_len),
+                ("prov_source", self._prov_source, 0, len(self._source_names)),
+                ("prov_note", self._prov_note, -1, len(self._notes))):
+            if len(values) and (values.min() < low or values.max() >= high):
+                raise JournalError(f"{name} holds codes outside {low}..{high - 1}",
+                                   path=self._path, dataset=name)
+
+    def _checked(self, arrays, name, shape, dtype):
+        values = np.asarray(arrays[name])
+        if values.shape != tuple(shape) or values.dtype.kind not in "iuf" or not len(shape):
+            raise JournalError(f"{name} has shape {values.shape} dtype {values.dtype}, "
+                               f"expected {tuple(shape)}", path=self._path, dataset=name)
+        return values.astype(dtype)
+
+
+# ---------------------------------------------------------------- validation
+
+def _check_n_frames(n_frames) -> int:
+    if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 0:
+        raise LabelError(f"n_frames must be a non-negative integer, got {n_frames!r}")
+    return int(n_frames)
+
+
+def _check_classes(classes) -> tuple:
+    if isinstance(classes, str):
+        raise LabelError(f"classes must be a sequence of names, not the string {classes!r}")
+    classes = tuple(classes)
+    if not classes:
+        raise LabelError("a LabelStore needs at least one class")
+    for name in classes:
+        if not isinstance(name, str) or name in ("", "unlabeled"):
+            raise LabelError(f"class names must be non-empty strings other than "
+                             f"'unlabeled', got {name!r}")
+    if len(set(classes)) != len(classes):
+        raise LabelError(f"class names must be unique, got {classes}")
+    if len(classes) > 2**31 - 2:
+        raise LabelError("too many classes")
+    return classes
+
+
+def _check_colors(colors, classes) -> tuple:
+    if colors is None:
+        return tuple(DEFAULT_COLORS[i % len(DEFAULT_COLORS)] for i in range(len(classes)))
+    if isinstance(colors, dict):
+        colors = [colors.get(name, DEFAULT_COLORS[i % len(DEFAULT_COLORS)])
+                  for i, name in enumerate(classes)]
+    colors = tuple(str(c) for c in colors)
+    if len(colors) != len(classes):
+        raise LabelError(f"{len(colors)} colors given for {len(classes)} classes {classes}")
+    return colors
+
+
+def _check_frames(frames, n_frames):
+    if frames is None:
+        return None
+    if not isinstance(frames, pd.DataFrame) or not {"scan", "frame"} <= set(frames.columns):
+        raise LabelError("frames must be a DataFrame with 'scan' and 'frame' columns")
+    if len(frames) != n_frames:
+        raise LabelError(f"frames has {len(frames)} rows but the store has {n_frames} frames")
+    return pd.DataFrame({"scan": frames["scan"].astype(str).to_numpy(),
+                         "frame": frames["frame"].to_numpy(dtype=np.int64)})
+
+
+def _frames_fingerprint(frames) -> str:
+    crc = zlib.crc32("\0".join(frames["scan"]).encode())
+    crc = zlib.crc32(frames["frame"].to_numpy(dtype="<i8").tobytes(), crc)
+    return f"frames:{len(frames)}:{crc:08x}"
+
+
+def _check_same_dataset(path, expected, found):
+    if expected["n_frames"] != found["n_frames"]:
+        raise JournalError(f"this label store is for {found['n_frames']} frames, not "
+                           f"{expected['n_frames']}: it belongs to another dataset", path=path)
+    if list(expected["classes"]) != list(found["classes"]):
+        raise JournalError(f"this label store has classes {list(found['classes'])}, not "
+                           f"{list(expected['classes'])}", path=path)
+    mine, theirs = expected.get("fingerprint"), found.get("fingerprint")
+    if mine is not None and theirs is not None and mine != theirs:
+        raise JournalError(f"this label store belongs to dataset {theirs!r}, not {mine!r}",
+                           path=path)
+
+
+# ------------------------------------------------------------- file helpers
+
+def _store_exists(path) -> bool:
+    path = Path(path)
+    return (path / JOURNAL_NAME).is_file() or (path / SNAPSHOT_NAME).is_file()
+
+
+def _sync(fd):
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _atomic_write(path, write):
+    """Write ``path`` through ``write(file)`` into a temp file, fsync, rename, fsync the dir."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder):
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _read_snapshot(path):
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            snap = {name: data[name] for name in data.files}
+        snap["meta"] = _check_meta(json.loads(str(snap["meta"])), path)
+        snap["history"] = json.loads(str(snap["history"]))
+        return snap
+    except JournalError:
+        raise
+    except (OSError, ValueError, KeyError, json.JSONDecodeError, zlib.error) as err:
+        raise JournalError(f"cannot read the label snapshot: {err}", path=path) from err
+
+
+def _read_frames(path):
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return pd.DataFrame({"scan": data["scan"].astype(str), "frame": data["frame"]})
+    except (OSError, ValueError, KeyError) as err:
+        raise JournalError(f"cannot read the frames table: {err}", path=path) from err
+
+
+def _check_meta(meta, path) -> dict:
+    if not isinstance(meta, dict) or meta.get("format") != "xlabel-labels":
+        raise JournalError("not an xlabel label store", path=path)
+    if meta.get("version", 0) > FORMAT_VERSION:
+        raise JournalError(f"written by a newer xlabel (format version {meta['version']}, "
+                           f"this one reads {FORMAT_VERSION})", path=path)
+    for key in ("n_frames", "classes", "colors", "generation"):
+        if key not in meta:
+            raise JournalError(f"metadata lacks {key!r}", path=path)
+    return meta
+
+
+# ------------------------------------------------------------ journal format
+
+def _encode_header(meta) -> bytes:
+    body = json.dumps(meta).encode()
+    return _FILE_HEAD.pack(FILE_MAGIC, len(body)) + body + struct.pack("<I", zlib.crc32(body))
+
+
+def _read_journal(path):
+    """``(meta, data, offset of the first record)`` or None if there is no journal."""
+    if not path.is_file():
+        return None
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise JournalError(f"cannot read the label journal: {err}", path=path) from err
+    if len(data) < _FILE_HEAD.size or data[:8] != FILE_MAGIC:
+        raise JournalError("not an xlabel label journal (bad magic)", path=path)
+    (_, length), start = _FILE_HEAD.unpack_from(data), _FILE_HEAD.size
+    body = data[start:start + length]
+    crc = data[start + length:start + length + 4]
+    if len(body) != length or len(crc) != 4 or struct.unpack("<I", crc)[0] != zlib.crc32(body):
+        raise JournalError("the journal header is damaged", path=path)
+    try:
+        meta = json.loads(body)
+    except json.JSONDecodeError as err:
+        raise JournalError(f"the journal header is not JSON: {err}", path=path) from err
+    return _check_meta(meta, path), data, start + length + 4
+
+
+def _encode_record(kind, step, target, when, source, note) -> bytes:
+    source_bytes = source.encode()
+    note_bytes = b"" if note is None else str(note).encode()
+    if step is None:
+        head = _PAYLOAD_HEAD.pack(_KINDS[kind], -1, target, 0, when, 0, 0, 0, 0)
+        parts = [head]
+    else:
+        mixed = np.ndim(step.labels) != 0
+        indices = step.indices
+        head = _PAYLOAD_HEAD.pack(_KINDS[kind], step.step, target,
+                                  _MIXED if mixed else int(step.labels), step.time,
+                                  indices.dtype.itemsize, len(indices), len(source_bytes),
+                                  len(note_bytes) if note is not None else -1)
+        parts = [head, source_bytes, note_bytes, indices.astype(indices.dtype.newbyteorder("<"),
+                                                               copy=False).tobytes()]
+        if mixed:
+            parts.append(np.asarray(step.labels, dtype="<i4").tobytes())
+    payload = b"".join(parts)
+    if len(payload) >= _MAX_RECORD:
+        raise LabelError("one step is too large for the journal (2 GiB); split it")
+    return _RECORD_HEAD.pack(RECORD_MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+def _decode_record(payload):
+    kind, step, target, label, when, itemsize, count, n_source, n_note = \
+        _PAYLOAD_HEAD.unpack_from(payload)
+    kind = _KIND_NAMES[kind]
+    if kind != "assign":
+        return kind, step, target, when, None, None, None, None
+    pos = _PAYLOAD_HEAD.size
+    source = payload[pos:pos + n_source].decode()
+    pos += n_source
+    note = None if n_note < 0 else payload[pos:pos + n_note].decode()
+    pos += max(n_note, 0)
+    dtype = {4: "<i4", 8: "<i8"}[itemsize]
+    indices = np.frombuffer(payload, dtype=dtype, count=count, offset=pos)
+    pos += itemsize * count
+    labels = (np.frombuffer(payload, dtype="<i4", count=count, offset=pos).astype(np.int32)
+              if label == _MIXED else label)
+    return kind, step, target, when, indices.astype(dtype[1:]), labels, source, note
+
+
+def _parse_record(data, offset):
+    """The payload of a valid record at ``offset`` and its end, or None."""
+    head_end = offset + _RECORD_HEAD.size
+    if head_end > len(data):
+        return None
+    magic, length, crc = _RECORD_HEAD.unpack_from(data, offset)
+    end = head_end + length
+    if magic != RECORD_MAGIC or end > len(data) or length < _PAYLOAD_HEAD.size:
+        return None
+    payload = data[head_end:end]
+    if zlib.crc32(payload) != crc:
+        return None
+    return payload, end
+
+
+def _scan_records(data, start):
+    """Valid records from ``start``: ``([(offset, payload)], end, offset of a bad one or None)``."""
+    records, offset = [], start
+    while offset < len(data):
+        parsed = _parse_record(data, offset)
+        if parsed is None:
+            return records, offset, offset
+        records.append((offset, parsed[0]))
+        offset = parsed[1]
+    return records, offset, None
+
+
+def _count_valid_after(data, bad) -> int:
+    """Number of valid records after a damaged spot (0: the damage is a torn tail)."""
+    offset = data.find(RECORD_MAGIC, bad + 1)
+    while offset >= 0:
+        parsed = _parse_record(data, offset)
+        if parsed is not None:
+            return len(_scan_records(data, offset)[0])
+        offset = data.find(RECORD_MAGIC, offset + 1)
+    return 0
