@@ -134,10 +134,8 @@ def _as_list(scans):
 def _as_source(scan, dataset):
     if isinstance(scan, FrameSource):
         return scan
-    try:
-        from .io import open_scan
-    except ImportError:  # io readers not available: HDF5 / arrays only
-        open_scan = _fallback_open
+    from .io import open_scan
+
     try:
         return open_scan(scan, dataset=dataset)
     except XLabelError:
@@ -145,16 +143,6 @@ def _as_source(scan, dataset):
     except Exception as err:  # noqa: BLE001 - give the user a clear error, not a traceback
         raise FeatureError(f"cannot open scan: {err}", path=_path_or_none(scan),
                            dataset=dataset) from err
-
-
-def _fallback_open(scan, dataset=None):
-    from .io.base import ArraySource
-
-    if isinstance(scan, (str, Path)):
-        from ._h5fallback import H5Source
-
-        return H5Source(scan, dataset=dataset)
-    return ArraySource(scan)
 
 
 def _path_or_none(scan):
