@@ -523,15 +523,16 @@ class LabelStore:
         """All steps, oldest first: one row per assign, undo and redo.
 
         Columns: ``kind``, ``step`` (the assign step it concerns), ``label``,
-        ``source``, ``n_frames``, ``time``, ``note`` and ``applied`` (whether that
-        assign step is in effect now).
+        ``source``, ``n_frames``, ``time``, ``note`` and ``applied`` (True on the
+        assign rows whose step is in effect now; False on undo/redo rows). A store
+        made by ``from_csv``/``from_hdf5`` starts with one ``"load"`` row.
         """
         table = pd.DataFrame(self._history, columns=["kind", "step", "label", "source",
                                                      "n_frames", "time", "note"])
         applied = {}
         for kind, step in zip(table["kind"], table["step"]):
             applied[step] = kind != "undo"
-        table["applied"] = [applied[step] and kind != "undo"
+        table["applied"] = [applied[step] and kind in ("assign", "load")
                             for kind, step in zip(table["kind"], table["step"])]
         return table
 
