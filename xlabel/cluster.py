@@ -374,7 +374,8 @@ def dbscan(features, eps: float | None = None, min_samples: int = DEFAULT_MIN_SA
     ``(labels, info)``, ``info`` a dict with ``eps`` (in the units used for clustering),
     ``eps_source`` ("given" or "knee"), ``min_samples``, ``n_clusters``, ``n_noise``,
     ``scale``, ``columns`` and ``scales`` (per-column std divided out, or None); the same
-    dict is kept as ``dbscan.last_info`` (last call in this process).
+    dict is kept as ``dbscan.last_info`` and the eps as ``dbscan.last_eps`` (last call in
+    this process; not thread-safe, prefer ``return_info``).
 
     Only noise gives a :class:`ClusterWarning` suggesting an eps; too few frames,
     identical frames and NaN features raise :class:`~xlabel.errors.ClusterError`.
@@ -402,13 +403,14 @@ def dbscan(features, eps: float | None = None, min_samples: int = DEFAULT_MIN_SA
             "n_clusters": int(labels.max() + 1), "n_noise": int(np.sum(labels == -1)),
             "scale": bool(scale), "columns": cols,
             "scales": None if scales is None else scales.tolist()}
-    dbscan.last_info = info
+    dbscan.last_info, dbscan.last_eps = info, info["eps"]
     if info["n_clusters"] == 0:
         _warn_only_noise(matrix, eps, min_samples, kdist)
     return (labels, info) if return_info else labels
 
 
 dbscan.last_info = None
+dbscan.last_eps = None
 
 
 def _run_dbscan(matrix, eps, min_samples):
