@@ -269,3 +269,19 @@ def test_dbscan_only_noise_warns_with_suggested_eps():
 def test_missing_column_is_a_clear_error():
     with pytest.raises(ClusterError, match="not in table"):
         kmeans(pd.DataFrame({"flux": [1.0, 2.0], "x": [0, 1]}))
+
+
+def test_pipeline_on_real_frame_stats_table_puts_dark_frames_in_cluster_0():
+    from xlabel.features import frame_stats
+
+    rng = np.random.default_rng(0)
+    # frame 0 good (shutter opened early), frames 1..12 underexposed, then good frames
+    lam = np.r_[100.0, np.full(12, 5.0), np.full(50, 100.0)]
+    frames = rng.poisson(lam[:, None, None], (lam.size, 16, 16)).astype(np.uint16)
+    table = frame_stats(frames, progress=False)
+    truth = (lam > 50).astype(int)  # 0 = dark/bad
+    np.testing.assert_array_equal(order_by(kmeans(table), table), truth)
+    labels, info = dbscan(table, return_info=True)
+    dbscan_ordered = order_by(labels, table)
+    assert info["n_clusters"] >= 2 and set(dbscan_ordered[truth == 0]) <= {0, -1}
+    assert compare(truth, kmeans(table, k=2, columns=["mean", "std"])).ari == 1.0
