@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ._frame_kernel import PIXEL_COLUMNS, range_stats
 from .errors import FeatureError, MissingDependencyError, XLabelError
-from .io.base import FrameSource, invalid_pixels
+from .io.base import FrameSource
 
 __all__ = ["frame_stats", "FEATURE_COLUMNS", "COLUMNS"]
 
@@ -32,11 +33,7 @@ FEATURE_COLUMNS = ("mean", "sum", "median", "std", "min", "max", "frac_saturated
 COLUMNS = ("scan", "frame", *FEATURE_COLUMNS, "problem")
 
 # Per-frame columns computed from the pixels (the rest come from the scan context).
-_PIXEL_COLUMNS = ("sum", "median", "std", "min", "max", "frac_saturated", "frac_zero",
-                  "n_valid", "n_invalid")
 _STATS = ("default", "full")
-# Pixels sampled for the default (approximate) median: keeps it cheap on big frames.
-_MEDIAN_SAMPLE = 1024
 # Below this size a scan is not worth starting worker processes for.
 _POOL_MIN_BYTES = 64 << 20
 # Frames per task for worker processes / Dask: about this many bytes.
@@ -207,7 +204,7 @@ def _run_local(sources, tasks, opts, *, workers, client, progress):
             _run_pool(sources, pooled, opts, workers, parts, bar)
         for i, a, b in tasks:
             if not _use_pool(sources[i][0], workers):
-                parts[i].append((a, _range_stats(sources[i][0], a, b, opts, bar.update)))
+                parts[i].append((a, range_stats(sources[i][0], a, b, opts, bar.update)))
     return parts
 
 
@@ -217,7 +214,7 @@ def _run_pool(sources, tasks, opts, workers, parts, bar):
 
     method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(_n_workers(workers), mp_context=mp.get_context(method)) as pool:
-        futures = {pool.submit(_range_stats, sources[i][0], a, b, opts): (i, a, b)
+        futures = {pool.submit(range_stats, sources[i][0], a, b, opts): (i, a, b)
                    for i, a, b in tasks}
         for fut in as_completed(futures):
             i, a, b = futures[fut]
@@ -239,7 +236,7 @@ def _run_dask(sources, tasks, opts, *, workers, client, progress):
     try:
         parts = {i: [] for i in range(len(sources))}
         scattered = [client.scatter(src, broadcast=False) for src, _ in sources]
-        futures = {client.submit(_range_stats, scattered[i], a, b, opts, pure=False): (i, a, b)
+        futures = {client.submit(range_stats, scattered[i], a, b, opts, pure=False): (i, a, b)
                    for i, a, b in tasks}
         with _progress_bar(sum(b - a for _, a, b in tasks), progress) as bar:
             for fut in as_completed(list(futures)):
@@ -253,106 +250,12 @@ def _run_dask(sources, tasks, opts, *, workers, client, progress):
             cluster.close()
 
 
-# -- the per-frame kernel -------------------------------------------------------------
-
-def _range_stats(source, start, stop, opts, on_block=None):
-    """Pixel statistics of frames ``start:stop`` of ``source``: dict of 1-D arrays."""
-    n = stop - start
-    out = {name: np.full(n, np.nan) for name in _PIXEL_COLUMNS}
-    out["problem"] = np.full(n, "", dtype=object)
-    saturation = _saturation_level(source, opts["saturation"])
-    for first, stack in source.iter_chunks(opts["chunk_frames"], start=start, stop=stop):
-        _check_block(source, first, stack, stop)
-        invalid = invalid_pixels(stack, source) if opts["exclude_invalid"] else None
-        flat = stack.reshape(len(stack), -1)
-        flat_invalid = None if invalid is None else invalid.reshape(len(stack), -1)
-        for k in range(len(stack)):
-            row = first - start + k
-            mask = None if flat_invalid is None else flat_invalid[k]
-            _frame_stats(flat[k], mask, saturation, opts["full"], out, row)
-        if on_block is not None:
-            on_block(len(stack))
-    return out
-
-
-def _check_block(source, first, stack, stop):
-    expected = (min(len(stack), stop - first), *source.frame_shape)
-    if stack.ndim != 3 or stack.shape[1:] != tuple(source.frame_shape) or len(stack) == 0:
-        raise FeatureError(
-            f"frames of unexpected shape {stack.shape[1:]} (the scan's frame shape is "
-            f"{tuple(source.frame_shape)})", path=source.path, dataset=source.dataset,
-            frame=first)
-    if stack.shape != expected:
-        raise FeatureError(f"read returned {len(stack)} frames, expected {expected[0]}",
-                           path=source.path, dataset=source.dataset, frame=first)
-
-
-def _saturation_level(source, saturation):
-    if saturation is not None:
-        return saturation
-    known = getattr(source, "saturation", None)
-    if known is not None:
-        return known
-    dtype = np.dtype(source.dtype)
-    if np.issubdtype(dtype, np.integer):
-        top = np.iinfo(dtype).max
-        flagged = source.invalid_values == "auto" and np.issubdtype(dtype, np.unsignedinteger)
-        return top - 1 if flagged else top
-    return np.inf
-
-
-def _frame_stats(values, invalid, saturation, full, out, row):
-    """Fill ``out[...][row]`` from one flattened frame; ``invalid``: bool mask or None."""
-    n_pixels = values.size
-    problem = ""
-    if values.dtype.kind in "fc":
-        finite = np.isfinite(values)
-        if not finite.all():
-            problem = "nan pixels"
-            invalid = ~finite if invalid is None else invalid | ~finite
-    if invalid is not None:
-        values = values[~invalid]
-    n = values.size
-    out["n_valid"][row] = n
-    out["n_invalid"][row] = n_pixels - n
-    if n == 0:
-        out["problem"][row] = "no valid pixels"
-        return
-    out["problem"][row] = problem
-    integer = values.dtype.kind in "ui"
-    total = np.add.reduce(values, dtype=_sum_dtype(values.dtype))
-    lo, hi = values.min(), values.max()
-    mean = total / n
-    out["sum"][row] = total
-    out["min"][row] = lo
-    out["max"][row] = hi
-    out["std"][row] = _std(values, mean, integer)
-    out["median"][row] = np.median(values if full else values[::max(1, n // _MEDIAN_SAMPLE)])
-    out["frac_saturated"][row] = np.count_nonzero(values >= saturation) / n if hi >= saturation else 0.0
-    out["frac_zero"][row] = np.count_nonzero(values == 0) / n if lo <= 0 <= hi else 0.0
-
-
-def _sum_dtype(dtype):
-    if dtype.kind == "u":
-        return np.uint64
-    return np.int64 if dtype.kind == "i" else np.float64
-
-
-def _std(values, mean, integer):
-    # Centered sum of squares with a BLAS dot: float32 is exact enough for <=16-bit
-    # integers and float32 data, and much faster than float64; wider types use float64.
-    work = np.float32 if values.dtype.itemsize <= 2 or values.dtype == np.float32 else np.float64
-    centered = values.astype(work)
-    centered -= work(mean)
-    return float(np.sqrt(np.dot(centered, centered) / values.size))
-
-
 # -- scan context ---------------------------------------------------------------------
 
 def _scan_table(src_and_name, parts, window):
     source, name = src_and_name
     parts = sorted(parts, key=lambda p: p[0])
-    cols = {c: np.concatenate([p[1][c] for p in parts]) for c in (*_PIXEL_COLUMNS, "problem")}
+    cols = {c: np.concatenate([p[1][c] for p in parts]) for c in (*PIXEL_COLUMNS, "problem")}
     n = len(cols["sum"])
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = cols["sum"] / cols["n_valid"]
