@@ -275,8 +275,7 @@ class LabelStore:
             try:
                 return self._class_lookup[name_or_index]
             except KeyError:
-                raise LabelError(f"unknown class {name_or_index!r}; known classes: "
-                                 f"{', '.join(map(repr, self._classes))}") from None
+                raise LabelError(self._unknown_class(name_or_index)) from None
         if isinstance(name_or_index, (int, np.integer)) and not isinstance(name_or_index, bool):
             index = int(name_or_index)
             if -1 <= index < len(self._classes):
@@ -284,6 +283,10 @@ class LabelStore:
             raise LabelError(f"class index {index} out of range: {len(self._classes)} classes "
                              f"({', '.join(map(repr, self._classes))}), -1 = unlabeled")
         raise LabelError(f"a label is a class name or index, not {name_or_index!r}")
+
+    def _unknown_class(self, name) -> str:
+        return (f"unknown class {name!r}; known classes: "
+                f"{', '.join(map(repr, self._classes))}")
 
     def class_name(self, index) -> str:
         """Name of class ``index`` ("" for -1)."""
@@ -425,9 +428,13 @@ class LabelStore:
                              frame=bad)
         return array.astype(self._index_dtype, copy=False)
 
+    # numpy's fancy indexing is fastest with intp indices; the journal stores int32
+    # when the frame count allows.
+    _index_dtype = np.intp
+
     @property
-    def _index_dtype(self):
-        return np.int32 if self._n_frames < 2**31 else np.int64
+    def _journal_index_dtype(self):
+        return np.dtype("<i4" if self._n_frames < 2**31 else "<i8")
 
     def _source_code(self, source) -> int:
         source = str(source)
@@ -581,7 +588,8 @@ class LabelStore:
         """Write one record and make it durable (no-op for an in-memory store)."""
         if self._fd is None:
             return
-        record = _encode_record(kind, step, target, when, source, note)
+        record = _encode_record(kind, step, target, when, source, note,
+                                self._journal_index_dtype)
         try:
             _write_all(self._fd, record)
             _sync(self._fd)
@@ -807,6 +815,199 @@ class LabelStore:
                                f"expected {tuple(shape)}", path=self._path, dataset=name)
         return values.astype(dtype)
 
+    # ------------------------------------------------------------ exports
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """One row per frame: (``scan``,) ``frame``, ``label`` (name or ""), ``source``, ``time``, ``note``.
+
+        ``frame`` is the row number unless the store has a ``frames`` table, which
+        then gives ``scan`` and ``frame``. ``note`` is "" where there is none.
+
+        >>> store = LabelStore(2)
+        >>> _ = store.assign([1], "bad", note="dark")
+        >>> store.to_dataframe()[["frame", "label", "source", "note"]].values.tolist()
+        [[0, '', '', ''], [1, 'bad', 'manual', 'dark']]
+        """
+        origins = self._origins
+        table = (self._frames.copy() if self._frames is not None
+                 else pd.DataFrame({"frame": np.arange(self._n_frames, dtype=np.int64)}))
+        table["label"] = np.array(("",) + self._classes, dtype=object)[self._labels + 1]
+        table["source"] = np.array(self._source_names, dtype=object)[self._prov_source[origins]]
+        table["time"] = self._prov_time[origins]
+        table["note"] = np.array(self._notes + [""], dtype=object)[self._prov_note[origins]]
+        return table
+
+    def to_csv(self, csv_path):
+        """Write :meth:`to_dataframe` as CSV (atomically); :meth:`from_csv` reads it back exactly.
+
+        >>> import tempfile, os
+        >>> csv = os.path.join(tempfile.mkdtemp(), "labels.csv")
+        >>> store = LabelStore(3, classes=("good", "bad"))
+        >>> _ = store.assign([0], "bad")
+        >>> store.to_csv(csv)
+        >>> LabelStore.from_csv(csv, classes=("good", "bad")).labels.tolist()
+        [1, -1, -1]
+        """
+        text = self.to_dataframe().to_csv(index=False)
+        try:
+            _atomic_write(csv_path, lambda f: f.write(text.encode()))
+        except OSError as err:
+            raise LabelError(f"cannot write labels CSV: {err}", path=csv_path) from err
+
+    def _csv_positions(self, table, csv_path) -> np.ndarray:
+        """Store rows of the CSV rows: by (scan, frame) when both sides have scans, else by frame."""
+        if self._frames is not None and "scan" in table:
+            lookup = pd.Series(np.arange(self._n_frames),
+                               index=pd.MultiIndex.from_frame(self._frames))
+            keys = pd.MultiIndex.from_frame(table[["scan", "frame"]])
+            positions = lookup.reindex(keys).to_numpy()
+            unknown = np.flatnonzero(np.isnan(positions))
+            if len(unknown):
+                row = table.iloc[unknown[0]]
+                raise LabelError(f"scan {row['scan']!r} frame {row['frame']} is not in this store "
+                                 f"({len(unknown)} such rows)", path=csv_path)
+            return positions.astype(np.int64)
+        positions = table["frame"].to_numpy(dtype=np.int64)
+        bad = positions[(positions < 0) | (positions >= self._n_frames)]
+        if len(bad):
+            raise LabelError(f"frame out of range: store has {self._n_frames} frames",
+                             path=csv_path, frame=int(bad[0]))
+        return positions
+
+    def _csv_labels(self, table, csv_path) -> np.ndarray:
+        names = table["label"].to_numpy(dtype=object)
+        lookup = dict(self._class_lookup, **{"": -1})
+        labels = np.array([lookup.get(name, -2) for name in names], dtype=np.int32)
+        unknown = np.flatnonzero(labels == -2)
+        if len(unknown):
+            raise LabelError(self._unknown_class(names[unknown[0]]), path=csv_path,
+                             frame=int(table["frame"].iloc[unknown[0]]))
+        return labels
+
+    @classmethod
+    def from_csv(cls, csv_path, classes=None, n_frames=None, path=None, colors=None,
+                 frames=None) -> "LabelStore":
+        """A new store from a CSV with columns ``frame,label`` (+ optional ``scan``, ``source``,
+        ``time``, ``note`` as written by :meth:`to_csv`).
+
+        ``classes`` defaults to ("good", "bad") when the file uses only those, else the
+        sorted names found; pass them to keep class indices exact. Without ``frames``
+        a ``scan`` column makes the CSV rows the store rows; otherwise ``frame`` is the
+        row number and ``n_frames`` defaults to the largest frame + 1. Provenance
+        columns are restored; missing ones become source "import", time now.
+        With ``path`` the new store is saved there (as a snapshot).
+        """
+        table = _read_label_csv(csv_path)
+        if frames is None and "scan" in table:
+            frames = table[["scan", "frame"]]
+        if n_frames is None:
+            n_frames = len(frames) if frames is not None else int(table["frame"].max() + 1
+                                                                  if len(table) else 0)
+        store = cls(n_frames, classes=_classes_in(table, classes), colors=colors, frames=frames)
+        positions = store._csv_positions(table, csv_path)
+        labels = store._csv_labels(table, csv_path)
+        sources = (table["source"] if "source" in table
+                   else np.where(labels >= 0, "import", "")).astype(str)
+        times = table["time"].to_numpy(float) if "time" in table else np.where(
+            labels >= 0, time.time(), np.nan)
+        notes = table["note"].astype(str) if "note" in table else np.full(len(table), "")
+        store._load_rows(positions, labels, np.asarray(sources), times, np.asarray(notes))
+        if path is not None:
+            store._create_on_disk(path)
+            store.snapshot()
+        return store
+
+    def _load_rows(self, positions, labels, sources, times, notes):
+        """Set labels and per-frame provenance directly (a new store's initial state)."""
+        self._labels[positions] = labels
+        labeled = (sources != "") | ~np.isnan(times) | (notes != "")
+        rows = positions[labeled]
+        source_codes = np.array([self._source_code(s) for s in sources[labeled]], dtype=np.int8)
+        note_ids = np.array([self._note_id(n or None) for n in notes[labeled]], dtype=np.int32)
+        first = self._add_provenance(source_codes, times[labeled], note_ids)
+        self._origins[rows] = first + np.arange(len(rows), dtype=np.int32)
+        self._history.append({"kind": "load", "step": -1, "label": "(several)", "source": "import",
+                              "n_frames": int(len(positions)), "time": time.time(), "note": None})
+
+    def import_csv(self, csv_path, source="import", note=None) -> int:
+        """Assign the labels of a ``frame,label`` CSV to this store as one step; returns its id.
+
+        Rows with an empty label are skipped. Rows are matched by ``scan`` and
+        ``frame`` when both the CSV and the store's ``frames`` have scans.
+        """
+        table = _read_label_csv(csv_path)
+        positions = self._csv_positions(table, csv_path)
+        labels = self._csv_labels(table, csv_path)
+        keep = labels >= 0
+        return self._new_step(positions[keep].astype(self._index_dtype), labels[keep], source, note)
+
+    def to_hdf5(self, h5_path):
+        """Write the whole store (labels, provenance, classes, history) to an HDF5 sidecar file.
+
+        Written to a temp file and renamed, so an existing file is replaced
+        atomically. Strings are UTF-8. :meth:`from_hdf5` reads it back exactly.
+        """
+        import h5py
+
+        def write(handle):
+            with h5py.File(handle, "w") as h5:
+                group = h5.create_group("xlabel_labels")
+                group.attrs["meta"] = json.dumps(self._meta())
+                group.attrs["history"] = json.dumps(self._history)
+                for name, values in self._state_arrays().items():
+                    if values.dtype.kind == "U":
+                        group.create_dataset(name, data=values.astype(object),
+                                             dtype=h5py.string_dtype("utf-8"))
+                    else:
+                        group.create_dataset(name, data=values, compression="gzip")
+                if self._frames is not None:
+                    group.create_dataset("frames/scan", data=self._frames["scan"].to_numpy(object),
+                                         dtype=h5py.string_dtype("utf-8"))
+                    group.create_dataset("frames/frame", data=self._frames["frame"].to_numpy())
+
+        try:
+            _atomic_write(h5_path, write)
+        except OSError as err:
+            raise LabelError(f"cannot write the HDF5 label file: {err}", path=h5_path) from err
+
+    @classmethod
+    def from_hdf5(cls, h5_path, path=None) -> "LabelStore":
+        """A new store from a file written by :meth:`to_hdf5` (with ``path``: saved there)."""
+        import h5py
+
+        dataset = None
+        try:
+            with h5py.File(h5_path, "r") as h5:
+                dataset = "xlabel_labels"
+                group = h5[dataset]
+                meta = _check_meta(json.loads(group.attrs["meta"]), h5_path)
+                history = json.loads(group.attrs["history"])
+                arrays = {}
+                for name in _H5_ARRAYS + ("notes", "source_names"):
+                    dataset = f"xlabel_labels/{name}"
+                    item = group[name]
+                    arrays[name] = item.asstr()[()] if name in ("notes", "source_names") else item[()]
+                frames = None
+                if "frames" in group:
+                    dataset = "xlabel_labels/frames"
+                    frames = pd.DataFrame({"scan": group["frames/scan"].asstr()[()],
+                                           "frame": group["frames/frame"][()]})
+        except JournalError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError) as err:
+            raise JournalError(f"not a readable xlabel label file ({err})", path=h5_path,
+                               dataset=dataset) from err
+        store = cls(meta["n_frames"], classes=tuple(meta["classes"]), colors=meta["colors"],
+                    frames=frames, fingerprint=meta.get("fingerprint"))
+        store._path = Path(h5_path)  # so errors name the file
+        store._restore_arrays(arrays)
+        store._path = None
+        store._history = history
+        if path is not None:
+            store._create_on_disk(path)
+            store.snapshot()
+        return store
+
 
 # ---------------------------------------------------------------- validation
 
@@ -989,7 +1190,7 @@ def _read_journal(path):
     return _check_meta(meta, path), data, start + length + 4
 
 
-def _encode_record(kind, step, target, when, source, note) -> bytes:
+def _encode_record(kind, step, target, when, source, note, index_dtype) -> bytes:
     source_bytes = source.encode()
     note_bytes = b"" if note is None else str(note).encode()
     if step is None:
@@ -1000,10 +1201,9 @@ def _encode_record(kind, step, target, when, source, note) -> bytes:
         indices = step.indices
         head = _PAYLOAD_HEAD.pack(_KINDS[kind], step.step, target,
                                   _MIXED if mixed else int(step.labels), step.time,
-                                  indices.dtype.itemsize, len(indices), len(source_bytes),
+                                  index_dtype.itemsize, len(indices), len(source_bytes),
                                   len(note_bytes) if note is not None else -1)
-        parts = [head, source_bytes, note_bytes, indices.astype(indices.dtype.newbyteorder("<"),
-                                                               copy=False).tobytes()]
+        parts = [head, source_bytes, note_bytes, indices.astype(index_dtype).tobytes()]
         if mixed:
             parts.append(np.asarray(step.labels, dtype="<i4").tobytes())
     payload = b"".join(parts)
@@ -1028,7 +1228,7 @@ def _decode_record(payload):
     pos += itemsize * count
     labels = (np.frombuffer(payload, dtype="<i4", count=count, offset=pos).astype(np.int32)
               if label == _MIXED else label)
-    return kind, step, target, when, indices.astype(dtype[1:]), labels, source, note
+    return kind, step, target, when, indices.astype(np.intp), labels, source, note
 
 
 def _parse_record(data, offset):
@@ -1069,47 +1269,7 @@ def _count_valid_after(data, bad) -> int:
     return 0
 
 
-# ------------------------------------------------------------------ exports
-# (methods attached to LabelStore below keep the class body about labels)
-
-def _to_dataframe(self) -> pd.DataFrame:
-    """One row per frame: (``scan``,) ``frame``, ``label`` (name or ""), ``source``, ``time``, ``note``.
-
-    ``frame`` is the row number unless the store has a ``frames`` table, which
-    then gives ``scan`` and ``frame``. ``note`` is "" where there is none.
-
-    >>> store = LabelStore(2)
-    >>> _ = store.assign([1], "bad", note="dark")
-    >>> store.to_dataframe()[["frame", "label", "source", "note"]].values.tolist()
-    [[0, '', '', ''], [1, 'bad', 'manual', 'dark']]
-    """
-    origins = self._origins
-    table = (self._frames.copy() if self._frames is not None
-             else pd.DataFrame({"frame": np.arange(self._n_frames, dtype=np.int64)}))
-    table["label"] = np.array(("",) + self._classes, dtype=object)[self._labels + 1]
-    table["source"] = np.array(self._source_names, dtype=object)[self._prov_source[origins]]
-    table["time"] = self._prov_time[origins]
-    table["note"] = np.array(self._notes + [""], dtype=object)[self._prov_note[origins]]
-    return table
-
-
-def _to_csv(self, csv_path):
-    """Write :meth:`to_dataframe` as CSV (atomically); :meth:`from_csv` reads it back exactly.
-
-    >>> import tempfile, os
-    >>> csv = os.path.join(tempfile.mkdtemp(), "labels.csv")
-    >>> store = LabelStore(3, classes=("good", "bad"))
-    >>> _ = store.assign([0], "bad")
-    >>> store.to_csv(csv)
-    >>> LabelStore.from_csv(csv, classes=("good", "bad")).labels.tolist()
-    [1, -1, -1]
-    """
-    text = self.to_dataframe().to_csv(index=False)
-    try:
-        _atomic_write(csv_path, lambda f: f.write(text.encode()))
-    except OSError as err:
-        raise LabelError(f"cannot write labels CSV: {err}", path=csv_path) from err
-
+# ------------------------------------------------------------------ CSV helpers
 
 def _read_label_csv(csv_path) -> pd.DataFrame:
     """The rows of a ``frame,label[,scan,source,time,note]`` CSV, checked."""
@@ -1135,39 +1295,6 @@ def _read_label_csv(csv_path) -> pd.DataFrame:
     return table
 
 
-def _csv_positions(self, table, csv_path) -> np.ndarray:
-    """Store rows of the CSV rows: by (scan, frame) when both sides have scans, else by frame."""
-    if self._frames is not None and "scan" in table:
-        lookup = pd.Series(np.arange(self._n_frames),
-                           index=pd.MultiIndex.from_frame(self._frames))
-        keys = pd.MultiIndex.from_frame(table[["scan", "frame"]])
-        positions = lookup.reindex(keys).to_numpy()
-        unknown = np.flatnonzero(np.isnan(positions))
-        if len(unknown):
-            row = table.iloc[unknown[0]]
-            raise LabelError(f"scan {row['scan']!r} frame {row['frame']} is not in this store "
-                             f"({len(unknown)} such rows)", path=csv_path)
-        return positions.astype(np.int64)
-    positions = table["frame"].to_numpy(dtype=np.int64)
-    bad = positions[(positions < 0) | (positions >= self._n_frames)]
-    if len(bad):
-        raise LabelError(f"frame out of range: store has {self._n_frames} frames",
-                         path=csv_path, frame=int(bad[0]))
-    return positions
-
-
-def _csv_labels(self, table, csv_path) -> np.ndarray:
-    names = table["label"].to_numpy(dtype=object)
-    lookup = dict(self._class_lookup, **{"": -1})
-    labels = np.array([lookup.get(name, -2) for name in names], dtype=np.int32)
-    unknown = np.flatnonzero(labels == -2)
-    if len(unknown):
-        raise LabelError(f"unknown class {names[unknown[0]]!r}; known classes: "
-                         f"{', '.join(map(repr, self._classes))}", path=csv_path,
-                         frame=int(table["frame"].iloc[unknown[0]]))
-    return labels
-
-
 def _classes_in(table, classes):
     if classes is not None:
         return classes
@@ -1175,144 +1302,6 @@ def _classes_in(table, classes):
     return ("good", "bad") if set(names) <= {"good", "bad"} else tuple(sorted(names))
 
 
-def _from_csv(cls, csv_path, classes=None, n_frames=None, path=None, colors=None,
-              frames=None) -> "LabelStore":
-    """A new store from a CSV with columns ``frame,label`` (+ optional ``scan``, ``source``,
-    ``time``, ``note`` as written by :meth:`to_csv`).
-
-    ``classes`` defaults to ("good", "bad") when the file uses only those, else the
-    sorted names found; pass them to keep class indices exact. Without ``frames``
-    a ``scan`` column makes the CSV rows the store rows; otherwise ``frame`` is the
-    row number and ``n_frames`` defaults to the largest frame + 1. Provenance
-    columns are restored; missing ones become source "import", time now.
-    With ``path`` the new store is saved there (as a snapshot).
-    """
-    table = _read_label_csv(csv_path)
-    if frames is None and "scan" in table:
-        frames = table[["scan", "frame"]]
-    if n_frames is None:
-        n_frames = len(frames) if frames is not None else int(table["frame"].max() + 1
-                                                              if len(table) else 0)
-    store = cls(n_frames, classes=_classes_in(table, classes), colors=colors, frames=frames)
-    positions = store._csv_positions(table, csv_path)
-    labels = store._csv_labels(table, csv_path)
-    sources = (table["source"] if "source" in table
-               else np.where(labels >= 0, "import", "")).astype(str)
-    times = table["time"].to_numpy(float) if "time" in table else np.where(
-        labels >= 0, time.time(), np.nan)
-    notes = table["note"].astype(str) if "note" in table else np.full(len(table), "")
-    store._load_rows(positions, labels, np.asarray(sources), times, np.asarray(notes))
-    if path is not None:
-        store._create_on_disk(path)
-        store.snapshot()
-    return store
-
-
-def _load_rows(self, positions, labels, sources, times, notes):
-    """Set labels and per-frame provenance directly (a new store's initial state)."""
-    self._labels[positions] = labels
-    labeled = (sources != "") | ~np.isnan(times) | (notes != "")
-    rows = positions[labeled]
-    source_codes = np.array([self._source_code(s) for s in sources[labeled]], dtype=np.int8)
-    note_ids = np.array([self._note_id(n or None) for n in notes[labeled]], dtype=np.int32)
-    first = self._add_provenance(source_codes, times[labeled], note_ids)
-    self._origins[rows] = first + np.arange(len(rows), dtype=np.int32)
-    self._history.append({"kind": "load", "step": -1, "label": "(several)", "source": "import",
-                          "n_frames": int(len(positions)), "time": time.time(), "note": None})
-
-
-def _import_csv(self, csv_path, source="import", note=None) -> int:
-    """Assign the labels of a ``frame,label`` CSV to this store as one step; returns its id.
-
-    Rows with an empty label are skipped. Rows are matched by ``scan`` and
-    ``frame`` when both the CSV and the store's ``frames`` have scans.
-    """
-    table = _read_label_csv(csv_path)
-    positions = self._csv_positions(table, csv_path)
-    labels = self._csv_labels(table, csv_path)
-    keep = labels >= 0
-    return self._new_step(positions[keep].astype(self._index_dtype), labels[keep], source, note)
-
-
-LabelStore.to_dataframe = _to_dataframe
-LabelStore.to_csv = _to_csv
-LabelStore.from_csv = classmethod(_from_csv)
-LabelStore.import_csv = _import_csv
-LabelStore._csv_positions = _csv_positions
-LabelStore._csv_labels = _csv_labels
-LabelStore._load_rows = _load_rows
-
-
-def _to_hdf5(self, h5_path):
-    """Write the whole store (labels, provenance, classes, history) to an HDF5 sidecar file.
-
-    Written to a temp file and renamed, so an existing file is replaced
-    atomically. Strings are UTF-8. :meth:`from_hdf5` reads it back exactly.
-    """
-    import h5py
-
-    def write(handle):
-        with h5py.File(handle, "w") as h5:
-            group = h5.create_group("xlabel_labels")
-            group.attrs["meta"] = json.dumps(self._meta())
-            group.attrs["history"] = json.dumps(self._history)
-            for name, values in self._state_arrays().items():
-                if values.dtype.kind == "U":
-                    group.create_dataset(name, data=values.astype(object),
-                                         dtype=h5py.string_dtype("utf-8"))
-                else:
-                    group.create_dataset(name, data=values, compression="gzip")
-            if self._frames is not None:
-                group.create_dataset("frames/scan", data=self._frames["scan"].to_numpy(object),
-                                     dtype=h5py.string_dtype("utf-8"))
-                group.create_dataset("frames/frame", data=self._frames["frame"].to_numpy())
-
-    try:
-        _atomic_write(h5_path, write)
-    except OSError as err:
-        raise LabelError(f"cannot write the HDF5 label file: {err}", path=h5_path) from err
-
-
 _H5_ARRAYS = ("labels", "origins", "prov_source", "prov_time", "prov_note")
 
 
-def _from_hdf5(cls, h5_path, path=None) -> "LabelStore":
-    """A new store from a file written by :meth:`to_hdf5` (with ``path``: saved there)."""
-    import h5py
-
-    dataset = None
-    try:
-        with h5py.File(h5_path, "r") as h5:
-            dataset = "xlabel_labels"
-            group = h5[dataset]
-            meta = _check_meta(json.loads(group.attrs["meta"]), h5_path)
-            history = json.loads(group.attrs["history"])
-            arrays = {}
-            for name in _H5_ARRAYS + ("notes", "source_names"):
-                dataset = f"xlabel_labels/{name}"
-                item = group[name]
-                arrays[name] = item.asstr()[()] if name in ("notes", "source_names") else item[()]
-            frames = None
-            if "frames" in group:
-                dataset = "xlabel_labels/frames"
-                frames = pd.DataFrame({"scan": group["frames/scan"].asstr()[()],
-                                       "frame": group["frames/frame"][()]})
-    except JournalError:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError) as err:
-        raise JournalError(f"not a readable xlabel label file ({err})", path=h5_path,
-                           dataset=dataset) from err
-    store = cls(meta["n_frames"], classes=tuple(meta["classes"]), colors=meta["colors"],
-                frames=frames, fingerprint=meta.get("fingerprint"))
-    store._path = Path(h5_path)  # so errors name the file
-    store._restore_arrays(arrays)
-    store._path = None
-    store._history = history
-    if path is not None:
-        store._create_on_disk(path)
-        store.snapshot()
-    return store
-
-
-LabelStore.to_hdf5 = _to_hdf5
-LabelStore.from_hdf5 = classmethod(_from_hdf5)
