@@ -8,8 +8,9 @@ temporary folder for each compression, then compares in the same process:
   already in memory (the memory-bound limit; measured once on up to 512 MB);
 - ``frame_stats`` with default settings (``workers`` = cores) and with ``workers=1``.
 
-Peak RSS (this process plus its worker processes, sampled every 20 ms) is reported
-per run. Files are deleted afterwards.
+Peak memory per run: RSS and PSS summed over this process and its worker processes
+(sampled every 50 ms; PSS shares libraries among the processes, so it is the honest
+total when worker processes run; RSS counts numpy/h5py once per process). Files are deleted afterwards.
 
     python -m bench.bench_frame_stats --gb 2      # the BENCHMARKS.md figures
     python -m bench.bench_frame_stats --quick     # smoke run, 64 MB per scan
@@ -68,30 +69,33 @@ def write_scan(path, n_frames, filters, folder):
     return os.path.getsize(path)
 
 
-class PeakRSS:
-    """Peak resident memory of this process and its children while the block runs."""
+class PeakMemory:
+    """Peak RSS and PSS of this process and its children while the block runs."""
 
     def __enter__(self):
         self._proc = psutil.Process()
         self._stop = threading.Event()
-        self.peak = 0
+        self.peak = self.peak_pss = 0
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
 
-    def _rss(self):
-        total = self._proc.memory_info().rss
-        for child in self._proc.children(recursive=True):
+    def _memory(self):
+        rss = pss = 0
+        for proc in (self._proc, *self._proc.children(recursive=True)):
             try:
-                total += child.memory_info().rss
+                info = proc.memory_full_info()
             except psutil.Error:
-                pass
-        return total
+                continue
+            rss += info.rss
+            pss += info.pss
+        return rss, pss
 
     def _sample(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.02)
+            rss, pss = self._memory()
+            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
+            time.sleep(0.05)
 
     def __exit__(self, *exc):
         self._stop.set()
@@ -99,11 +103,11 @@ class PeakRSS:
 
 
 def timed(fn):
-    with PeakRSS() as rss:
+    with PeakMemory() as memory:
         t0 = time.perf_counter()
         fn()
         seconds = time.perf_counter() - t0
-    return seconds, rss.peak
+    return seconds, (memory.peak, memory.peak_pss)
 
 
 def naive_loop(path):
@@ -123,7 +127,7 @@ def in_memory_mean(path, n_frames, max_bytes=512 << 20):
 def report(label, nbytes, n_frames, seconds, peak, baseline=None):
     ratio = "" if baseline is None else f"  {baseline / seconds:5.2f}x naive"
     print(f"  {label:28s} {n_frames / seconds:9.0f} frames/s {nbytes / seconds / 1e9:6.2f} GB/s"
-          f"  peak RSS {peak / 1e6:6.0f} MB{ratio}", flush=True)
+          f"  peak RSS {peak[0] / 1e6:4.0f} MB PSS {peak[1] / 1e6:4.0f} MB{ratio}", flush=True)
 
 
 def run(gb, folder, compressions):
