@@ -15,7 +15,7 @@ from xlabel.labels import JOURNAL_NAME, JournalRecoveryWarning, LabelStore
 
 
 def _same(a: LabelStore, b: LabelStore):
-    pd.testing.assert_frame_equal(a.to_dataframe(), b.to_dataframe())
+    pd.testing.assert_frame_equal(a.to_dataframe(), b.to_dataframe(), check_exact=True)
     assert a.classes == b.classes and a.colors == b.colors
 
 
@@ -35,7 +35,7 @@ def test_reopen_replays_journal_exactly(tmp_path):
     store = _busy_store(tmp_path / "s.xlabel")
     again = LabelStore.open(tmp_path / "s.xlabel")
     _same(store, again)
-    pd.testing.assert_frame_equal(store.history, again.history)
+    pd.testing.assert_frame_equal(store.history, again.history, check_exact=True)
     # the undo stack survives too (step 2 was undone and then dropped by step 3)
     assert again.undo() == store.undo() == 3
     assert again.undo() == store.undo() == 1
@@ -156,7 +156,7 @@ def test_snapshot_compacts_and_keeps_history(tmp_path):
     store.assign([19], "ice")
     again = LabelStore.open(path)
     _same(store, again)
-    pd.testing.assert_frame_equal(store.history, again.history)
+    pd.testing.assert_frame_equal(store.history, again.history, check_exact=True)
     assert again.undo() == store._next_step - 1 and not again.can_undo
 
 
@@ -238,7 +238,7 @@ def test_hdf5_round_trip_exact(tmp_path):
     store.to_hdf5(tmp_path / "l.h5")
     back = LabelStore.from_hdf5(tmp_path / "l.h5", path=tmp_path / "b.xlabel")
     _same(store, back)
-    pd.testing.assert_frame_equal(store.history, back.history)
+    pd.testing.assert_frame_equal(store.history, back.history, check_exact=True)
     _same(store, LabelStore.open(tmp_path / "b.xlabel"))
 
 
@@ -263,6 +263,17 @@ def test_snapshot_never_unpickles(tmp_path):
     store.close()
     np.savez(path / "snapshot.npz", meta=np.array({"evil": 1}, dtype=object))
     with pytest.raises(JournalError, match="cannot read the label snapshot"):
+        LabelStore.open(path)
+
+
+def test_truncated_snapshot_is_a_clear_error(tmp_path):
+    path = tmp_path / "s.xlabel"
+    store = _busy_store(path)
+    store.snapshot()
+    store.close()
+    snapshot = path / "snapshot.npz"
+    snapshot.write_bytes(snapshot.read_bytes()[:200])
+    with pytest.raises(JournalError, match=r"snapshot\.npz: cannot read the label snapshot"):
         LabelStore.open(path)
 
 

@@ -94,8 +94,8 @@ def test_replaying_the_journal_reproduces_the_store(ops, after):
         base, model = _run(store, ops)
         assert store.labels.tolist() == _expected_labels(base, model).tolist()
         again = LabelStore.open(path)
-        pd.testing.assert_frame_equal(store.to_dataframe(), again.to_dataframe())
-        pd.testing.assert_frame_equal(store.history, again.history)
+        pd.testing.assert_frame_equal(store.to_dataframe(), again.to_dataframe(), check_exact=True)
+        pd.testing.assert_frame_equal(store.history, again.history, check_exact=True)
         for action in after:  # the undo/redo stacks were rebuilt identically
             assert getattr(store, action)() == getattr(again, action)()
             assert store.labels.tolist() == again.labels.tolist()

@@ -55,6 +55,7 @@ import struct
 import tempfile
 import time
 import warnings
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -1135,7 +1136,7 @@ def _read_snapshot(path):
         return snap
     except JournalError:
         raise
-    except (OSError, ValueError, KeyError, json.JSONDecodeError, zlib.error) as err:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
         raise JournalError(f"cannot read the label snapshot: {err}", path=path) from err
 
 
