@@ -92,7 +92,8 @@ def test_half_written_tail_is_dropped_with_message(tmp_path):
     good_size = len(full) - (len(full) - _record_starts(full)[-1])
     for cut in (good_size + 3, len(full) - 1):
         journal.write_bytes(full[:cut])
-        with pytest.warns(JournalRecoveryWarning, match=f"half-written record at byte {good_size}"):
+        message = f"half-written record at byte {good_size}"
+        with pytest.warns(JournalRecoveryWarning, match=message):
             again = LabelStore.open(path)
         assert again.labels[:20].tolist() == [0] * 10 + [-1] * 10
         again.close()

@@ -380,20 +380,19 @@ class LabelStore:
 
     def undo(self) -> int | None:
         """Undo the last applied step; returns its id (None if nothing to undo)."""
-        if not self._undo:
-            return None
-        step, when = self._undo[-1], time.time()
-        self._journal("undo", target=step, when=when)
-        self._apply_undo(when)
-        return step
+        return self._travel("undo")
 
     def redo(self) -> int | None:
         """Redo the last undone step; returns its id (None if nothing to redo)."""
-        if not self._redo:
+        return self._travel("redo")
+
+    def _travel(self, kind):
+        stack = self._undo if kind == "undo" else self._redo
+        if not stack:
             return None
-        step, when = self._redo[-1], time.time()
-        self._journal("redo", target=step, when=when)
-        self._apply_redo(when)
+        step, when = stack[-1], time.time()
+        self._journal(kind, target=step, when=when)
+        self._apply_travel(kind, when)
         return step
 
     @property
@@ -480,19 +479,18 @@ class LabelStore:
         self._record("assign", step.step, step.time)
         self._notify("assign", step.step, idx)
 
-    def _apply_undo(self, when):
-        step = self._steps[self._undo.pop()]
-        self._set(step.indices, step.prev_labels, step.prev_origins)
-        self._redo.append(step.step)
-        self._record("undo", step.step, when)
-        self._notify("undo", step.step, step.indices)
-
-    def _apply_redo(self, when):
-        step = self._steps[self._redo.pop()]
-        self._set(step.indices, step.labels, step.origin)
-        self._undo.append(step.step)
-        self._record("redo", step.step, when)
-        self._notify("redo", step.step, step.indices)
+    def _apply_travel(self, kind, when):
+        """Undo (``kind="undo"``) or redo the step on top of the undo or redo stack."""
+        source, target = ((self._undo, self._redo) if kind == "undo"
+                          else (self._redo, self._undo))
+        step = self._steps[source.pop()]
+        if kind == "undo":
+            self._set(step.indices, step.prev_labels, step.prev_origins)
+        else:
+            self._set(step.indices, step.labels, step.origin)
+        target.append(step.step)
+        self._record(kind, step.step, when)
+        self._notify(kind, step.step, step.indices)
 
     def _set(self, idx, labels, origins):
         self._labels[idx] = labels
@@ -746,7 +744,7 @@ class LabelStore:
         stack = self._undo if kind == "undo" else self._redo
         if not stack or stack[-1] != target:
             raise LabelError(f"{kind} of step {target} does not match the history")
-        (self._apply_undo if kind == "undo" else self._apply_redo)(when)
+        self._apply_travel(kind, when)
 
     # ---------------------------------------------------------- snapshots
 
@@ -819,7 +817,9 @@ class LabelStore:
     # ------------------------------------------------------------ exports
 
     def to_dataframe(self) -> pd.DataFrame:
-        """One row per frame: (``scan``,) ``frame``, ``label`` (name or ""), ``source``, ``time``, ``note``.
+        """One row per frame: (``scan``,) ``frame``, ``label``, ``source``, ``time``, ``note``.
+
+        ``label`` is the class name ("" = unlabeled), ``time`` Unix seconds (NaN = never).
 
         ``frame`` is the row number unless the store has a ``frames`` table, which
         then gives ``scan`` and ``frame``. ``note`` is "" where there is none.
@@ -856,7 +856,7 @@ class LabelStore:
             raise LabelError(f"cannot write labels CSV: {err}", path=csv_path) from err
 
     def _csv_positions(self, table, csv_path) -> np.ndarray:
-        """Store rows of the CSV rows: by (scan, frame) when both sides have scans, else by frame."""
+        """Store rows of CSV rows: by (scan, frame) when both sides have scans, else by frame."""
         if self._frames is not None and "scan" in table:
             lookup = pd.Series(np.arange(self._n_frames),
                                index=pd.MultiIndex.from_frame(self._frames))
@@ -940,7 +940,8 @@ class LabelStore:
         positions = self._csv_positions(table, csv_path)
         labels = self._csv_labels(table, csv_path)
         keep = labels >= 0
-        return self._new_step(positions[keep].astype(self._index_dtype), labels[keep], source, note)
+        indices = positions[keep].astype(self._index_dtype)
+        return self._new_step(indices, labels[keep], source, note)
 
     def to_hdf5(self, h5_path):
         """Write the whole store (labels, provenance, classes, history) to an HDF5 sidecar file.
@@ -987,7 +988,8 @@ class LabelStore:
                 for name in _H5_ARRAYS + ("notes", "source_names"):
                     dataset = f"xlabel_labels/{name}"
                     item = group[name]
-                    arrays[name] = item.asstr()[()] if name in ("notes", "source_names") else item[()]
+                    strings = name in ("notes", "source_names")
+                    arrays[name] = item.asstr()[()] if strings else item[()]
                 frames = None
                 if "frames" in group:
                     dataset = "xlabel_labels/frames"
@@ -1248,7 +1250,7 @@ def _parse_record(data, offset):
 
 
 def _scan_records(data, start):
-    """Valid records from ``start``: ``([(offset, payload)], end, offset of a bad one or None)``."""
+    """Valid records from ``start``: ``([(offset, payload)], end, bad offset or None)``."""
     records, offset = [], start
     while offset < len(data):
         parsed = _parse_record(data, offset)
