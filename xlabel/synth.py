@@ -1,0 +1,679 @@
+"""Synthetic photon-counting detector scans with per-frame ground truth.
+
+:func:`make_scan` simulates an acquisition (a stack of frames of a hybrid
+pixel detector such as an Eiger) together with the truth of every frame;
+:func:`write_scan` writes it in the NeXus/Eiger layout real beamlines produce
+(master file + external-link data files, one-frame chunks, optional
+bitshuffle/LZ4 or gzip compression), so readers are exercised on the real
+layout. ``python -m xlabel.synth --samples data_samples`` regenerates the
+bundled samples (see :data:`SAMPLES`).
+
+>>> scan = make_scan(n_frames=200, seed=3)
+>>> scan.frames.shape, scan.frames.dtype.name
+((200, 64, 64), 'uint16')
+>>> sorted(set(scan.truth["label"]))
+['bad', 'good']
+
+The model
+---------
+Expected counts of pixel ``p`` in frame ``i`` (then Poisson counting noise):
+
+``lam[i, p] = level * beam[i] * transmission[i] * content[i, p]`` (+ hot pixels)
+
+- ``level``: mean counts per pixel at full beam (exposure: count time x flux);
+  drawn per scan (log-uniform 15-250 counts) so scans differ in mean level.
+- ``beam[i]``: relative incident intensity, the physical ground truth.
+
+  * Good frames: the stored beam decays slowly (3-7 % between top-up
+    refills every 80-250 frames, floor 0.925) with 0.3 % jitter:
+    ``beam >= GOOD_BEAM_MIN = 0.925``.
+  * Shutter ramp (reason ``"shutter"``): the first 3-12 frames (knob
+    ``ramp_frames``) while the shutter opens; the beam rises from ~0 to at most
+    ``BAD_BEAM_MAX = 0.78``.
+  * Beam loss (reason ``"beam_loss"``): 4-22 frames (shorter than half of a
+    51-frame running-median window) at 0-60 % beam, a partial frame as the beam
+    goes and a rise during the refill, all ``<= BAD_BEAM_MAX``; after it the
+    stored beam restarts at 1.0. Losses keep 30 frames from each other and the
+    ramp. Count per scan: Poisson(n_frames / 300), at least one for scans of
+    150 frames or more (knob ``losses``: a count or a list of (start, length)).
+
+  Label: a frame is ``"bad"`` when ``beam < BEAM_THRESHOLD = 0.85``. No frame
+  has a beam inside ``BEAM_GAP = (0.80, 0.92)``, so the classes are separable
+  in principle: an ambiguous band would cap any classifier's recall/precision.
+- ``transmission[i]``: sample absorption/thickness, a smooth random curve
+  (periods of 150-800 frames) within +-6-12 %. Together with the beam decay and
+  the changing content, a good frame's raw mean flux varies by about +-15 %
+  over a scan, so raw flux alone does not separate good from bad, while flux
+  relative to the scan's running median (window 51) and image content do.
+- ``content[i]``: scattering normalised to a spatial mean near 1: diffuse
+  background (a Lorentzian-like falloff from the beam centre + flat part),
+  a small-angle halo, 1-3 Debye-Scherrer rings (texture, radius drifting by a
+  pixel or two, slowly varying intensity), Bragg spots that appear and fade
+  over 5-60 frames, and a beamstop shadow at the beam centre.
+- Saturation (reason ``"saturated"``): events of 1-3 good-beam frames in which
+  a direct-beam / parasitic reflection saturates 3-10 % of the valid pixels
+  (their counts are clipped at ``count_cutoff = dtype max - 1``). A frame is
+  also ``"bad"`` when its fraction of valid pixels at the cutoff is
+  ``>= SATURATION_THRESHOLD = 0.005``; ordinary frames never saturate (expected
+  counts stay below 40 % of the cutoff), so no frame falls inside
+  ``SATURATION_GAP = (0.001, 0.02)``. Count per scan: Poisson(n_frames / 1000)
+  (knob ``saturation``).
+- Detector: a grid of modules separated by gap rows/columns and a few dead
+  pixels (``pixel_mask`` True, Eiger flags 1 = gap, 2 = dead; their values are
+  the dtype's maximum, the Eiger convention), and 1-4 hot pixels that are not
+  in the mask: they count at 10-60 x ``level`` whatever the beam.
+
+Random streams for the beam history, content, detector and noise are spawned
+from ``seed`` separately, so the same seed always gives the same frames.
+Different seeds give different beam histories, levels, content and detectors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import XLabelError
+
+__all__ = [
+    "SynthScan",
+    "SynthError",
+    "make_scan",
+    "write_scan",
+    "write_samples",
+    "SAMPLES",
+    "BEAM_THRESHOLD",
+    "BEAM_GAP",
+    "SATURATION_THRESHOLD",
+    "SATURATION_GAP",
+    "main",
+]
+
+BEAM_THRESHOLD = 0.85
+BEAM_GAP = (0.80, 0.92)
+GOOD_BEAM_MIN = 0.925
+BAD_BEAM_MAX = 0.78
+SATURATION_THRESHOLD = 0.005
+SATURATION_GAP = (0.001, 0.02)
+REASONS = ("", "shutter", "beam_loss", "saturated")
+
+LOSS_LENGTH = (4, 23)       # frames, high end exclusive
+LOSS_MARGIN = 30            # frames kept between losses and the ramp
+SATURATION_LENGTH = (1, 4)
+LEVEL_RANGE = (15.0, 250.0)
+MAX_EXPECTED_FRACTION = 0.4  # ordinary expected counts stay below this fraction of the cutoff
+PIXEL_SIZE = 75e-6           # metres (Eiger)
+GAP_FLAG, DEAD_FLAG = 1, 2   # Eiger pixel_mask bits
+
+
+class SynthError(XLabelError, ValueError):
+    """Invalid parameters for the synthetic scan generator."""
+
+
+@dataclass(repr=False)
+class SynthScan:
+    """A simulated scan: frames plus per-frame ground truth.
+
+    Attributes: ``frames`` (n, H, W) uint16/uint32; ``truth`` DataFrame with
+    ``frame``, ``label`` ("good"/"bad"), ``reason`` ("", "shutter",
+    "beam_loss", "saturated"), ``beam``, ``transmission``, ``flux`` (expected
+    mean counts of valid pixels), ``frac_saturated``, ``ring_radius``,
+    ``n_spots``; ``pixel_mask`` bool (True = gap/dead); ``pixel_flags`` (Eiger
+    uint32 bits); ``hot_pixels`` bool (not in the mask); ``name``; ``seed``;
+    ``count_time`` (s); ``count_cutoff`` (saturation value); ``params``
+    (the knobs that were used).
+    """
+
+    frames: np.ndarray
+    truth: pd.DataFrame
+    pixel_mask: np.ndarray
+    name: str
+    seed: int = 0
+    pixel_flags: np.ndarray | None = None
+    hot_pixels: np.ndarray | None = None
+    count_time: float = 0.1
+    count_cutoff: int = 65534
+    beam_center: tuple = (32.0, 32.0)
+    params: dict = field(default_factory=dict)
+
+    @property
+    def is_bad(self) -> np.ndarray:
+        """Boolean array, True for the frames labeled "bad"."""
+        return self.truth["label"].to_numpy() == "bad"
+
+    def source(self):
+        """The frames as an :class:`xlabel.io.ArraySource` (with this scan's pixel mask)."""
+        from .io.base import ArraySource
+        return ArraySource(self.frames, name=self.name, pixel_mask=self.pixel_mask)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __repr__(self) -> str:
+        n, h, w = self.frames.shape
+        counts = self.truth["reason"].value_counts().to_dict()
+        counts.pop("", None)
+        return (f"<SynthScan {self.name!r} {n} frames {h}x{w} {self.frames.dtype.name}, "
+                f"{int(self.is_bad.sum())} bad {counts}>")
+
+
+# ---------------------------------------------------------------------------
+# Beam history
+# ---------------------------------------------------------------------------
+def _slow_curve(n: int, rng: np.random.Generator, periods=(150.0, 800.0), terms=3) -> np.ndarray:
+    """A smooth random curve over ``n`` frames, max |value| = 1."""
+    t = np.arange(n, dtype=float)
+    period = rng.uniform(*periods, terms)
+    phase = rng.uniform(0, 2 * np.pi, terms)
+    amp = rng.uniform(0.3, 1.0, terms)
+    curve = (amp[:, None] * np.sin(2 * np.pi * t / period[:, None] + phase[:, None])).sum(0)
+    return curve / max(np.abs(curve).max(), 1e-12)
+
+
+def _place_intervals(n, rng, request, length_range, busy, margin, what):
+    """Intervals ``(start, length)`` for losses or saturation events.
+
+    ``request``: a count (random placement, as many as fit away from ``busy``
+    frames by ``margin``) or an explicit list of ``(start, length)``.
+    ``busy`` (bool array) is updated in place.
+    """
+    if not np.isscalar(request):
+        spans = [(int(s), int(m)) for s, m in request]
+        for start, length in spans:
+            if start < 0 or length < 1 or start + length > n:
+                raise SynthError(f"{what} interval ({start}, {length}) is outside a scan of {n} frames")
+            busy[start:start + length] = True
+        return spans
+    spans = []
+    for _ in range(int(request)):
+        length = int(rng.integers(*length_range))
+        blocked = np.concatenate([np.ones(margin, bool), busy, np.ones(margin, bool)])
+        window = length + 2 * margin
+        if len(blocked) < window:
+            break
+        run = np.convolve(blocked, np.ones(window, int), mode="valid")[: n - length + 1]
+        starts = np.flatnonzero(run == 0)
+        if starts.size == 0:
+            break
+        start = int(rng.choice(starts))
+        busy[start:start + length] = True
+        spans.append((start, length))
+    return spans
+
+
+def _stored_beam(n, rng, refills) -> np.ndarray:
+    """Good-beam intensity: slow decay, restarting at 1.0 at every refill/top-up."""
+    period = int(rng.integers(80, 250))
+    offset = int(rng.integers(0, period))
+    frames = np.arange(n)
+    is_refill = np.zeros(n, bool)
+    is_refill[[r for r in refills if 0 <= r < n]] = True
+    is_refill[(frames + offset) % period == 0] = True
+    last = np.maximum.accumulate(np.where(is_refill, frames, -offset))
+    decay = rng.uniform(0.03, 0.07) / period
+    beam = (1.0 - decay * (frames - last)) * (1 + rng.normal(0, 0.003, n))
+    return np.clip(beam, GOOD_BEAM_MIN, 1.02)
+
+
+def _ramp_profile(length, rng) -> np.ndarray:
+    """Shutter opening: beam rising from ~0 towards BAD_BEAM_MAX."""
+    x = np.arange(1, length + 1) / length
+    return BAD_BEAM_MAX * x ** rng.uniform(1.0, 2.5)
+
+
+def _loss_profile(length, rng) -> np.ndarray:
+    """Beam loss: a partial frame, a stretch at 0-60 %, a rise while refilling."""
+    level = rng.uniform(0.0, 0.6)
+    profile = level * (1 + rng.normal(0, 0.05, length))
+    profile[0] = rng.uniform(level, BAD_BEAM_MAX)
+    rise = min(2, length - 2)
+    if rise > 0:
+        profile[-rise:] = np.linspace(level, BAD_BEAM_MAX, rise + 2)[1:-1]
+    return np.clip(profile, 0.0, BAD_BEAM_MAX)
+
+
+def _beam_history(n, rng, ramp_frames, losses):
+    """Beam factor per frame and the reason ("", "shutter", "beam_loss")."""
+    ramp = int(rng.integers(3, 13)) if ramp_frames is None else int(ramp_frames)
+    ramp = min(max(ramp, 0), n)
+    if losses is None:
+        losses = max(int(n >= 150), int(rng.poisson(n / 300)))
+    busy = np.zeros(n, bool)
+    busy[:ramp] = True
+    spans = _place_intervals(n, rng, losses, LOSS_LENGTH, busy, LOSS_MARGIN, "beam loss")
+    if np.isscalar(losses) and len(spans) < int(losses):
+        raise SynthError(f"cannot place {losses} beam losses in a scan of {n} frames "
+                         f"(placed {len(spans)}); use fewer losses or more frames")
+    beam = _stored_beam(n, rng, [s + m for s, m in spans])
+    reason = np.full(n, "", dtype=object)
+    beam[:ramp] = _ramp_profile(ramp, rng)
+    reason[:ramp] = "shutter"
+    for start, length in spans:
+        beam[start:start + length] = _loss_profile(length, rng)
+        reason[start:start + length] = "beam_loss"
+    return beam, reason, busy
+
+
+# ---------------------------------------------------------------------------
+# Detector and scattering content
+# ---------------------------------------------------------------------------
+def _detector(shape, rng, gaps, modules, n_hot):
+    """Eiger pixel flags (1 gap, 2 dead) and the hot pixel mask."""
+    h, w = shape
+    flags = np.zeros(shape, np.uint32)
+    if gaps:
+        width = max(1, round(0.03 * min(h, w)))
+        for axis, size, count in ((0, h, modules[0]), (1, w, modules[1])):
+            for k in range(1, count):
+                edge = round(k * size / count) - width // 2
+                index = [slice(None), slice(None)]
+                index[axis] = slice(edge, edge + width)
+                flags[tuple(index)] |= GAP_FLAG
+    dead = rng.random(shape) < 5e-4
+    flags[dead] |= DEAD_FLAG
+    n_hot = int(rng.integers(1, 5)) if n_hot is None else int(n_hot)
+    candidates = np.flatnonzero(flags.ravel() == 0)
+    hot = np.zeros(h * w, bool)
+    hot[rng.choice(candidates, size=min(n_hot, candidates.size), replace=False)] = True
+    return flags, hot.reshape(shape)
+
+
+def _normalised(image: np.ndarray) -> np.ndarray:
+    return (image / image.mean()).astype(np.float32)
+
+
+def _static_templates(shape, rng, center):
+    """Radius and azimuth maps, background, halo and beamstop transmission."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    dy, dx = yy - center[0], xx - center[1]
+    r = np.hypot(dy, dx)
+    phi = np.arctan2(dy, dx)
+    size = min(h, w)
+    background = _normalised(0.4 + 1 / np.sqrt(1 + (r / (rng.uniform(0.1, 0.3) * size)) ** 2))
+    halo = _normalised(np.exp(-0.5 * (r / (rng.uniform(0.05, 0.1) * size)) ** 2))
+    beamstop = np.where(r < max(1.5, 0.04 * size), 0.02, 1.0).astype(np.float32)
+    return r, phi, background, halo, beamstop
+
+
+def _rings(n, r, phi, rng, weight):
+    """Debye-Scherrer rings with drifting radius and intensity; returns (image, radius of ring 0)."""
+    size = 2 * float(r.max()) / math.sqrt(2)
+    count = int(rng.integers(1, 4))
+    image = np.zeros((n, *r.shape), np.float32)
+    radius0 = None
+    for k in range(count):
+        radius = rng.uniform(0.15, 0.42) * size + 1.5 * _slow_curve(n, rng)
+        width = rng.uniform(0.8, 2.0)
+        texture = 1 + rng.uniform(0, 0.5) * np.cos(2 * (phi - rng.uniform(0, np.pi)))
+        amp = (weight / count) * (1 + 0.2 * _slow_curve(n, rng)) * (1 + rng.normal(0, 0.03, n))
+        profile = np.exp(-0.5 * ((r[None] - radius[:, None, None].astype(np.float32)) / width) ** 2)
+        norm = profile.mean(axis=(1, 2)) + 1e-12
+        image += (amp / norm).astype(np.float32)[:, None, None] * profile * texture.astype(np.float32)
+        radius0 = radius if radius0 is None else radius0
+    return image, radius0
+
+
+def _spots(n, shape, rng, level_fraction):
+    """Bragg spots appearing and fading over 5-60 frames: (n, H, W) image and spots per frame."""
+    h, w = shape
+    count = max(1, n // 15)
+    centre = rng.uniform(0, 1, (count, 2)) * (h - 1, w - 1)
+    sigma = rng.uniform(0.6, 1.4, count)
+    yy, xx = np.mgrid[0:h, 0:w]
+    blobs = np.exp(-0.5 * ((yy[None] - centre[:, 0, None, None]) ** 2
+                           + (xx[None] - centre[:, 1, None, None]) ** 2) / sigma[:, None, None] ** 2)
+    t_mid = rng.uniform(0, n, count)
+    t_width = rng.uniform(2, 20, count)
+    peak = rng.uniform(2, 20, count) * level_fraction
+    amp = peak * np.exp(-0.5 * ((np.arange(n)[:, None] - t_mid) / t_width) ** 2)
+    amp[amp < 0.05 * peak] = 0
+    image = (amp.astype(np.float32) @ blobs.reshape(count, -1).astype(np.float32)).reshape(n, h, w)
+    return image, (amp > 0).sum(1)
+
+
+def _content(n, shape, rng, center):
+    """Expected scattering per frame (spatial mean near 1) and truth columns."""
+    r, phi, background, halo, beamstop = _static_templates(shape, rng, center)
+    w_ring, w_halo = rng.uniform(0.1, 0.25), rng.uniform(0.05, 0.15)
+    image, ring_radius = _rings(n, r, phi, rng, w_ring)
+    spots, n_spots = _spots(n, shape, rng, 1.0)
+    image += spots
+    bg_amp = (1 - w_ring - w_halo) * (1 + 0.01 * _slow_curve(n, rng)) * (1 + rng.normal(0, 0.01, n))
+    halo_amp = w_halo * (1 + 0.2 * _slow_curve(n, rng)) * (1 + rng.normal(0, 0.03, n))
+    image += bg_amp.astype(np.float32)[:, None, None] * background
+    image += halo_amp.astype(np.float32)[:, None, None] * halo
+    image *= beamstop
+    return image, ring_radius, n_spots
+
+
+def _saturation_blob(shape, rng, center, valid, fraction):
+    """Pixels of a saturating blob near the beam centre: ``fraction`` of the valid pixels."""
+    h, w = shape
+    cy, cx = center[0] + rng.uniform(-0.1, 0.1) * h, center[1] + rng.uniform(-0.1, 0.1) * w
+    yy, xx = np.mgrid[0:h, 0:w]
+    distance = np.hypot(yy - cy, xx - cx)[valid]
+    k = math.ceil(fraction * valid.sum())
+    blob = np.zeros(int(valid.sum()), bool)
+    blob[np.argsort(distance, kind="stable")[:k]] = True
+    full = np.zeros(shape, bool)
+    full[valid] = blob
+    return full
+
+
+# ---------------------------------------------------------------------------
+# make_scan
+# ---------------------------------------------------------------------------
+def _check_args(n_frames, frame_shape, dtype, level):
+    if int(n_frames) < 1:
+        raise SynthError(f"n_frames must be >= 1, got {n_frames}")
+    if len(frame_shape) != 2 or min(frame_shape) < 8:
+        raise SynthError(f"frame_shape must be (H, W) with H, W >= 8, got {frame_shape}")
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
+        raise SynthError(f"dtype must be uint16 or uint32, got {dtype}")
+    cutoff = int(np.iinfo(dtype).max) - 1
+    # Spots peak at 20x level above a halo of up to ~10x: keep expected counts below the cutoff.
+    if level is not None and not 0 < level * 100 <= MAX_EXPECTED_FRACTION * cutoff:
+        raise SynthError(f"level {level} counts/pixel must be in (0, {MAX_EXPECTED_FRACTION * cutoff / 100:g}]"
+                         f" for {dtype.name} (use dtype='uint32' for higher levels)")
+    return dtype, cutoff
+
+
+def make_scan(n_frames: int = 400, frame_shape=(64, 64), seed: int = 0, *, name: str | None = None,
+              dtype="uint16", level: float | None = None, ramp_frames: int | None = None,
+              losses=None, saturation=None, hot_pixels: int | None = None, gaps: bool = True,
+              modules=(2, 2), count_time: float | None = None) -> SynthScan:
+    """Simulate a scan of ``n_frames`` detector frames with per-frame ground truth.
+
+    Knobs (``None`` = drawn from ``seed``): ``level`` mean counts/pixel at full beam;
+    ``ramp_frames`` shutter-ramp length (0 for none); ``losses`` number of beam losses or
+    a list of ``(start, length)``; ``saturation`` number of saturation events or a list of
+    ``(start, length)``; ``hot_pixels`` count; ``gaps`` module gaps on/off with
+    ``modules`` = (rows, cols) of modules; ``count_time`` in seconds (metadata).
+    See the module docstring for the physics and the label definition.
+
+    >>> scan = make_scan(n_frames=300, seed=5, ramp_frames=10, losses=[(150, 12)], saturation=0)
+    >>> scan.truth["reason"].value_counts().to_dict()
+    {'': 278, 'beam_loss': 12, 'shutter': 10}
+    >>> bool((scan.frames[:, scan.pixel_mask] == 65535).all())
+    True
+    """
+    dtype, cutoff = _check_args(n_frames, frame_shape, dtype, level)
+    n, shape = int(n_frames), (int(frame_shape[0]), int(frame_shape[1]))
+    beam_rng, content_rng, detector_rng, noise_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    if level is None:
+        level = float(np.exp(beam_rng.uniform(*np.log(LEVEL_RANGE))))
+    if count_time is None:
+        count_time = float(beam_rng.choice([0.01, 0.02, 0.05, 0.1, 0.2]))
+    beam, reason, busy = _beam_history(n, beam_rng, ramp_frames, losses)
+    transmission = 1 + beam_rng.uniform(0.06, 0.12) * _slow_curve(n, beam_rng)
+    if saturation is None:
+        saturation = int(beam_rng.poisson(n / 1000))
+    saturated_spans = _place_intervals(n, beam_rng, saturation, SATURATION_LENGTH, busy, 1, "saturation")
+
+    flags, hot = _detector(shape, detector_rng, gaps, modules, hot_pixels)
+    valid = flags == 0
+    center = (shape[0] / 2 + detector_rng.uniform(-0.06, 0.06) * shape[0],
+              shape[1] / 2 + detector_rng.uniform(-0.06, 0.06) * shape[1])
+    content, ring_radius, n_spots = _content(n, shape, content_rng, center)
+
+    lam = content
+    lam *= (level * beam * transmission).astype(np.float32)[:, None, None]
+    lam[:, hot] = (level * detector_rng.uniform(10, 60, int(hot.sum()))).astype(np.float32)
+    for start, length in saturated_spans:
+        blob = _saturation_blob(shape, detector_rng, center, valid & ~hot, detector_rng.uniform(0.03, 0.10))
+        lam[start:start + length, blob] = 5.0 * cutoff
+    flux = np.minimum(lam[:, valid], cutoff).mean(axis=1)
+
+    counts = noise_rng.poisson(lam)
+    np.minimum(counts, cutoff, out=counts)
+    frames = counts.astype(dtype)
+    frames[:, ~valid] = np.iinfo(dtype).max
+    frac_saturated = (frames[:, valid] == cutoff).mean(axis=1)
+
+    truth = _truth_table(beam, reason, frac_saturated, transmission, flux, ring_radius, n_spots)
+    params = dict(n_frames=n, frame_shape=shape, seed=seed, dtype=dtype.name, level=level,
+                  ramp_frames=int((reason == "shutter").sum()), saturation=saturated_spans,
+                  hot_pixels=int(hot.sum()), gaps=gaps, modules=tuple(modules), count_time=count_time)
+    return SynthScan(frames=frames, truth=truth, pixel_mask=~valid, name=name or f"synth_{seed}",
+                     seed=seed, pixel_flags=flags, hot_pixels=hot, count_time=count_time,
+                     count_cutoff=cutoff, beam_center=center, params=params)
+
+
+def _truth_table(beam, reason, frac_saturated, transmission, flux, ring_radius, n_spots):
+    """Per-frame truth: label from the beam threshold and the saturated fraction."""
+    reason = reason.copy()
+    saturated = frac_saturated >= SATURATION_THRESHOLD
+    reason[(reason == "") & saturated] = "saturated"
+    bad = (beam < BEAM_THRESHOLD) | saturated
+    return pd.DataFrame({
+        "frame": np.arange(len(beam)),
+        "label": np.where(bad, "bad", "good"),
+        "reason": reason.astype(str),
+        "beam": beam,
+        "transmission": transmission,
+        "flux": flux,
+        "frac_saturated": frac_saturated,
+        "ring_radius": ring_radius,
+        "n_spots": n_spots,
+    })
+
+
+# ---------------------------------------------------------------------------
+# Writing NeXus / Eiger files
+# ---------------------------------------------------------------------------
+LAYOUTS = ("eiger", "nexus")
+COMPRESSIONS = (None, "gzip", "bslz4")
+
+
+def _compression_options(compression) -> dict:
+    if compression is None:
+        return {}
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+    import hdf5plugin  # registers the bitshuffle filter with HDF5
+    return dict(hdf5plugin.Bitshuffle(cname="lz4"))
+
+
+def _write_frames(group, frames, compression):
+    """One-frame chunks, the way Eiger/Pilatus data files are written."""
+    return group.create_dataset("data", data=frames, chunks=(1, *frames.shape[1:]),
+                                **_compression_options(compression))
+
+
+def _nx_group(parent, name, nx_class, **attrs):
+    group = parent.require_group(name)
+    group.attrs["NX_class"] = nx_class
+    for key, value in attrs.items():
+        group.attrs[key] = value
+    return group
+
+
+def _write_metadata(entry, scan: SynthScan):
+    """NXinstrument/NXdetector (Eiger style), the beam monitor and sample ground truth."""
+    instrument = _nx_group(entry, "instrument", "NXinstrument")
+    detector = _nx_group(instrument, "detector", "NXdetector")
+    n, h, w = scan.frames.shape
+    mask = (scan.pixel_flags if scan.pixel_flags is not None else scan.pixel_mask).astype(np.uint32)
+    detector["description"] = "xlabel.synth simulated photon-counting detector (Eiger-like)"
+    detector["sensor_material"] = "Si"
+    for key, value, units in (("count_time", scan.count_time, "s"), ("frame_time", scan.count_time, "s"),
+                              ("x_pixel_size", PIXEL_SIZE, "m"), ("y_pixel_size", PIXEL_SIZE, "m"),
+                              ("beam_center_x", scan.beam_center[1], "pixel"),
+                              ("beam_center_y", scan.beam_center[0], "pixel")):
+        detector[key] = value
+        detector[key].attrs["units"] = units
+    detector["saturation_value"] = np.int64(scan.count_cutoff)
+    detector["bit_depth_readout"] = np.int32(scan.frames.dtype.itemsize * 8)
+    detector["pixel_mask"] = mask
+    specific = _nx_group(detector, "detectorSpecific", "NXcollection")
+    specific["pixel_mask"] = mask
+    specific["nimages"] = np.int64(n)
+    specific["ntrigger"] = np.int64(1)
+    specific["x_pixels_in_detector"] = np.int64(w)
+    specific["y_pixels_in_detector"] = np.int64(h)
+    specific["countrate_correction_count_cutoff"] = np.int64(scan.count_cutoff)
+    monitor = _nx_group(entry, "control", "NXmonitor")
+    monitor["data"] = scan.truth["beam"].to_numpy(np.float64)
+    monitor["data"].attrs["long_name"] = "relative incident beam intensity (simulation ground truth)"
+    sample = _nx_group(entry, "sample", "NXsample")
+    sample["name"] = scan.name
+    sample["transmission"] = scan.truth["transmission"].to_numpy(np.float64)
+
+
+def _open_entry(path):
+    import h5py
+    f = h5py.File(path, "w")
+    f.attrs["default"] = "entry"
+    f.attrs["creator"] = "xlabel.synth"
+    entry = _nx_group(f, "entry", "NXentry", default="data")
+    entry["definition"] = "NXmx"
+    return f, entry
+
+
+def _write_eiger(scan: SynthScan, folder: Path, compression, frames_per_file: int) -> Path:
+    import h5py
+    master = folder / f"{scan.name}_master.h5"
+    f, entry = _open_entry(master)
+    with f:
+        data = _nx_group(entry, "data", "NXdata")
+        for k, start in enumerate(range(0, len(scan.frames), frames_per_file), 1):
+            stop = min(start + frames_per_file, len(scan.frames))
+            file_name = f"{scan.name}_data_{k:06d}.h5"
+            with h5py.File(folder / file_name, "w") as part:
+                group = _nx_group(_nx_group(part, "entry", "NXentry"), "data", "NXdata", signal="data")
+                dset = _write_frames(group, scan.frames[start:stop], compression)
+                dset.attrs["image_nr_low"] = np.int64(start + 1)
+                dset.attrs["image_nr_high"] = np.int64(stop)
+            data[f"data_{k:06d}"] = h5py.ExternalLink(file_name, "/entry/data/data")
+        _write_metadata(entry, scan)
+    return master
+
+
+def _write_nexus(scan: SynthScan, folder: Path, compression) -> Path:
+    path = folder / f"{scan.name}.nxs"
+    f, entry = _open_entry(path)
+    with f:
+        data = _nx_group(entry, "data", "NXdata", signal="data")
+        _write_frames(data, scan.frames, compression)
+        _write_metadata(entry, scan)
+        entry["instrument/detector/data"] = data["data"]  # hard link, as NXmx files do
+    return path
+
+
+def write_scan(scan: SynthScan, path, layout: str = "eiger", compression=None,
+               frames_per_file: int = 100) -> Path:
+    """Write ``scan`` into the folder ``path`` (created if needed); return the master file.
+
+    ``layout="eiger"``: ``<path>/<name>_master.h5`` whose ``/entry/data/data_000001``,
+    ``data_000002``, ... are external links to ``<name>_data_00000k.h5:/entry/data/data``
+    (``frames_per_file`` frames each). ``layout="nexus"``: one file ``<path>/<name>.nxs``
+    with ``/entry/data/data`` (NXdata ``@signal``, ``@default`` chain from the root).
+    Data are chunked one frame per chunk; ``compression`` is ``None``, ``"gzip"`` or
+    ``"bslz4"`` (bitshuffle + LZ4, via hdf5plugin). The Eiger pixel mask (uint32,
+    non-zero = bad) is written at ``/entry/instrument/detector/pixel_mask`` and
+    ``.../detectorSpecific/pixel_mask``; the beam ground truth at ``/entry/control/data``.
+
+    >>> import tempfile
+    >>> master = write_scan(make_scan(n_frames=30, seed=1), tempfile.mkdtemp(), frames_per_file=20)
+    >>> master.name
+    'synth_1_master.h5'
+    """
+    if layout not in LAYOUTS:
+        raise SynthError(f"layout must be one of {LAYOUTS}, got {layout!r}", path=path)
+    if compression not in COMPRESSIONS:
+        raise SynthError(f"compression must be one of {COMPRESSIONS}, got {compression!r}", path=path)
+    if int(frames_per_file) < 1:
+        raise SynthError(f"frames_per_file must be >= 1, got {frames_per_file}", path=path)
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    if layout == "nexus":
+        return _write_nexus(scan, folder, compression)
+    return _write_eiger(scan, folder, compression, int(frames_per_file))
+
+
+# ---------------------------------------------------------------------------
+# Bundled samples
+# ---------------------------------------------------------------------------
+#: The scans in data_samples/: ``make`` = make_scan arguments, ``write`` = write_scan arguments.
+SAMPLES = {
+    "scan_a": dict(description="shutter ramp of 12 frames and one beam loss; bslz4, 4 data files",
+                   make=dict(n_frames=400, seed=101, ramp_frames=12, losses=1, saturation=0, level=25.0),
+                   write=dict(compression="bslz4", frames_per_file=100)),
+    "scan_b": dict(description="short ramp (5 frames) and two beam losses; gzip, 5 data files",
+                   make=dict(n_frames=500, seed=202, ramp_frames=5, losses=2, saturation=0, level=40.0),
+                   write=dict(compression="gzip", frames_per_file=100)),
+    "scan_c": dict(description="ramp of 8 frames, one short beam loss and two saturation events; "
+                               "bslz4, 3 data files",
+                   make=dict(n_frames=300, seed=303, ramp_frames=8, losses=1, saturation=2, level=15.0),
+                   write=dict(compression="bslz4", frames_per_file=100)),
+    "scan_d": dict(description="uint32 frames (invalid = 2**32-1), ramp of 10 frames, one beam loss, "
+                               "one saturation event; bslz4, 2 data files of 150 frames",
+                   make=dict(n_frames=300, seed=404, ramp_frames=10, losses=1, saturation=1, level=60.0,
+                             dtype="uint32"),
+                   write=dict(compression="bslz4", frames_per_file=150)),
+}
+
+
+def make_sample(name: str) -> SynthScan:
+    """The :class:`SynthScan` of bundled sample ``name`` (see :data:`SAMPLES`)."""
+    if name not in SAMPLES:
+        raise SynthError(f"unknown sample {name!r}; known: {', '.join(SAMPLES)}")
+    return make_scan(name=name, **SAMPLES[name]["make"])
+
+
+def write_sample(name: str, folder) -> Path:
+    """Regenerate sample ``name`` into ``folder/<name>/``: master, data files, labels CSV."""
+    scan = make_sample(name)
+    target = Path(folder) / name
+    master = write_scan(scan, target, **SAMPLES[name]["write"])
+    scan.truth[["frame", "label", "reason"]].to_csv(target / f"{name}_labels.csv", index=False)
+    return master
+
+
+def write_samples(folder, names=None, progress: bool = True) -> list[Path]:
+    """Regenerate the bundled samples (all, or ``names``) into ``folder``; return the masters."""
+    from tqdm.auto import tqdm
+    names = list(SAMPLES) if names is None else list(names)
+    return [write_sample(name, folder) for name in tqdm(names, desc="samples", disable=not progress)]
+
+
+def main(argv=None) -> int:
+    """``python -m xlabel.synth``: write one synthetic scan, or regenerate the samples."""
+    parser = argparse.ArgumentParser(prog="python -m xlabel.synth", description=main.__doc__)
+    parser.add_argument("out", nargs="?", help="folder to write one scan into")
+    parser.add_argument("--samples", metavar="FOLDER", help="regenerate the bundled samples into FOLDER")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="with --samples: only these samples")
+    parser.add_argument("--frames", type=int, default=400)
+    parser.add_argument("--shape", type=int, nargs=2, default=(64, 64), metavar=("H", "W"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--name")
+    parser.add_argument("--layout", choices=LAYOUTS, default="eiger")
+    parser.add_argument("--compression", choices=["none", "gzip", "bslz4"], default="none")
+    parser.add_argument("--frames-per-file", type=int, default=100)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    if args.samples:
+        for master in write_samples(args.samples, args.only, progress=not args.quiet):
+            print(master)
+        return 0
+    if not args.out:
+        parser.error("give an output folder, or --samples FOLDER")
+    scan = make_scan(args.frames, tuple(args.shape), args.seed, name=args.name)
+    compression = None if args.compression == "none" else args.compression
+    master = write_scan(scan, args.out, layout=args.layout, compression=compression,
+                        frames_per_file=args.frames_per_file)
+    scan.truth.to_csv(Path(args.out) / f"{scan.name}_truth.csv", index=False)
+    print(master)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
