@@ -302,7 +302,15 @@ def _static_templates(shape, rng, center):
 
 
 def _rings(n, r, phi, rng, weight):
-    """Debye-Scherrer rings with drifting radius and intensity; returns (image, radius of ring 0)."""
+    """Debye-Scherrer rings with drifting radius and intensity; returns (image, radius of ring 0).
+
+    Ring profiles are evaluated on a fine radial grid (1/20 pixel) and looked up per
+    pixel: n x bins exponentials instead of n x H x W.
+    """
+    step = 0.05
+    radial_index = np.rint(r / step).astype(np.intp)
+    grid = np.arange(radial_index.max() + 1, dtype=np.float32) * step
+    pixels_per_bin = np.bincount(radial_index.ravel(), minlength=grid.size)
     size = 2 * float(r.max()) / math.sqrt(2)
     count = int(rng.integers(1, 4))
     image = np.zeros((n, *r.shape), np.float32)
@@ -310,16 +318,17 @@ def _rings(n, r, phi, rng, weight):
     for k in range(count):
         radius = rng.uniform(0.15, 0.42) * size + 1.5 * _slow_curve(n, rng)
         width = rng.uniform(0.8, 2.0)
-        texture = 1 + rng.uniform(0, 0.5) * np.cos(2 * (phi - rng.uniform(0, np.pi)))
+        texture = (1 + rng.uniform(0, 0.5) * np.cos(2 * (phi - rng.uniform(0, np.pi)))).astype(np.float32)
         amp = (weight / count) * (1 + 0.2 * _slow_curve(n, rng)) * (1 + rng.normal(0, 0.03, n))
-        profile = np.exp(-0.5 * ((r[None] - radius[:, None, None].astype(np.float32)) / width) ** 2)
-        norm = profile.mean(axis=(1, 2)) + 1e-12
-        image += (amp / norm).astype(np.float32)[:, None, None] * profile * texture.astype(np.float32)
+        profile = np.exp(-0.5 * ((grid[None] - radius[:, None].astype(np.float32)) / width) ** 2)
+        mean = (profile @ pixels_per_bin.astype(np.float32)) / r.size + 1e-12
+        profile *= (amp / mean).astype(np.float32)[:, None]
+        image += profile[:, radial_index] * texture
         radius0 = radius if radius0 is None else radius0
     return image, radius0
 
 
-def _spots(n, shape, rng, level_fraction):
+def _spots(n, shape, rng):
     """Bragg spots appearing and fading over 5-60 frames: (n, H, W) image and spots per frame."""
     h, w = shape
     count = max(1, n // 15)
@@ -330,7 +339,7 @@ def _spots(n, shape, rng, level_fraction):
                            + (xx[None] - centre[:, 1, None, None]) ** 2) / sigma[:, None, None] ** 2)
     t_mid = rng.uniform(0, n, count)
     t_width = rng.uniform(2, 20, count)
-    peak = rng.uniform(2, 20, count) * level_fraction
+    peak = rng.uniform(2, 20, count)  # x the mean level
     amp = peak * np.exp(-0.5 * ((np.arange(n)[:, None] - t_mid) / t_width) ** 2)
     amp[amp < 0.05 * peak] = 0
     image = (amp.astype(np.float32) @ blobs.reshape(count, -1).astype(np.float32)).reshape(n, h, w)
@@ -342,7 +351,7 @@ def _content(n, shape, rng, center):
     r, phi, background, halo, beamstop = _static_templates(shape, rng, center)
     w_ring, w_halo = rng.uniform(0.1, 0.25), rng.uniform(0.05, 0.15)
     image, ring_radius = _rings(n, r, phi, rng, w_ring)
-    spots, n_spots = _spots(n, shape, rng, 1.0)
+    spots, n_spots = _spots(n, shape, rng)
     image += spots
     bg_amp = (1 - w_ring - w_halo) * (1 + 0.01 * _slow_curve(n, rng)) * (1 + rng.normal(0, 0.01, n))
     halo_amp = w_halo * (1 + 0.2 * _slow_curve(n, rng)) * (1 + rng.normal(0, 0.03, n))
