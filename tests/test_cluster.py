@@ -145,16 +145,34 @@ def test_kmeans_2d_uses_all_columns():
     assert compare(np.r_[np.zeros(40), np.ones(40)], labels).ari == 1.0
 
 
-def test_kmeans_1d_reaches_sklearn_inertia():
+def inertia(x, labels):
+    return sum(((x[labels == i] - x[labels == i].mean()) ** 2).sum() for i in np.unique(labels))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.integers(0, 15), min_size=6, max_size=60), k=st.integers(1, 5))
+def test_kmeans_1d_is_at_least_as_good_as_sklearn_on_tied_data(values, k):
     from sklearn.cluster import KMeans
 
+    x = np.array(values, dtype=float)
+    if np.unique(x).size < max(k, 2):
+        return  # tested in test_fewer_frames_than_clusters / test_identical_frames
+    labels = kmeans(x, k=k)
+    assert sorted(np.unique(labels)) == list(range(k))
+    theirs = KMeans(k, n_init=10, random_state=0).fit(x[:, None]).inertia_
+    assert inertia(x, labels) <= theirs * (1 + 1e-9) + 1e-9
+
+
+def test_kmeans_1d_lloyd_path_matches_exact_path(monkeypatch):
+    import xlabel.cluster as cluster
+
     rng = np.random.default_rng(7)
-    x = np.r_[rng.normal(0, 1, 500), rng.normal(3, 1, 300), rng.normal(9, 2, 200)]
-    for k in (2, 3, 4):
-        labels = kmeans(x, k=k)
-        ours = sum(((x[labels == i] - x[labels == i].mean()) ** 2).sum() for i in range(k))
-        theirs = KMeans(k, n_init=10, random_state=0).fit(x[:, None]).inertia_
-        assert ours <= theirs * (1 + 1e-9)
+    x = np.r_[rng.normal(0, 1, 500), rng.normal(8, 1, 300), rng.normal(20, 2, 200)]
+    exact = kmeans(x, k=3)
+    monkeypatch.setattr(cluster, "EXACT_KMEANS_MAX_DISTINCT", 0)
+    lloyd = kmeans(x, k=3)
+    np.testing.assert_array_equal(lloyd, exact)
+    assert np.bincount(exact).tolist() == [500, 300, 200]
 
 
 def test_order_by_kmeans_mean_puts_dark_frames_in_cluster_0():

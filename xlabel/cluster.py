@@ -42,6 +42,7 @@ __all__ = [
 
 DEFAULT_COLUMN = "mean"
 DEFAULT_MIN_SAMPLES = 5
+EXACT_KMEANS_MAX_DISTINCT = 1500  # up to this many distinct values 1-D k-means is exact
 
 
 class ClusterWarning(UserWarning):
@@ -173,6 +174,37 @@ def _kmeanspp_1d(xs, k, rng):
     return np.sort(np.asarray(centers))
 
 
+def _kmeans_1d_optimal(x, xc, order, k):
+    """Globally optimal 1-D k-means by dynamic programming over the distinct values.
+
+    O(k m^2) for m distinct values, so only used for small m, where Lloyd's local optima
+    are most likely (discrete or heavily tied data).
+    """
+    starts = np.r_[0, np.flatnonzero(xc[1:] != xc[:-1]) + 1, xc.size]  # runs of equal values
+    cs1 = np.r_[0.0, np.cumsum(xc)][starts]
+    cs2 = np.r_[0.0, np.cumsum(xc**2)][starts]
+    count = starts.astype(np.float64)
+    m = starts.size - 1
+    i, j = np.triu_indices(m + 1, 1)  # segment of distinct values i..j-1
+    cost = np.full((m + 1, m + 1), np.inf)
+    seg_n = count[j] - count[i]
+    cost[i, j] = np.maximum((cs2[j] - cs2[i]) - (cs1[j] - cs1[i]) ** 2 / seg_n, 0.0)
+    best = cost[0].copy()  # best[j]: optimal cost of distinct values 0..j-1 in 1 cluster
+    split = np.zeros((k, m + 1), dtype=np.int64)
+    for c in range(1, k):
+        total = best[:, None] + cost
+        split[c] = np.argmin(total, axis=0)
+        best = total[split[c], np.arange(m + 1)]
+    bounds = [m]
+    for c in range(k - 1, 0, -1):
+        bounds.append(split[c][bounds[-1]])
+    run_bounds = starts[np.array(bounds[::-1] if k > 1 else [m])]
+    edges = np.r_[0, run_bounds] if k > 1 else np.r_[0, xc.size]
+    labels = np.empty(x.size, dtype=np.int64)
+    labels[order] = np.repeat(np.arange(k), np.diff(edges))
+    return labels
+
+
 def _kmeans_1d(x, k, seed, n_init, max_iter):
     order = np.argsort(x, kind="stable")
     xs = x[order]
@@ -183,6 +215,8 @@ def _kmeans_1d(x, k, seed, n_init, max_iter):
     xc = xs - xs[xs.size // 2]  # centering keeps the cumulative sums of squares accurate
     cs1 = np.r_[0.0, np.cumsum(xc)]
     cs2 = np.r_[0.0, np.cumsum(xc**2)]
+    if distinct.size <= EXACT_KMEANS_MAX_DISTINCT:
+        return _kmeans_1d_optimal(x, xc, order, k)
     rng = np.random.default_rng(seed)
     quantiles = np.linspace(0, distinct.size - 1, 2 * k + 1)[1::2].astype(int)
     starts = [distinct[quantiles] - xs[xs.size // 2]]
@@ -201,8 +235,10 @@ def kmeans(features, k: int = 2, columns=None, scale: bool = True, seed: int = 0
     ``features``: a frame_stats table (default column ``mean``), a 2-D array (frames x
     features) or a 1-D array. ``scale`` standardizes each column (z-score) first, so
     columns in different units weigh equally (no effect on a single column).
-    With one column, exact Lloyd iterations run on the sorted data (cumulative sums),
-    from a quantile start plus ``n_init - 1`` k-means++ starts; the lowest inertia wins.
+    With one column and at most 1500 distinct values the result is the global optimum
+    (dynamic programming); otherwise exact Lloyd iterations run on the sorted data
+    (cumulative sums) from a quantile start plus ``n_init - 1`` k-means++ starts, and
+    the lowest inertia wins.
     With several columns scikit-learn's ``KMeans(n_init=n_init)`` is used.
     Cluster ``i`` has the ``i``-th smallest center in the first column; still use
     :func:`order_by` / :func:`align_labels` to give ids a meaning on purpose.
