@@ -54,7 +54,7 @@ grid_data = st.lists(st.integers(0, 40), min_size=1, max_size=80).map(lambda v: 
 
 @settings(max_examples=150, deadline=None)
 @given(x=grid_data, eps_steps=st.integers(1, 8), min_samples=st.integers(1, 7))
-def test_dbscan_1d_matches_sklearn_labels_exactly_with_ties_and_duplicates(x, eps_steps, min_samples):
+def test_dbscan_1d_matches_sklearn_exactly_with_ties_and_duplicates(x, eps_steps, min_samples):
     eps = eps_steps * 0.5
     if len(x) < min_samples or np.ptp(x) == 0:
         return  # degenerate inputs are tested separately

@@ -85,7 +85,8 @@ def _feature_matrix(features, columns) -> tuple[np.ndarray, list]:
     if matrix.ndim == 1:
         matrix = matrix[:, None]
     if matrix.ndim != 2:
-        raise ClusterError(f"features must be a table, a 1-D or a 2-D array, got shape {matrix.shape}")
+        raise ClusterError("features must be a table, a 1-D or a 2-D array, "
+                           f"got shape {matrix.shape}")
     if columns is not None:
         cols = [columns] if np.isscalar(columns) else list(columns)
         matrix = matrix[:, cols]
@@ -251,7 +252,7 @@ def kmeans(features, k: int = 2, columns=None, scale: bool = True, seed: int = 0
     """
     if int(k) < 1:
         raise ClusterError(f"k must be >= 1, got {k}")
-    matrix, _, _ = _prepare(features, columns, scale, n_needed=max(int(k), 1), what=f"k-means with k={k}")
+    matrix, _, _ = _prepare(features, columns, scale, n_needed=int(k), what=f"k-means with k={k}")
     if matrix.shape[1] == 1:
         return _kmeans_1d(matrix[:, 0], int(k), seed, n_init, max_iter)
     from sklearn.cluster import KMeans
@@ -491,7 +492,8 @@ def order_by(labels, values=None, column: str = DEFAULT_COLUMN, stat: str = "mea
     """
     labels = _as_labels(labels)
     if values is None:
-        raise ClusterError("order_by needs the values to order clusters by (e.g. the frame_stats table)")
+        raise ClusterError("order_by needs the values to order clusters by "
+                           "(e.g. the frame_stats table)")
     if isinstance(values, pd.DataFrame):
         if column not in values.columns:
             raise ClusterError(f"column {column!r} not in table; available: {list(values.columns)}")
@@ -529,7 +531,7 @@ def _contingency(a, b):
 
 
 def align_labels(reference, labels) -> np.ndarray:
-    """Renumber ``labels`` so its clusters carry the ids of the best-matching ``reference`` clusters.
+    """Renumber ``labels`` so its clusters take the ids of the best-matching ``reference`` ones.
 
     Matching maximizes the total overlap (Hungarian algorithm on the contingency table,
     ``scipy.optimize.linear_sum_assignment``), for any number of clusters on either side.
