@@ -27,10 +27,10 @@ from .io.base import FrameSource
 __all__ = ["frame_stats", "FEATURE_COLUMNS", "COLUMNS"]
 
 #: Numeric columns usable by clustering and models.
-FEATURE_COLUMNS = ("mean", "sum", "median", "std", "min", "max", "frac_saturated",
-                   "frac_zero", "n_valid", "n_invalid", "flux_rel", "flux_rank")
+FEATURE_COLUMNS = ["mean", "sum", "median", "std", "min", "max", "frac_saturated",
+                   "frac_zero", "n_valid", "n_invalid", "flux_rel", "flux_rank"]
 #: All columns of a ``frame_stats`` table, in order.
-COLUMNS = ("scan", "frame", *FEATURE_COLUMNS, "problem")
+COLUMNS = ["scan", "frame", *FEATURE_COLUMNS, "problem"]
 
 # Per-frame columns computed from the pixels (the rest come from the scan context).
 _STATS = ("default", "full")
@@ -212,7 +212,10 @@ def _run_pool(sources, tasks, opts, workers, parts, bar):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    # fork: workers start at once, share the parent's imports, and never re-run the
+    # user's __main__ script (forkserver/spawn do; a script without a main guard would
+    # break). Sources reopen their files in the child (they check the pid).
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
     with ProcessPoolExecutor(_n_workers(workers), mp_context=mp.get_context(method)) as pool:
         futures = {pool.submit(range_stats, sources[i][0], a, b, opts): (i, a, b)
                    for i, a, b in tasks}
@@ -268,7 +271,7 @@ def _scan_table(src_and_name, parts, window):
     valid = int(ranks.notna().sum())
     table["flux_rank"] = (ranks - 1) / (valid - 1) if valid > 1 else ranks * 0.0
     table["problem"] = table["problem"].astype(str)
-    return table[list(COLUMNS)]
+    return table[COLUMNS]
 
 
 def _odd(window):
