@@ -241,12 +241,13 @@ def _beam_history(n, rng, ramp_frames, losses):
     """Beam factor per frame and the reason ("", "shutter", "beam_loss")."""
     ramp = int(rng.integers(3, 13)) if ramp_frames is None else int(ramp_frames)
     ramp = min(max(ramp, 0), n)
-    if losses is None:
+    requested = losses
+    if losses is None:  # as many as fit, for short scans possibly none
         losses = max(int(n >= 150), int(rng.poisson(n / 300)))
     busy = np.zeros(n, bool)
     busy[:ramp] = True
     spans = _place_intervals(n, rng, losses, LOSS_LENGTH, busy, LOSS_MARGIN, "beam loss")
-    if np.isscalar(losses) and len(spans) < int(losses):
+    if requested is not None and np.isscalar(requested) and len(spans) < int(requested):
         raise SynthError(f"cannot place {losses} beam losses in a scan of {n} frames "
                          f"(placed {len(spans)}); use fewer losses or more frames")
     beam = _stored_beam(n, rng, [s + m for s, m in spans])
