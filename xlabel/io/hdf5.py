@@ -74,7 +74,7 @@ def _h5open(path) -> h5py.File:
     if path.is_dir():
         raise ScanError("is a folder, not an HDF5 file", path=path)
     try:
-        return h5py.File(path, "r", locking=False)
+        return h5py.File(path, "r")
     except OSError as err:
         msg = str(err)
         if "truncated" in msg or "eof" in msg.lower():
@@ -227,7 +227,8 @@ def _scan_candidates(f: h5py.File):
         elif cls == "NXdetector" and isinstance(obj.get("data"), h5py.Dataset) \
                 and obj["data"].ndim == 3:
             detectors.append((f"{path}/data", obj["data"]))
-    return [_unique_by_target(x) for x in (signals, detectors, stacks)]
+    return [_unique_by_target(sorted(x, key=lambda item: item[0]))
+            for x in (signals, detectors, stacks)]
 
 
 def _describe(items) -> str:
