@@ -1,0 +1,342 @@
+"""FluxScatter: lasso-relabel frames of a LabelStore on a scatter of two features.
+
+>>> import numpy as np, pandas as pd
+>>> from xlabel.labels import LabelStore
+>>> features = pd.DataFrame({"frame": np.arange(5), "mean": [5.0, 5.1, 0.2, 0.1, 5.0]})
+>>> store = LabelStore(5, classes=("good", "bad"))
+>>> scatter = FluxScatter(store, features)       # display(scatter) in a notebook
+>>> scatter.select([2, 3])
+>>> scatter.assign("bad")
+0
+>>> store.labels.tolist()
+[-1, -1, 1, 1, -1]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import ipywidgets as widgets
+import numpy as np
+import traitlets
+
+from ..errors import LabelError
+from ._scatter_base import (FULL_UPDATE_SHARE, QUALITATIVE, UNLABELED_COLOR, ScatterPlot,
+                            as_feature_table, check_column, check_indices, cycled,
+                            data_message, frame_numbers, legend_entries, non_finite_summary,
+                            numeric_columns, scan_codes)
+
+__all__ = ["FluxScatter"]
+
+log = logging.getLogger(__name__)
+
+
+class SelectionMixin:
+    """Selection, status line and store plumbing shared by the scatter widgets.
+
+    Subclasses set ``self.plot`` (a ScatterPlot), ``self.store`` (or None) and
+    ``self._n``, and implement ``_after_selection()``.
+    """
+
+    _name = "widget"
+
+    @property
+    def selected(self) -> np.ndarray:
+        """The current selection: sorted frame (row) indices, a copy."""
+        return np.sort(self._selected.astype(np.int64))
+
+    @property
+    def status(self) -> str:
+        """The status line: selected count, last action or the last problem."""
+        return self.plot.status
+
+    def select(self, indices):
+        """Select rows ``indices`` (ints or a boolean mask), as a lasso would.
+
+        An empty list clears the selection.
+        """
+        self._selected = check_indices(indices, self._n, self._name)
+        self.plot.send_selection(self._selected)
+        self._after_selection(f"{len(self._selected)} selected")
+
+    def clear_selection(self):
+        """Select nothing."""
+        self.select([])
+
+    def _on_user_selection(self, indices, panel):
+        """A lasso/box arrived from the browser (Int32 indices, trusted unique)."""
+        if len(indices) and (indices.min() < 0 or indices.max() >= self._n):
+            raise LabelError(f"{self._name}: the browser sent indices outside 0..{self._n - 1}")
+        self._selected = indices
+        self._after_selection(f"{len(indices)} selected")
+
+    def _require_selection(self, action):
+        if not len(self._selected):
+            message = f"nothing selected: draw a lasso or box first, then {action}"
+            self.plot.status = f"⚠ {message}"
+            raise LabelError(f"{self._name}: {message}")
+
+    def undo(self):
+        """Undo the store's last step (any widget's or code's); returns its id or None."""
+        step = self._require_store().undo()
+        self.plot.status = "undo: nothing to undo" if step is None else f"undid step {step}"
+        return step
+
+    def redo(self):
+        """Redo the store's last undone step; returns its id or None."""
+        step = self._require_store().redo()
+        self.plot.status = "redo: nothing to redo" if step is None else f"redid step {step}"
+        return step
+
+    def _require_store(self):
+        if self.store is None:
+            raise LabelError(f"{self._name} has no LabelStore (pass store=...)")
+        return self.store
+
+    def _observe_store(self):
+        # Keep the callback object so close() can unobserve exactly it.
+        self._store_callback = self.store.observe(self._on_store_change)
+
+    def close(self):
+        """Stop observing the store and close the widget."""
+        if self.store is not None:
+            self.store.unobserve(self._store_callback)
+        super().close()
+
+    def _recolor(self, panel, change, codes_all):
+        """Send the changed codes of ``change`` to ``panel`` (delta or full)."""
+        sources = self.store.sources
+        if len(change.indices) > FULL_UPDATE_SHARE * self._n:
+            self.plot.send_update(panel, codes_all, sources=sources)
+        else:
+            idx = change.indices
+            self.plot.send_update(panel, change.labels, indices=idx, sources=sources[idx])
+
+    def _describe(self, change) -> str:
+        what = {"assign": "assigned", "undo": "undo:", "redo": "redo:", "load": "loaded"}
+        return f"{what.get(change.kind, change.kind)} {len(change.indices)} frame(s) (step {change.step})"
+
+    def _store_data(self):
+        """(sources, source_names) of the store, or (None, []) without a store."""
+        if self.store is None:
+            return None, []
+        return self.store.sources, self.store.source_names
+
+
+def _check_store(store, n, widget):
+    if store is None:
+        return
+    if not hasattr(store, "observe") or not hasattr(store, "labels"):
+        raise LabelError(f"{widget}: store must be a LabelStore, got {type(store).__name__}")
+    if store.n_frames != n:
+        raise LabelError(f"{widget}: the feature table has {n} rows but the LabelStore has "
+                         f"{store.n_frames} frames; they must describe the same frames")
+
+
+def _gallery_class():
+    """FrameGallery when its module exists (built separately), else None."""
+    if importlib.util.find_spec("xlabel.widgets.gallery") is None:
+        return None
+    from .gallery import FrameGallery
+    return FrameGallery
+
+
+class FluxScatter(SelectionMixin, widgets.VBox):
+    """Scatter of two feature columns, colored by the store's classes, with lasso relabeling.
+
+    Parameters
+    ----------
+    store : the :class:`~xlabel.labels.LabelStore` (one row per feature row).
+    features : feature table (``frame_stats`` output, any numeric columns, a 2-D embedding
+        as two columns) or a 2-D array.
+    x, y : column names for the axes (dropdowns change them later).
+    source : optional FrameSource; selected frames then show as thumbnails below.
+    log_y : start with a log y axis.
+    color_by : "label" (the store's classes) or "scan".
+    n_thumbnails : how many selected frames the gallery shows.
+
+    Keys (with the plot focused): 1..9 assign class 1..9, 0 clears labels,
+    Ctrl+Z undo, Ctrl+Shift+Z / Ctrl+Y redo, Escape clears the selection.
+
+    >>> import numpy as np, pandas as pd
+    >>> from xlabel.labels import LabelStore
+    >>> store = LabelStore(3)
+    >>> scatter = FluxScatter(store, pd.DataFrame({"frame": [0, 1, 2], "mean": [1., 2., 3.]}))
+    >>> scatter.select([0]); scatter.selected.tolist()
+    [0]
+    """
+
+    _name = "FluxScatter"
+
+    def __init__(self, store, features, x="frame", y="mean", source=None, log_y=False,
+                 color_by="label", n_thumbnails=6, height=450):
+        self.features = as_feature_table(features, self._name)
+        self._n = len(self.features)
+        if store is None:
+            raise LabelError("FluxScatter needs a LabelStore (store=...)")
+        _check_store(store, self._n, self._name)
+        self.store = store
+        self.source = source
+        self.n_thumbnails = int(n_thumbnails)
+        self._selected = np.empty(0, dtype=np.int32)
+        self._scan_codes, self._scan_names = scan_codes(self.features)
+        self.gallery = None
+        self._gallery_box = widgets.VBox()
+        self.plot = ScatterPlot(
+            self, panels=["labels"], columns=numeric_columns(self.features),
+            x_name=check_column(self.features, x, self._name, "x"),
+            y_name=check_column(self.features, y, self._name, "y"),
+            color_options=["label", "scan"] if len(self._scan_names) > 1 else ["label"],
+            color_by=self._check_color_by(color_by), log_y=bool(log_y), height=int(height),
+            buttons=self._buttons())
+        self._set_palette()
+        self.plot.status = self._ready_status()
+        self.plot.observe(self._on_axes, names=["x_name", "y_name"])
+        self.plot.observe(self._on_color_by, names=["color_by"])
+        super().__init__(children=[self.plot, self._gallery_box])
+        self._observe_store()
+
+    # ------------------------------------------------------------ public API
+
+    def assign(self, label, note=None) -> int:
+        """Assign the selected frames to class ``label`` (name or index); returns the step id.
+
+        Recorded with source ``"manual"``. Raises :class:`~xlabel.errors.LabelError`
+        (and says so in the status line) for an empty selection or an unknown class.
+        """
+        self._require_selection(f"assign {label!r}")
+        try:
+            return self.store.assign(self._selected, label, source="manual", note=note)
+        except LabelError as err:
+            self.plot.status = f"⚠ {err}"
+            raise
+
+    @property
+    def x(self) -> str:
+        """The x column (settable)."""
+        return self.plot.x_name
+
+    @x.setter
+    def x(self, name):
+        self.plot.x_name = check_column(self.features, name, self._name, "x")
+
+    @property
+    def y(self) -> str:
+        """The y column (settable)."""
+        return self.plot.y_name
+
+    @y.setter
+    def y(self, name):
+        self.plot.y_name = check_column(self.features, name, self._name, "y")
+
+    @property
+    def log_y(self) -> bool:
+        """Whether the y axis is logarithmic (settable)."""
+        return self.plot.log_y
+
+    @log_y.setter
+    def log_y(self, value):
+        self.plot.log_y = bool(value)
+
+    @property
+    def color_by(self) -> str:
+        """``"label"`` or ``"scan"`` (settable)."""
+        return self.plot.color_by
+
+    @color_by.setter
+    def color_by(self, value):
+        self.plot.color_by = self._check_color_by(value)
+
+    # ------------------------------------------------------------ internals
+
+    def _check_color_by(self, value):
+        if value not in ("label", "scan"):
+            raise LabelError(f"FluxScatter: color_by must be 'label' or 'scan', not {value!r}")
+        return value
+
+    def _buttons(self):
+        buttons = [{"id": f"assign:{i}", "label": name, "color": color,
+                    "key": str(i + 1) if i < 9 else ""}
+                   for i, (name, color) in enumerate(zip(self.store.classes, self.store.colors))]
+        buttons += [{"id": "assign:-1", "label": "unlabel", "color": UNLABELED_COLOR, "key": "0"},
+                    {"id": "undo", "label": "undo", "key": ""},
+                    {"id": "redo", "label": "redo", "key": ""},
+                    {"id": "clear", "label": "clear selection", "key": ""}]
+        return buttons
+
+    def _codes(self):
+        if self.plot.color_by == "scan":
+            return self._scan_codes
+        return self.store.labels
+
+    def _set_palette(self):
+        if self.plot.color_by == "scan":
+            names, colors = self._scan_names, cycled(QUALITATIVE, len(self._scan_names))
+            none = "none"
+        else:
+            names, colors = list(self.store.classes), list(self.store.colors)
+            none = "unlabeled"
+        self.plot.palettes = [[UNLABELED_COLOR] + colors]
+        self.plot.code_names = [names]
+        self.plot.none_names = [none]
+        self.plot.legends = [legend_entries(self._codes(), names, colors, none)]
+
+    def _data_message(self):
+        sources, source_names = self._store_data()
+        return data_message(self.features[self.x].to_numpy(), self.features[self.y].to_numpy(),
+                            frame_numbers(self.features), self._scan_codes, self._scan_names,
+                            sources, source_names, [self._codes()])
+
+    def _ready_status(self):
+        flagged = non_finite_summary(self.features, [self.x, self.y])
+        return flagged or f"{self._n} frames; draw a lasso or box to select"
+
+    def _on_axes(self, change):
+        self.plot.send_xy(self.features[self.x].to_numpy(), self.features[self.y].to_numpy())
+        self.plot.status = self._ready_status()
+
+    def _on_color_by(self, change):
+        self._set_palette()
+        self.plot.send_update(0, self._codes(), sources=self.store.sources, palette=True)
+
+    def _on_button(self, button_id):
+        if button_id.startswith("assign:"):
+            label = int(button_id.split(":", 1)[1])
+            self.assign(label)
+        elif button_id == "undo":
+            self.undo()
+        elif button_id == "redo":
+            self.redo()
+        elif button_id == "clear":
+            self.clear_selection()
+
+    def _on_store_change(self, change):
+        if self.plot.color_by == "label":
+            self._recolor(0, change, self.store.labels)
+            self.plot.legends = [legend_entries(self.store.labels, self.store.classes,
+                                                list(self.store.colors), "unlabeled")]
+        self.plot.status = f"{len(self._selected)} selected · {self._describe(change)}"
+
+    def _after_selection(self, message):
+        self.plot.status = message
+        self._show_thumbnails()
+
+    def _show_thumbnails(self):
+        if self.source is None or not len(self._selected):
+            return
+        gallery_class = _gallery_class()
+        if gallery_class is None:
+            return
+        shown = np.sort(self._selected)[:self.n_thumbnails]
+        try:
+            if self.gallery is None:
+                self.gallery = gallery_class(self.source, indices=shown, features=self.features,
+                                             store=self.store, per_page=self.n_thumbnails,
+                                             scale="log")
+                self._gallery_box.children = [self.gallery]
+            else:
+                self.gallery.show(shown)
+        except Exception as err:  # thumbnails are a convenience; never break the lasso
+            log.exception("FrameGallery failed")
+            self.plot.status = f"{len(self._selected)} selected · ⚠ thumbnails failed: {err}"
