@@ -398,7 +398,7 @@ class HDF5Source(FrameSource):
 
     def close(self):
         """Close the files this process opened (they reopen on the next read)."""
-        for f, _ in self._handles.values():
+        for f in self._handles.get("files", {}).values():
             try:
                 f.close()
             except Exception:  # noqa: BLE001 - closing a dead handle must never raise
@@ -414,16 +414,14 @@ class HDF5Source(FrameSource):
     def _dataset(self, i: int) -> h5py.Dataset:
         if self._pid != os.getpid():  # forked child: never reuse the parent's HDF5 handles
             self._handles, self._pid = {}, os.getpid()
-        if i not in self._handles:
+        files = self._handles.setdefault("files", {})
+        datasets = self._handles.setdefault("datasets", {})
+        if i not in datasets:
             path, ds_name, _ = self.segments[i]
-            f = _h5open(path)
-            try:
-                ds = _get_dataset(f, ds_name)
-            except ScanError:
-                f.close()
-                raise
-            self._handles[i] = (f, ds)
-        return self._handles[i][1]
+            if path not in files:
+                files[path] = _h5open(path)
+            datasets[i] = _get_dataset(files[path], ds_name)
+        return datasets[i]
 
     def __len__(self):
         return int(self._offsets[-1])
