@@ -147,18 +147,45 @@ def test_record_with_unknown_class_cannot_be_replayed(tmp_path):
         LabelStore.open(other)
 
 
-def test_snapshot_compacts_and_keeps_history(tmp_path):
+def test_snapshot_compacts_and_keeps_history_and_undo(tmp_path):
     path = tmp_path / "s.xlabel"
     store = _busy_store(path)
+    store.undo()
     before = (path / JOURNAL_NAME).stat().st_size
     store.snapshot()
     assert (path / JOURNAL_NAME).stat().st_size < before
-    assert not store.can_undo  # documented: steps before a snapshot cannot be undone
     store.assign([19], "ice")
     again = LabelStore.open(path)
     _same(store, again)
     pd.testing.assert_frame_equal(store.history, again.history, check_exact=True)
+    for action in ["undo", "undo", "undo", "redo", "redo", "redo", "undo", "undo", "undo"]:
+        assert getattr(again, action)() == getattr(store, action)()
+        _same(store, again)
+    assert not again.can_undo
+
+
+def test_snapshot_without_undo_data(tmp_path):
+    path = tmp_path / "s.xlabel"
+    store = _busy_store(path)
+    store.snapshot(keep_undo=False)
+    assert not store.can_undo and not store.can_redo
+    store.assign([19], "ice")
+    again = LabelStore.open(path)
+    _same(store, again)
     assert again.undo() == store._next_step - 1 and not again.can_undo
+
+
+def test_damaged_undo_data_in_snapshot_is_refused(tmp_path):
+    path = tmp_path / "s.xlabel"
+    store = _busy_store(path)
+    store.snapshot()
+    store.close()
+    with np.load(path / "snapshot.npz") as data:
+        arrays = dict(data)
+    arrays["undo_indices"] = arrays["undo_indices"] + 1000
+    np.savez(path / "snapshot.npz", **arrays)
+    with pytest.raises(JournalError, match="undo_indices holds codes outside 0..19"):
+        LabelStore.open(path)
 
 
 def test_stale_journal_after_crash_during_snapshot(tmp_path):

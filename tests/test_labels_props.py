@@ -23,7 +23,7 @@ assign_op = st.tuples(st.just("assign"),
 seed_op = st.tuples(st.just("seed"), st.lists(st.integers(-1, 2), min_size=N_FRAMES,
                                               max_size=N_FRAMES))
 operations = st.lists(st.one_of(assign_op, seed_op, st.just(("undo",)), st.just(("redo",)),
-                                st.just(("snapshot",))), max_size=25)
+                                st.tuples(st.just("snapshot"), st.booleans())), max_size=25)
 
 
 def _run(store: LabelStore, ops):
@@ -49,10 +49,11 @@ def _run(store: LabelStore, ops):
             if undone:
                 model.append(undone.pop())
         elif op[0] == "snapshot" and store.path is not None:
-            store.snapshot()
-            base = _expected_labels(base, model)
-            model.clear()  # documented: steps before a snapshot cannot be undone
-            undone.clear()
+            store.snapshot(keep_undo=op[1])
+            if not op[1]:  # steps before the snapshot can no longer be undone
+                base = _expected_labels(base, model)
+                model.clear()
+                undone.clear()
     return base, model
 
 

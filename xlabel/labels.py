@@ -34,8 +34,8 @@ On disk
   with ``fdatasync`` before ``assign`` returns.
 * ``snapshot.npz``: written by :meth:`LabelStore.snapshot` (temp file + fsync +
   ``os.replace``), loaded with ``allow_pickle=False``. A snapshot starts a new journal
-  generation. The step list of :attr:`LabelStore.history` survives a snapshot, the undo
-  data does not: steps before a snapshot can no longer be undone.
+  generation. It holds the labels, the provenance table, :attr:`LabelStore.history`
+  and (unless ``snapshot(keep_undo=False)``) the undo/redo stacks.
 * ``frames.npz``: the optional ``frames`` table (``scan``, ``frame``).
 
 Reopening replays the journal. A record cut short at the end of the file (a
@@ -748,17 +748,23 @@ class LabelStore:
 
     # ---------------------------------------------------------- snapshots
 
-    def snapshot(self):
+    def snapshot(self, keep_undo=True):
         """Compact the journal: write the state to ``snapshot.npz``, start a new journal.
 
         Both files are replaced atomically; a crash at any point leaves a store
-        that reopens to the same labels. Steps before a snapshot stay in
-        :attr:`history` but can no longer be undone.
+        that reopens to the same labels. :attr:`history` is kept. With
+        ``keep_undo=False`` the undo/redo data is dropped too (smaller snapshot,
+        less memory): steps before the snapshot can then no longer be undone.
         """
         if self._path is None:
             raise LabelError("snapshot() needs a store with a path")
+        if not keep_undo:
+            self._steps.clear()
+            self._undo.clear()
+            self._redo.clear()
         self._generation += 1
         arrays = self._state_arrays()
+        arrays.update(self._undo_arrays())
         arrays["meta"] = np.array(json.dumps(self._meta()))
         arrays["history"] = np.array(json.dumps(self._history))
         arrays["next_step"] = np.array(self._next_step, dtype=np.int64)
@@ -767,9 +773,6 @@ class LabelStore:
         except OSError as err:
             self._generation -= 1
             raise JournalError(f"cannot write the snapshot: {err}", path=self._path) from err
-        self._steps.clear()
-        self._undo.clear()
-        self._redo.clear()
         self._start_journal()
 
     def _state_arrays(self) -> dict:
@@ -780,9 +783,59 @@ class LabelStore:
                 "notes": np.array(self._notes, dtype=str),
                 "source_names": np.array(self._source_names, dtype=str)}
 
+    def _undo_arrays(self) -> dict:
+        """The undo and redo stacks as flat arrays (steps concatenated, with offsets)."""
+        steps = [self._steps[i] for i in self._undo + self._redo]
+        sizes = [len(step.indices) for step in steps]
+
+        def joined(values, dtype):
+            return np.concatenate([np.broadcast_to(np.asarray(v, dtype=dtype), (n,))
+                                   for v, n in zip(values, sizes)]) if steps else \
+                np.empty(0, dtype=dtype)
+
+        return {
+            "undo_count": np.array(len(self._undo), dtype=np.int64),
+            "undo_meta": np.array([[st.step, st.source, st.note, st.origin,
+                                    _MIXED if np.ndim(st.labels) else st.labels]
+                                   for st in steps], dtype=np.int64).reshape(-1, 5),
+            "undo_time": np.array([st.time for st in steps], dtype=np.float64),
+            "undo_offsets": np.cumsum([0] + sizes, dtype=np.int64),
+            "undo_indices": joined([st.indices for st in steps], np.int64),
+            "undo_labels": joined([st.labels for st in steps], np.int32),
+            "undo_prev_labels": joined([st.prev_labels for st in steps], np.int32),
+            "undo_prev_origins": joined([st.prev_origins for st in steps], np.int32)}
+
+    def _restore_undo(self, arrays):
+        meta = self._checked(arrays, "undo_meta", np.shape(arrays["undo_meta"]), np.int64)
+        count = len(meta)
+        offsets = self._checked(arrays, "undo_offsets", (count + 1,), np.int64)
+        total = int(offsets[-1])
+        flat = {name: self._checked(arrays, f"undo_{name}", (total,), dtype)
+                for name, dtype in (("indices", np.intp), ("labels", np.int32),
+                                    ("prev_labels", np.int32), ("prev_origins", np.int32))}
+        times = self._checked(arrays, "undo_time", (count,), np.float64)
+        if (count and meta.shape[1:] != (5,)) or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+            raise JournalError("undo data is malformed", path=self._path, dataset="undo_meta")
+        for name, values, low, high in (
+                ("undo_indices", flat["indices"], 0, self._n_frames),
+                ("undo_labels", flat["labels"], -1, len(self._classes)),
+                ("undo_prev_labels", flat["prev_labels"], -1, len(self._classes)),
+                ("undo_prev_origins", flat["prev_origins"], 0, self._prov_len),
+                ("undo_meta", meta[:, 3], 0, self._prov_len)):
+            _check_range(values, low, high, name, self._path)
+        for row, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:])):
+            step_id, source, note, origin, label = (int(v) for v in meta[row])
+            labels = flat["labels"][start:stop] if label == _MIXED else label
+            self._steps[step_id] = _Step(
+                step_id, flat["indices"][start:stop], labels, source, float(times[row]), note,
+                origin, flat["prev_labels"][start:stop], flat["prev_origins"][start:stop])
+        self._undo = [int(v) for v in meta[:int(arrays["undo_count"]), 0]]
+        self._redo = [int(v) for v in meta[int(arrays["undo_count"]):, 0]]
+
     def _restore_snapshot(self, snapshot):
         self._generation = int(snapshot["meta"]["generation"])
         self._restore_arrays(snapshot)
+        self._restore_undo(snapshot)
         self._history = list(snapshot["history"])
         self._next_step = int(snapshot["next_step"])
 
@@ -803,9 +856,7 @@ class LabelStore:
                 ("origins", self._origins, 0, self._prov_len),
                 ("prov_source", self._prov_source, 0, len(self._source_names)),
                 ("prov_note", self._prov_note, -1, len(self._notes))):
-            if len(values) and (values.min() < low or values.max() >= high):
-                raise JournalError(f"{name} holds codes outside {low}..{high - 1}",
-                                   path=self._path, dataset=name)
+            _check_range(values, low, high, name, self._path)
 
     def _checked(self, arrays, name, shape, dtype):
         values = np.asarray(arrays[name])
@@ -1077,6 +1128,12 @@ def _check_same_dataset(path, expected, found):
     if mine is not None and theirs is not None and mine != theirs:
         raise JournalError(f"this label store belongs to dataset {theirs!r}, not {mine!r}",
                            path=path)
+
+
+def _check_range(values, low, high, name, path):
+    if len(values) and (values.min() < low or values.max() >= high):
+        raise JournalError(f"{name} holds codes outside {low}..{high - 1}", path=path,
+                           dataset=name)
 
 
 # ------------------------------------------------------------- file helpers
