@@ -31,6 +31,14 @@ def _busy_store(path=None, frames=None):
     return store
 
 
+def _snapshotted_store(tmp_path):
+    """The path of a closed store whose state is in a snapshot."""
+    path = tmp_path / "s.xlabel"
+    with _busy_store(path) as store:
+        store.snapshot()
+    return path
+
+
 def test_reopen_replays_journal_exactly(tmp_path):
     store = _busy_store(tmp_path / "s.xlabel")
     again = LabelStore.open(tmp_path / "s.xlabel")
@@ -176,10 +184,7 @@ def test_snapshot_without_undo_data(tmp_path):
 
 
 def test_damaged_undo_data_in_snapshot_is_refused(tmp_path):
-    path = tmp_path / "s.xlabel"
-    store = _busy_store(path)
-    store.snapshot()
-    store.close()
+    path = _snapshotted_store(tmp_path)
     with np.load(path / "snapshot.npz") as data:
         arrays = dict(data)
     arrays["undo_indices"] = arrays["undo_indices"] + 1000
@@ -285,20 +290,14 @@ def test_hdf5_errors_name_file_and_dataset(tmp_path):
 
 
 def test_snapshot_never_unpickles(tmp_path):
-    path = tmp_path / "s.xlabel"
-    store = LabelStore(3, path=path)
-    store.snapshot()
-    store.close()
+    path = _snapshotted_store(tmp_path)
     np.savez(path / "snapshot.npz", meta=np.array({"evil": 1}, dtype=object))
     with pytest.raises(JournalError, match="cannot read the label snapshot"):
         LabelStore.open(path)
 
 
 def test_truncated_snapshot_is_a_clear_error(tmp_path):
-    path = tmp_path / "s.xlabel"
-    store = _busy_store(path)
-    store.snapshot()
-    store.close()
+    path = _snapshotted_store(tmp_path)
     snapshot = path / "snapshot.npz"
     snapshot.write_bytes(snapshot.read_bytes()[:200])
     with pytest.raises(JournalError, match=r"snapshot\.npz: cannot read the label snapshot"):
