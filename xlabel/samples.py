@@ -64,8 +64,8 @@ def truth(name: str) -> pd.DataFrame:
     """Ground-truth labels of sample ``name``: columns ``frame`` (int), ``label``
     ("good"/"bad") and ``reason`` ("" for good frames, else "shutter", "beam_loss", "saturated").
 
-    >>> truth("scan_c").query("label == 'bad'")["reason"].unique().tolist()
-    ['shutter', 'beam_loss', 'saturated']
+    >>> sorted(truth("scan_c").query("label == 'bad'")["reason"].unique())
+    ['beam_loss', 'saturated', 'shutter']
     """
     csv = _sample_file(name, "_labels.csv")
     table = pd.read_csv(csv, dtype={"frame": "int64", "label": str, "reason": str}, keep_default_na=False)

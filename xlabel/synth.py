@@ -440,13 +440,15 @@ def make_scan(n_frames: int = 400, frame_shape=(64, 64), seed: int = 0, *, name:
     for start, length in saturated_spans:
         blob = _saturation_blob(shape, detector_rng, center, valid & ~hot, detector_rng.uniform(0.03, 0.10))
         lam[start:start + length, blob] = 5.0 * cutoff
-    flux = np.minimum(lam[:, valid], cutoff).mean(axis=1)
+    weights = (valid / valid.sum()).astype(np.float32).ravel()
+    flux = np.minimum(lam, cutoff).reshape(n, -1) @ weights  # mean over valid pixels
 
     counts = noise_rng.poisson(lam)
     np.minimum(counts, cutoff, out=counts)
     frames = counts.astype(dtype)
     frames[:, ~valid] = np.iinfo(dtype).max
-    frac_saturated = (frames[:, valid] == cutoff).mean(axis=1)
+    # Masked pixels hold dtype max, never the cutoff: count over the whole frame.
+    frac_saturated = np.count_nonzero((frames == cutoff).reshape(n, -1), axis=1) / valid.sum()
 
     truth = _truth_table(beam, reason, frac_saturated, transmission, flux, ring_radius, n_spots)
     params = dict(n_frames=n, frame_shape=shape, seed=seed, dtype=dtype.name, level=level,
