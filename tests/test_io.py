@@ -281,6 +281,12 @@ def test_no_stack_ambiguous_and_wrong_dims(tmp_path):
         open_scan(path, dataset="entry/trace")
     with pytest.raises(ScanError, match=r"/entry/missing: no such dataset"):
         open_scan(path, dataset="/entry/missing")
+    with h5py.File(path, "a") as f:
+        f["entry/data/data"] = np.zeros((4, 4))  # the conventional place, but one frame
+    with pytest.raises(ScanError, match=r"no frame stack.*/entry/data/data is a 2-D dataset"):
+        open_scan(path)
+    with pytest.raises(ScanError, match="invalid_values must be one of"):
+        open_scan(frames(2), invalid_values="max")
     amb = tmp_path / "amb.h5"
     with h5py.File(amb, "w") as f:
         f["a/first"] = frames(5)

@@ -156,7 +156,7 @@ class ArraySource(FrameSource):
     """Frames held in a numpy array (or anything array-like of shape (n, H, W)).
 
     >>> import numpy as np
-    >>> ArraySource(np.ones((3, 2, 2)))[1].sum()
+    >>> float(ArraySource(np.ones((3, 2, 2)))[1].sum())
     4.0
     """
 

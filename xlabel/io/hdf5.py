@@ -155,8 +155,8 @@ def _try_3d(f: h5py.File, name: str, broken: list) -> h5py.Dataset | None:
     try:
         return _get_dataset(f, name)
     except ScanError as err:
-        if "broken external link" in err.reason:
-            broken.append(err.reason)
+        if "broken external link" in err.reason or "-D dataset" in err.reason:
+            broken.append(f"{name} {err.reason}")
         return None
 
 
@@ -261,7 +261,7 @@ def _choose_dataset(f: h5py.File) -> str:
             f"several 3-D datasets could be the frame stack and none is marked (NeXus "
             f"@default/@signal): {_describe(stacks)}. Pass dataset=, e.g. "
             f"open_scan({Path(f.filename).name!r}, dataset={stacks[0][0]!r})", path=f.filename)
-    hint = f"; broken links skipped: {'; '.join(broken)}" if broken else ""
+    hint = f"; skipped: {'; '.join(dict.fromkeys(broken))}" if broken else ""
     raise ScanError("no frame stack found: the file holds no 3-D dataset (n_frames, height, "
                     f"width){hint}. Pass dataset= if the frames are elsewhere", path=f.filename)
 
