@@ -74,7 +74,8 @@ class ScatterPlot(anywidget.AnyWidget):
         super().__init__(**traits)
         self._owner = owner
         self.render_times: list[dict] = []
-        self.last_message: tuple[dict, list[int]] | None = None
+        #: The last message sent to the front end: (content, buffers), for inspection.
+        self.last_message: tuple[dict, list[memoryview]] | None = None
 
     # ------------------------------------------------------------ JS -> Python
 
@@ -102,7 +103,7 @@ class ScatterPlot(anywidget.AnyWidget):
 
     def _post(self, content, buffers=()):
         buffers = [memoryview(b) for b in buffers]
-        self.last_message = (content, [b.nbytes for b in buffers])
+        self.last_message = (content, buffers)
         self.send(content, buffers=buffers)
 
     def send_update(self, panel, codes, indices=None, sources=None, palette=False):

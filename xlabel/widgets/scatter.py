@@ -100,8 +100,9 @@ class SelectionMixin:
 
     def close(self):
         """Stop observing the store and close the widget."""
-        if self.store is not None:
-            self.store.unobserve(self._store_callback)
+        callback = getattr(self, "_store_callback", None)
+        if callback is not None:
+            self.store.unobserve(callback)
         super().close()
 
     def _recolor(self, panel, change, codes_all):
