@@ -352,3 +352,28 @@ def test_corrupt_chunk_reports_the_frame(tmp_path):
     assert "frames 0-9" in str(err.value)
     with pytest.raises(ScanError, match="frame 6"):
         list(src.iter_chunks())
+
+
+def test_edf_series_through_fabio(tmp_path):
+    fabio = pytest.importorskip("fabio", reason="fabio (xlabel[images]) not installed")
+    from fabio.edfimage import EdfImage
+    data = frames(3, dtype=np.int32)
+    data[1, 0, 0] = -2  # Pilatus-style bad pixel
+    for i, frame in enumerate(data):
+        EdfImage(data=frame).write(str(tmp_path / f"p_{i:04d}.edf"))
+    src = open_scan(str(tmp_path / "p_*.edf"))
+    assert fabio.version and len(src) == 3
+    np.testing.assert_array_equal(src.read_all(), data)
+    assert invalid_pixels(src[1:2], src).sum() == 1
+
+
+def test_folder_of_hdf5_files_and_existing_source(tmp_path):
+    write_eiger(tmp_path, per_file=(2,))
+    with pytest.raises(ScanError, match="open the master file or a glob"):
+        open_scan(tmp_path)
+    src = open_scan(frames(4))
+    assert open_scan(src) is src
+    user = np.zeros((6, 5), bool)
+    user[0, 0] = True
+    masked = open_scan(src, mask=user)
+    assert masked.pixel_mask[0, 0] and src.pixel_mask is None

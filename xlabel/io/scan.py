@@ -52,7 +52,7 @@ def expand_paths(path_or_paths) -> list[str]:
     files: list[str] = []
     for item in items:
         text = str(item)
-        if _is_glob(text):
+        if _is_glob(text) and not os.path.exists(text):
             matches = sorted(glob.glob(text), key=natural_key)
             if not matches:
                 raise ScanError(f"no file matches the pattern {text!r}")
