@@ -245,3 +245,26 @@ def test_gallery_on_an_hdf5_scan(tmp_path):
     gallery = FrameGallery(source, range(12), per_page=4, thumb_size=12)
     image = decode_png(gallery.thumbnail(5))
     assert image.shape == (10, 12, 3)
+
+
+def test_real_k11_dark_and_flat_frames(realdata):
+    """Real DLS K11 (DIAD) frames: flat 0-49, dark (shutter closed) 50-99, projections after."""
+    from xlabel.features import frame_stats
+    from xlabel.io import open_scan
+    source = open_scan(realdata / "dls_k11_diad_tomo" / "k11-18014.nxs")
+    features = frame_stats(source, progress=False)
+    store = LabelStore(len(source), classes=("good", "bad"))
+    store.assign(np.arange(50, 100), "bad", source="import")
+    frames = [10, 60, 200]
+    gallery = FrameGallery(source, frames, features, store)
+    flux = features["mean"].to_numpy()
+    assert gallery.captions[1] == f"#60 · flux {flux[60]:.4g} · label bad"
+    assert 90 < flux[60] < 110 and flux[10] > 40000
+    # per-frame contrast stretches each frame; a shared range keeps the dark frame dark
+    per_frame = [decode_png(gallery.thumbnail(i))[..., 0].mean() for i in frames]
+    shared = FrameGallery(source, frames, features, store, vrange=(0, 50000))
+    fixed = [decode_png(shared.thumbnail(i))[..., 0].mean() for i in frames]
+    assert decode_png(gallery.thumbnail(60)).shape == (22, 26, 3)
+    assert min(per_frame) > 40                                # all stretched to full range
+    assert fixed[1] < 0.5 * fixed[0] and fixed[1] < 0.5 * fixed[2]
+    assert fixed[0] > fixed[2]                                # flat brighter than projection

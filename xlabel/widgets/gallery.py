@@ -189,7 +189,9 @@ class FrameGallery(StatusMixin, widgets.VBox):
     per_page : thumbnails per page. scale : ``"log"`` (default) or ``"linear"``.
     predictions : optional class per frame (names or indices) shown as ``pred`` in captions.
     columns, thumb_size : grid columns and thumbnail size (pixels).
-    cmap, percentiles : colormap and clipping percentiles of valid pixels.
+    cmap, percentiles : colormap and clipping percentiles of valid pixels (per frame).
+    vrange : ``(low, high)``: clip every frame to this one range instead of per-frame
+        percentiles, so brightness is comparable across thumbnails (dark frames look dark).
 
     >>> import numpy as np
     >>> from xlabel.io.base import ArraySource
@@ -200,7 +202,7 @@ class FrameGallery(StatusMixin, widgets.VBox):
 
     def __init__(self, source, indices=(), features=None, store=None, per_page=12, scale="log",
                  *, predictions=None, columns=4, thumb_size=128, cmap="gray",
-                 percentiles=(1.0, 99.5), flux_column="mean", cache_size=512):
+                 percentiles=(1.0, 99.5), vrange=None, flux_column="mean", cache_size=512):
         if scale not in SCALES:
             raise XLabelError(f"unknown scale {scale!r}; choose one of {SCALES}")
         if int(per_page) < 1:
@@ -209,6 +211,7 @@ class FrameGallery(StatusMixin, widgets.VBox):
                                        predictions=predictions)
         self._source, self._store, self.scale, self.cmap = source, store, scale, cmap
         self.per_page, self.percentiles = int(per_page), tuple(percentiles)
+        self.vrange = None if vrange is None else tuple(float(v) for v in vrange)
         self._flux = _flux_values(features, flux_column)
         self._problems = _problems(features)
         classes = store.classes if store is not None else _classes_of(predictions)
@@ -430,7 +433,7 @@ class FrameGallery(StatusMixin, widgets.VBox):
         return f"frames {start + 1}-{stop} of {self._indices.size} (page {self._page + 1}/{self.n_pages})"
 
     def _thumb_key(self, index):
-        return (index, self.scale, self.cmap, self.percentiles)
+        return (index, self.scale, self.cmap, self.percentiles, self.vrange)
 
     def _ensure_thumbnails(self, indices):
         if self._source is None:
@@ -443,7 +446,7 @@ class FrameGallery(StatusMixin, widgets.VBox):
         for index, frame in zip(missing, frames):
             png = frame_png(frame, self._source, scale=self.scale, cmap=self.cmap,
                             max_size=self._thumb_size,
-                            percentiles=self.percentiles)
+                            percentiles=self.percentiles, vrange=self.vrange)
             self._thumbs.put(self._thumb_key(int(index)), png)
 
     def _nan_note(self):

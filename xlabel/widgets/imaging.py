@@ -67,8 +67,11 @@ def _check_choice(value, options, what):
     return value
 
 
-def scale_frame(frame, invalid=None, percentiles=(1.0, 99.5), scale="log"):
+def scale_frame(frame, invalid=None, percentiles=(1.0, 99.5), scale="log", vrange=None):
     """Map a frame to ``[0, 1]``: clip to percentiles of valid pixels, then ``log1p``.
+
+    ``vrange=(low, high)`` clips every frame to the same fixed range instead, so
+    frames can be compared by brightness (a dark frame then looks dark).
 
     Returns ``(scaled float32 array, bad bool array)``; ``bad`` marks pixels that
     are invalid (``invalid`` mask, NaN or inf) and are 0 in ``scaled``.
@@ -86,7 +89,7 @@ def scale_frame(frame, invalid=None, percentiles=(1.0, 99.5), scale="log"):
     valid = values[~bad]
     if valid.size == 0:
         return np.zeros(values.shape, np.float32), bad
-    lo, hi = np.percentile(valid, percentiles)
+    lo, hi = np.percentile(valid, percentiles) if vrange is None else vrange
     span = float(hi - lo)
     shifted = np.clip(np.where(bad, lo, values), lo, hi) - lo
     if span <= 0:
@@ -186,7 +189,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def _frame_rgb(frame, source=None, scale="log", cmap="gray", max_size=None,
-               percentiles=(1.0, 99.5), invalid_color=INVALID_COLOR) -> np.ndarray:
+               percentiles=(1.0, 99.5), invalid_color=INVALID_COLOR, vrange=None) -> np.ndarray:
     frame = np.asarray(frame)
     invalid = invalid_pixels(frame[None], source)
     invalid = None if invalid is None else invalid[0]
@@ -194,18 +197,19 @@ def _frame_rgb(frame, source=None, scale="log", cmap="gray", max_size=None,
     bad = ~np.isfinite(values) if invalid is None else (~np.isfinite(values) | invalid)
     factor = 1 if not max_size else max(1, -(-max(frame.shape) // int(max_size)))
     values, bad = downsample(values, bad, factor)
-    scaled, bad = scale_frame(values, bad, percentiles=percentiles, scale=scale)
+    scaled, bad = scale_frame(values, bad, percentiles=percentiles, scale=scale, vrange=vrange)
     return colorize(scaled, bad, cmap=cmap, invalid_color=invalid_color)
 
 
 def frame_png(frame, source=None, scale="log", cmap="gray", max_size=None,
-              percentiles=(1.0, 99.5), invalid_color=INVALID_COLOR) -> bytes:
+              percentiles=(1.0, 99.5), invalid_color=INVALID_COLOR, vrange=None) -> bytes:
     """One frame as an RGB PNG thumbnail (block-averaged to at most ``max_size`` pixels a side).
 
     Invalid pixels are decided by ``xlabel.io.invalid_pixels(frame, source)`` (plus
-    NaN/inf) and drawn in ``invalid_color``.
+    NaN/inf) and drawn in ``invalid_color``. ``vrange``: see :func:`scale_frame`.
     """
-    return encode_png(_frame_rgb(frame, source, scale, cmap, max_size, percentiles, invalid_color))
+    return encode_png(_frame_rgb(frame, source, scale, cmap, max_size, percentiles,
+                                 invalid_color, vrange))
 
 
 def overlay_png(frame, heat, source=None, opacity=0.5, cmap="inferno", scale="log",
