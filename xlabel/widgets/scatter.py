@@ -14,133 +14,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 
 import ipywidgets as widgets
 import numpy as np
-import traitlets
 
 from ..errors import LabelError
-from ._scatter_base import (FULL_UPDATE_SHARE, QUALITATIVE, UNLABELED_COLOR, ScatterPlot,
-                            as_feature_table, check_column, check_indices, cycled,
-                            data_message, frame_numbers, legend_entries, non_finite_summary,
-                            numeric_columns, scan_codes)
+from ._scatter_base import (EDIT_BUTTONS, QUALITATIVE, UNLABELED_COLOR, ScatterPlot, SelectionMixin,
+                            as_feature_table, check_column, check_store, class_buttons, cycled, data_message,
+                            frame_numbers, legend_entries, non_finite_summary, numeric_columns,
+                            scan_codes)
 
 __all__ = ["FluxScatter"]
 
 log = logging.getLogger(__name__)
-
-
-class SelectionMixin:
-    """Selection, status line and store plumbing shared by the scatter widgets.
-
-    Subclasses set ``self.plot`` (a ScatterPlot), ``self.store`` (or None) and
-    ``self._n``, and implement ``_after_selection()``.
-    """
-
-    _name = "widget"
-
-    @property
-    def selected(self) -> np.ndarray:
-        """The current selection: sorted frame (row) indices, a copy."""
-        return np.sort(self._selected.astype(np.int64))
-
-    @property
-    def status(self) -> str:
-        """The status line: selected count, last action or the last problem."""
-        return self.plot.status
-
-    def select(self, indices):
-        """Select rows ``indices`` (ints or a boolean mask), as a lasso would.
-
-        An empty list clears the selection.
-        """
-        self._selected = check_indices(indices, self._n, self._name)
-        self.plot.send_selection(self._selected)
-        self._after_selection(f"{len(self._selected)} selected")
-
-    def clear_selection(self):
-        """Select nothing."""
-        self.select([])
-
-    def _on_user_selection(self, indices, panel):
-        """A lasso/box arrived from the browser (Int32 indices, trusted unique)."""
-        if len(indices) and (indices.min() < 0 or indices.max() >= self._n):
-            raise LabelError(f"{self._name}: the browser sent indices outside 0..{self._n - 1}")
-        self._selected = indices
-        self._after_selection(f"{len(indices)} selected")
-
-    def _require_selection(self, action):
-        if not len(self._selected):
-            message = f"nothing selected: draw a lasso or box first, then {action}"
-            self.plot.status = f"⚠ {message}"
-            raise LabelError(f"{self._name}: {message}")
-
-    def undo(self):
-        """Undo the store's last step (any widget's or code's); returns its id or None."""
-        step = self._require_store().undo()
-        self.plot.status = "undo: nothing to undo" if step is None else f"undid step {step}"
-        return step
-
-    def redo(self):
-        """Redo the store's last undone step; returns its id or None."""
-        step = self._require_store().redo()
-        self.plot.status = "redo: nothing to redo" if step is None else f"redid step {step}"
-        return step
-
-    def _require_store(self):
-        if self.store is None:
-            raise LabelError(f"{self._name} has no LabelStore (pass store=...)")
-        return self.store
-
-    def _observe_store(self):
-        # Keep the callback object so close() can unobserve exactly it.
-        self._store_callback = self.store.observe(self._on_store_change)
-
-    def close(self):
-        """Stop observing the store and close the widget."""
-        callback = getattr(self, "_store_callback", None)
-        if callback is not None:
-            self.store.unobserve(callback)
-        super().close()
-
-    def _recolor(self, panel, change, codes_all):
-        """Send the changed codes of ``change`` to ``panel`` (delta or full)."""
-        sources = self.store.sources
-        if len(change.indices) > FULL_UPDATE_SHARE * self._n:
-            self.plot.send_update(panel, codes_all, sources=sources)
-        else:
-            idx = change.indices
-            self.plot.send_update(panel, change.labels, indices=idx, sources=sources[idx])
-
-    def _describe(self, change) -> str:
-        what = {"assign": "assigned", "undo": "undo:", "redo": "redo:", "load": "loaded"}
-        return f"{what.get(change.kind, change.kind)} {len(change.indices)} frame(s) (step {change.step})"
-
-    def _store_data(self):
-        """(sources, source_names) of the store, or (None, []) without a store."""
-        if self.store is None:
-            return None, []
-        return self.store.sources, self.store.source_names
-
-
-def _check_store(store, n, widget):
-    if store is None:
-        return
-    if not hasattr(store, "observe") or not hasattr(store, "labels"):
-        raise LabelError(f"{widget}: store must be a LabelStore, got {type(store).__name__}")
-    if store.n_frames != n:
-        raise LabelError(f"{widget}: the feature table has {n} rows but the LabelStore has "
-                         f"{store.n_frames} frames; they must describe the same frames")
-
-
-def _gallery_class():
-    """FrameGallery when its module exists (built separately), else None."""
-    if importlib.util.find_spec("xlabel.widgets.gallery") is None:
-        return None
-    from .gallery import FrameGallery
-    return FrameGallery
 
 
 class FluxScatter(SelectionMixin, widgets.VBox):
@@ -176,7 +63,7 @@ class FluxScatter(SelectionMixin, widgets.VBox):
         self._n = len(self.features)
         if store is None:
             raise LabelError("FluxScatter needs a LabelStore (store=...)")
-        _check_store(store, self._n, self._name)
+        check_store(store, self._n, self._name)
         self.store = store
         self.source = source
         self.n_thumbnails = int(n_thumbnails)
@@ -199,19 +86,6 @@ class FluxScatter(SelectionMixin, widgets.VBox):
         self._observe_store()
 
     # ------------------------------------------------------------ public API
-
-    def assign(self, label, note=None) -> int:
-        """Assign the selected frames to class ``label`` (name or index); returns the step id.
-
-        Recorded with source ``"manual"``. Raises :class:`~xlabel.errors.LabelError`
-        (and says so in the status line) for an empty selection or an unknown class.
-        """
-        self._require_selection(f"assign {label!r}")
-        try:
-            return self.store.assign(self._selected, label, source="manual", note=note)
-        except LabelError as err:
-            self.plot.status = f"⚠ {err}"
-            raise
 
     @property
     def x(self) -> str:
@@ -257,14 +131,7 @@ class FluxScatter(SelectionMixin, widgets.VBox):
         return value
 
     def _buttons(self):
-        buttons = [{"id": f"assign:{i}", "label": name, "color": color,
-                    "key": str(i + 1) if i < 9 else ""}
-                   for i, (name, color) in enumerate(zip(self.store.classes, self.store.colors))]
-        buttons += [{"id": "assign:-1", "label": "unlabel", "color": UNLABELED_COLOR, "key": "0"},
-                    {"id": "undo", "label": "undo", "key": ""},
-                    {"id": "redo", "label": "redo", "key": ""},
-                    {"id": "clear", "label": "clear selection", "key": ""}]
-        return buttons
+        return class_buttons(self.store) + EDIT_BUTTONS
 
     def _codes(self):
         if self.plot.color_by == "scan":
@@ -301,17 +168,6 @@ class FluxScatter(SelectionMixin, widgets.VBox):
         self._set_palette()
         self.plot.send_update(0, self._codes(), sources=self.store.sources, palette=True)
 
-    def _on_button(self, button_id):
-        if button_id.startswith("assign:"):
-            label = int(button_id.split(":", 1)[1])
-            self.assign(label)
-        elif button_id == "undo":
-            self.undo()
-        elif button_id == "redo":
-            self.redo()
-        elif button_id == "clear":
-            self.clear_selection()
-
     def _on_store_change(self, change):
         if self.plot.color_by == "label":
             self._recolor(0, change, self.store.labels)
@@ -326,13 +182,12 @@ class FluxScatter(SelectionMixin, widgets.VBox):
     def _show_thumbnails(self):
         if self.source is None or not len(self._selected):
             return
-        gallery_class = _gallery_class()
-        if gallery_class is None:
-            return
+        from .gallery import FrameGallery
+
         shown = np.sort(self._selected)[:self.n_thumbnails]
         try:
             if self.gallery is None:
-                self.gallery = gallery_class(self.source, indices=shown, features=self.features,
+                self.gallery = FrameGallery(self.source, indices=shown, features=self.features,
                                              store=self.store, per_page=self.n_thumbnails,
                                              scale="log")
                 self._gallery_box.children = [self.gallery]
