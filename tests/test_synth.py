@@ -263,3 +263,23 @@ def test_unknown_sample_and_missing_folder_give_clear_errors(tmp_path, monkeypat
     monkeypatch.setattr(samples, "__file__", str(tmp_path / "xlabel" / "samples.py"))
     with pytest.raises(ScanError, match="python -m xlabel.synth --samples"):
         samples.names()
+
+
+def test_regenerating_a_sample_replaces_only_changed_files_atomically(tmp_path):
+    master = synth.write_sample("scan_d", tmp_path)
+    labels = tmp_path / "scan_d" / "scan_d_labels.csv"
+    before = {p.name: p.stat().st_ino for p in master.parent.iterdir()}
+    labels.write_text("damaged")
+    synth.write_sample("scan_d", tmp_path)
+    after = {p.name: p.stat().st_ino for p in master.parent.iterdir()}
+    assert after.keys() == before.keys()  # no staging folder left behind
+    assert [n for n in after if after[n] != before[n]] == ["scan_d_labels.csv"]
+    pd.testing.assert_frame_equal(pd.read_csv(labels, keep_default_na=False), samples.truth("scan_d"))
+
+
+def test_write_scan_over_an_open_file_gives_a_clear_error(tmp_path):
+    scan = make_scan(20, seed=1, name="busy")
+    master = write_scan(scan, tmp_path)
+    with h5py.File(master, "r"):
+        with pytest.raises(XLabelError, match="busy_master.h5: cannot create the file"):
+            write_scan(scan, tmp_path)

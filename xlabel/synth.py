@@ -27,8 +27,8 @@ Expected counts of pixel ``p`` in frame ``i`` (then Poisson counting noise):
   * Good frames: the stored beam decays slowly (3-7 % between top-up
     refills every 80-250 frames, floor 0.925) with 0.3 % jitter:
     ``beam >= GOOD_BEAM_MIN = 0.925``.
-  * Shutter ramp (reason ``"shutter"``): the first 3-12 frames (knob
-    ``ramp_frames``) while the shutter opens; the beam rises from ~0 to at most
+  * Shutter ramp (reason ``"shutter"``): the first 3-12 frames (at most
+    n_frames / 8; knob ``ramp_frames``) while the shutter opens; the beam rises from ~0 to at most
     ``BAD_BEAM_MAX = 0.78``.
   * Beam loss (reason ``"beam_loss"``): 4-22 frames (shorter than half of a
     51-frame running-median window) at 0-60 % beam, a partial frame as the beam
@@ -71,7 +71,10 @@ Different seeds give different beam histories, levels, content and detectors.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import math
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -239,8 +242,10 @@ def _loss_profile(length, rng) -> np.ndarray:
 
 def _beam_history(n, rng, ramp_frames, losses):
     """Beam factor per frame and the reason ("", "shutter", "beam_loss")."""
-    ramp = int(rng.integers(3, 13)) if ramp_frames is None else int(ramp_frames)
-    ramp = min(max(ramp, 0), n)
+    if ramp_frames is None:  # 3-12 frames, at most an eighth of a short scan
+        ramp = min(int(rng.integers(3, 13)), max(1, n // 8))
+    else:
+        ramp = min(max(int(ramp_frames), 0), n)
     requested = losses
     if losses is None:  # as many as fit, for short scans possibly none
         losses = max(int(n >= 150), int(rng.poisson(n / 300)))
@@ -540,9 +545,17 @@ def _write_metadata(entry, scan: SynthScan):
     sample["transmission"] = scan.truth["transmission"].to_numpy(np.float64)
 
 
-def _open_entry(path):
+def _create_file(path):
+    """``h5py.File(path, "w")`` with a clear error (locked by a reader, no permission...)."""
     import h5py
-    f = h5py.File(path, "w")
+    try:
+        return h5py.File(path, "w")
+    except OSError as err:
+        raise SynthError(f"cannot create the file: {err}", path=path) from None
+
+
+def _open_entry(path):
+    f = _create_file(path)
     f.attrs["default"] = "entry"
     f.attrs["creator"] = "xlabel.synth"
     entry = _nx_group(f, "entry", "NXentry", default="data")
@@ -559,7 +572,7 @@ def _write_eiger(scan: SynthScan, folder: Path, compression, frames_per_file: in
         for k, start in enumerate(range(0, len(scan.frames), frames_per_file), 1):
             stop = min(start + frames_per_file, len(scan.frames))
             file_name = f"{scan.name}_data_{k:06d}.h5"
-            with h5py.File(folder / file_name, "w") as part:
+            with _create_file(folder / file_name) as part:
                 group = _nx_group(_nx_group(part, "entry", "NXentry"), "data", "NXdata", signal="data")
                 dset = _write_frames(group, scan.frames[start:stop], compression)
                 dset.attrs["image_nr_low"] = np.int64(start + 1)
@@ -642,12 +655,24 @@ def make_sample(name: str) -> SynthScan:
 
 
 def write_sample(name: str, folder) -> Path:
-    """Regenerate sample ``name`` into ``folder/<name>/``: master, data files, labels CSV."""
+    """Regenerate sample ``name`` into ``folder/<name>/``: master, data files, labels CSV.
+
+    Files are written to a temporary folder first and moved into place only where their
+    bytes changed (``os.replace``, atomic), so a reader holding a sample open never sees a
+    truncated file and unchanged samples are left untouched.
+    """
     scan = make_sample(name)
     target = Path(folder) / name
-    master = write_scan(scan, target, **SAMPLES[name]["write"])
-    scan.truth[["frame", "label", "reason"]].to_csv(target / f"{name}_labels.csv", index=False)
-    return master
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target, prefix=".regenerate-") as tmp:
+        staging = Path(tmp)
+        write_scan(scan, staging, **SAMPLES[name]["write"])
+        scan.truth[["frame", "label", "reason"]].to_csv(staging / f"{name}_labels.csv", index=False)
+        for new in sorted(staging.iterdir()):
+            old = target / new.name
+            if not (old.is_file() and filecmp.cmp(old, new, shallow=False)):
+                os.replace(new, old)
+    return target / f"{name}_master.h5"
 
 
 def write_samples(folder, names=None, progress: bool = True) -> list[Path]:
