@@ -39,8 +39,15 @@ def _snapshotted_store(tmp_path):
     return path
 
 
+def _closed_keeping_copy(store: LabelStore) -> LabelStore:
+    """Close ``store`` (so another may write its journal); return an in-memory copy."""
+    twin = store.copy()
+    store.close()
+    return twin
+
+
 def test_reopen_replays_journal_exactly(tmp_path):
-    store = _busy_store(tmp_path / "s.xlabel")
+    store = _closed_keeping_copy(_busy_store(tmp_path / "s.xlabel"))
     again = LabelStore.open(tmp_path / "s.xlabel")
     _same(store, again)
     pd.testing.assert_frame_equal(store.history, again.history, check_exact=True)
@@ -163,6 +170,7 @@ def test_snapshot_compacts_and_keeps_history_and_undo(tmp_path):
     store.snapshot()
     assert (path / JOURNAL_NAME).stat().st_size < before
     store.assign([19], "ice")
+    store = _closed_keeping_copy(store)
     again = LabelStore.open(path)
     _same(store, again)
     pd.testing.assert_frame_equal(store.history, again.history, check_exact=True)
@@ -178,6 +186,7 @@ def test_snapshot_without_undo_data(tmp_path):
     store.snapshot(keep_undo=False)
     assert not store.can_undo and not store.can_redo
     store.assign([19], "ice")
+    store.close()
     again = LabelStore.open(path)
     _same(store, again)
     assert again.undo() == store._next_step - 1 and not again.can_undo
@@ -322,8 +331,49 @@ def _record_starts(data: bytes) -> list:
 
 def test_write_failure_does_not_apply_step(tmp_path):
     store = LabelStore(3, path=tmp_path / "s.xlabel")
+    store.assign([2], "bad")  # takes the write lock
     os.close(store._fd)
-    store._fd = os.open(os.devnull, os.O_RDONLY)
+    store._fd = os.open(os.devnull, os.O_RDONLY)  # as if the disk refused writes
     with pytest.raises(JournalError, match="the step was not applied"):
         store.assign([0], "good")
-    assert store.labels.tolist() == [-1, -1, -1] and not store.can_undo
+    assert store.labels.tolist() == [-1, -1, 1] and len(store.history) == 1
+
+
+def test_two_writers_are_refused(tmp_path):
+    path = tmp_path / "s.xlabel"
+    first = LabelStore(5, path=path)
+    first.assign([0], "good")
+    reader = LabelStore.open(path)  # reading while another store writes is fine
+    assert reader.labels[0] == 0
+    with pytest.raises(JournalError, match="another LabelStore .* is writing to this store"):
+        reader.assign([1], "bad")
+    first.close()
+    with pytest.raises(LabelError, match="this store was closed"):
+        first.assign([2], "bad")
+    reader.assign([1], "bad")  # the writer is gone and nothing changed since reading
+    assert LabelStore.open(path).labels[:2].tolist() == [0, 1]
+
+
+def test_stale_store_is_refused(tmp_path):
+    path = tmp_path / "s.xlabel"
+    LabelStore(5, path=path).close()
+    stale = LabelStore.open(path)
+    with LabelStore.open(path) as writer:
+        writer.assign([3], "bad")
+    with pytest.raises(JournalError, match="changed on disk since this LabelStore read it"):
+        stale.assign([0], "good")
+    assert LabelStore.open(path).labels.tolist() == [-1, -1, -1, 1, -1]
+
+
+def test_copy_is_independent_and_can_be_saved(tmp_path):
+    store = _busy_store()
+    twin = store.copy(path=tmp_path / "copy.xlabel")
+    _same(store, twin)
+    twin.assign([0], "ice")
+    assert store.labels[0] != 2
+    twin.undo()
+    _same(store, twin)
+    assert twin.undo() == store.undo()
+    _same(store, twin)
+    twin.close()
+    _same(store, LabelStore.open(tmp_path / "copy.xlabel"))

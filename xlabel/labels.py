@@ -44,6 +44,12 @@ naming the byte offset, and the file is truncated there. A damaged record that
 is followed by valid records is corruption, not a crash: that raises
 :class:`~xlabel.errors.JournalError` unless ``LabelStore.open(path, recover=True)``
 is asked to keep only the steps before it.
+
+One writer at a time: a store takes an advisory lock (``flock``) on the journal
+at its first write, so a second store writing the same path (in this or another
+process) gets a clear :class:`~xlabel.errors.JournalError`, and so does a store
+whose journal was written by someone else since it was read. Reading a store
+that another one is writing is fine. ``close()`` releases it.
 """
 
 from __future__ import annotations
@@ -62,6 +68,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one writer per store is then up to the user
+    fcntl = None
 
 from .errors import JournalError, LabelError
 
@@ -197,6 +208,9 @@ class LabelStore:
         self._observers: list = []
         self._path: Path | None = None
         self._fd: int | None = None
+        self._locked = False       # whether this store holds the journal's write lock
+        self._journal_size = 0     # journal size as this store last saw it
+        self._closed = False
         self._generation = 0
         self._labels_view = self._labels.view()
         self._labels_view.flags.writeable = False
@@ -585,13 +599,18 @@ class LabelStore:
 
     def _journal(self, kind, step=None, target=-1, when=0.0, source="", note=None):
         """Write one record and make it durable (no-op for an in-memory store)."""
+        if self._closed:
+            raise LabelError("this store was closed; reopen it with LabelStore.open(path)",
+                             path=self._path)
         if self._fd is None:
             return
+        self._lock_journal()
         record = _encode_record(kind, step, target, when, source, note,
                                 self._journal_index_dtype)
         try:
             _write_all(self._fd, record)
             _sync(self._fd)
+            self._journal_size += len(record)
         except OSError as err:
             raise JournalError(f"cannot write the label journal: {err}; the step was not "
                                f"applied", path=self._journal_path) from err
@@ -629,14 +648,65 @@ class LabelStore:
                                path=self._journal_path) from err
 
     def _open_journal(self):
-        self.close()
+        self._close_fd()
         self._fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND)
+        self._journal_size = os.fstat(self._fd).st_size
+
+    def _lock_journal(self):
+        """Take the journal's write lock before the first write (readers never lock).
+
+        Two stores writing one journal would interleave their steps; a store that
+        read the journal before someone else wrote to it would write stale steps.
+        Both are refused with a clear error.
+        """
+        if self._locked or fcntl is None:
+            return
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise JournalError("another LabelStore (in this or another process) is writing "
+                               "to this store; close() it first", path=self._path) from None
+        except OSError as err:
+            raise JournalError(f"cannot lock the journal: {err}", path=self._path) from err
+        on_disk, mine = os.stat(self._journal_path), os.fstat(self._fd)
+        if on_disk.st_ino != mine.st_ino or mine.st_size != self._journal_size:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            raise JournalError("the store changed on disk since this LabelStore read it "
+                               "(another one wrote to it); reopen it with LabelStore.open(path)",
+                               path=self._path)
+        self._locked = True
+
+    def _close_fd(self):
+        if self._fd is not None:
+            os.close(self._fd)  # also releases the lock
+            self._fd = None
+            self._locked = False
 
     def close(self):
-        """Close the journal file (the store stays usable in memory only)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Close the journal file; a closed store can still be read, not changed."""
+        self._close_fd()
+        self._closed = self._path is not None
+
+    def copy(self, path=None) -> "LabelStore":
+        """An independent copy (labels, provenance, history, undo/redo), in memory or at ``path``.
+
+        >>> store = LabelStore(3)
+        >>> _ = store.assign([0], "bad")
+        >>> trial = store.copy()
+        >>> _ = trial.assign([1, 2], "bad", source="model")
+        >>> store.counts()["bad"], trial.counts()["bad"], trial.undo()
+        (1, 3, 1)
+        """
+        twin = LabelStore(self._n_frames, classes=self._classes, colors=self._colors,
+                          frames=self._frames, fingerprint=self.fingerprint)
+        twin._restore_arrays(self._state_arrays())
+        twin._restore_undo(self._undo_arrays())
+        twin._history = [dict(row) for row in self._history]
+        twin._next_step = self._next_step
+        if path is not None:
+            twin._create_on_disk(path)
+            twin.snapshot()
+        return twin
 
     def __enter__(self):
         return self
@@ -646,7 +716,7 @@ class LabelStore:
 
     def __del__(self):
         try:
-            self.close()
+            self._close_fd()
         except Exception:
             pass
 
@@ -700,6 +770,7 @@ class LabelStore:
         _check_same_dataset(path, self._meta(), other._meta())
         other_state = dict(other.__dict__)
         other._fd = None
+        other._path = None
         self.__dict__.update(other_state)
 
     def _replay(self, journal, recover):
@@ -762,6 +833,10 @@ class LabelStore:
             self._steps.clear()
             self._undo.clear()
             self._redo.clear()
+        if self._closed:
+            raise LabelError("this store was closed; reopen it with LabelStore.open(path)",
+                             path=self._path)
+        self._lock_journal()
         self._generation += 1
         arrays = self._state_arrays()
         arrays.update(self._undo_arrays())
