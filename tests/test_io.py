@@ -377,3 +377,19 @@ def test_folder_of_hdf5_files_and_existing_source(tmp_path):
     user[0, 0] = True
     masked = open_scan(src, mask=user)
     assert masked.pixel_mask[0, 0] and src.pixel_mask is None
+
+
+def test_user_h5py_handles_with_other_locking_flags_coexist(tmp_path):
+    master, everything = write_eiger(tmp_path, per_file=(3, 3))
+    with h5py.File(master, "r", locking=False) as mine:  # held by the user first
+        src = open_scan(master)
+        np.testing.assert_array_equal(src[4], everything[4])
+        assert mine["entry/data/data_000001"].shape == (3, 6, 5)
+    src.close()
+    for _ in src.iter_chunks():
+        pass  # a full pass closes its files afterwards
+    with h5py.File(master, "r", locking=False) as again:
+        assert "entry" in again
+    with h5py.File(master, "r") as default:  # default flags while the source holds handles
+        src[0]
+        assert "entry" in default

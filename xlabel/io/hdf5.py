@@ -77,6 +77,11 @@ def _h5open(path) -> h5py.File:
         return h5py.File(path, "r")
     except OSError as err:
         msg = str(err)
+        if "locking" in msg:  # the user holds it open with locking=False: match that
+            try:
+                return h5py.File(path, "r", locking=False)
+            except OSError:
+                pass
         if "truncated" in msg or "eof" in msg.lower():
             reason = "truncated HDF5 file (the writer probably did not finish)"
         elif "signature" in msg:
@@ -365,6 +370,7 @@ class HDF5Source(FrameSource):
         self._handles: dict = {}
         self._pid = os.getpid()
         self._check_layout()
+        self.close()  # nothing stays open until frames are read
         if len(self) == 0:
             raise ScanError("the scan has zero frames", path=first_path, dataset=first_ds)
 
@@ -405,6 +411,16 @@ class HDF5Source(FrameSource):
                 pass
         self._handles = {}
 
+    def iter_chunks(self, chunk_frames=None, start=0, stop=None):
+        # Files are closed after a full pass, so the user's own h5py.File calls on the
+        # same file (with other locking flags) work between passes.
+        try:
+            yield from super().iter_chunks(chunk_frames, start=start, stop=stop)
+        finally:
+            self.close()
+
+    iter_chunks.__doc__ = FrameSource.iter_chunks.__doc__
+
     def __enter__(self):
         return self
 
@@ -416,9 +432,9 @@ class HDF5Source(FrameSource):
             self._handles, self._pid = {}, os.getpid()
         files = self._handles.setdefault("files", {})
         datasets = self._handles.setdefault("datasets", {})
-        if i not in datasets:
+        if i not in datasets or not datasets[i].id.valid:
             path, ds_name, _ = self.segments[i]
-            if path not in files:
+            if path not in files or not files[path].id.valid:
                 files[path] = _h5open(path)
             datasets[i] = _get_dataset(files[path], ds_name)
         return datasets[i]
