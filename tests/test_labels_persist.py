@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 
 import h5py
 import numpy as np
@@ -377,3 +378,22 @@ def test_copy_is_independent_and_can_be_saved(tmp_path):
     _same(store, twin)
     twin.close()
     _same(store, LabelStore.open(tmp_path / "copy.xlabel"))
+
+
+def test_reader_leaves_a_live_writers_partial_record_alone(tmp_path):
+    path = tmp_path / "s.xlabel"
+    writer = LabelStore(5, path=path)
+    writer.assign([0], "good")
+    journal = path / JOURNAL_NAME
+    with open(journal, "ab") as handle:  # a record the writer is in the middle of writing
+        handle.write(b"XLR1\x40\x00\x00\x00partial")
+    size = journal.stat().st_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reader = LabelStore.open(path)
+    assert reader.labels.tolist() == [0, -1, -1, -1, -1]
+    assert journal.stat().st_size == size  # not truncated under the writer
+    writer.close()
+    with pytest.warns(JournalRecoveryWarning, match="half-written record"):
+        LabelStore.open(path)
+    assert journal.stat().st_size < size

@@ -662,12 +662,12 @@ class LabelStore:
         if self._locked or fcntl is None:
             return
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise JournalError("another LabelStore (in this or another process) is writing "
-                               "to this store; close() it first", path=self._path) from None
+            locked = _try_lock(self._fd, patience=0.5)  # a reader may be repairing the tail
         except OSError as err:
             raise JournalError(f"cannot lock the journal: {err}", path=self._path) from err
+        if not locked:
+            raise JournalError("another LabelStore (in this or another process) is writing "
+                               "to this store; close() it first", path=self._path)
         on_disk, mine = os.stat(self._journal_path), os.fstat(self._fd)
         if on_disk.st_ino != mine.st_ino or mine.st_size != self._journal_size:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
@@ -791,16 +791,19 @@ class LabelStore:
                 f"corrupt record at byte {bad} followed by {later} valid record(s); "
                 f"LabelStore.open(path, recover=True) keeps the {len(records)} steps before "
                 f"it and drops the rest", path=self._journal_path)
+        if not _truncate_unless_locked(self._journal_path, bad):
+            if later:
+                raise JournalError("cannot repair the journal while another LabelStore is "
+                                   "writing to it; close that one first",
+                                   path=self._journal_path)
+            # A live writer is appending this record right now: not damage, just too early.
+            log.info("%s: skipped a record being written at byte %d", self._journal_path, bad)
+            return
         what = (f"dropped a corrupt record at byte {bad} and {later} record(s) after it"
                 if later else f"dropped a half-written record at byte {bad} "
                               f"({len(data) - bad} bytes, probably a crash during a write)")
         warnings.warn(f"{self._journal_path}: {what}; {len(records)} steps were recovered",
                       JournalRecoveryWarning, stacklevel=3)
-        try:
-            os.truncate(self._journal_path, bad)
-        except OSError as err:
-            raise JournalError(f"cannot truncate the damaged journal: {err}",
-                               path=self._journal_path) from err
 
     def _replay_record(self, payload):
         kind, step_id, target, when, indices, labels, source, note = _decode_record(payload)
@@ -1216,6 +1219,35 @@ def _check_range(values, low, high, name, path):
 def _store_exists(path) -> bool:
     path = Path(path)
     return (path / JOURNAL_NAME).is_file() or (path / SNAPSHOT_NAME).is_file()
+
+
+def _try_lock(fd, patience=0.0) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, retrying for ``patience`` seconds."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+
+
+def _truncate_unless_locked(path, size) -> bool:
+    """Cut ``path`` to ``size`` bytes unless a writer holds its lock; whether it did."""
+    try:
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            if fcntl is not None and not _try_lock(fd):
+                return False
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+            return True
+        finally:
+            os.close(fd)
+    except OSError as err:
+        raise JournalError(f"cannot truncate the damaged journal: {err}", path=path) from err
 
 
 def _sync(fd):
