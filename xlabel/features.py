@@ -109,8 +109,8 @@ def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=
     for src, _ in sources:
         if len(src) == 0:
             raise FeatureError("empty scan: no frames", path=src.path, dataset=src.dataset)
-    tasks = [(i, a, b) for i, src in enumerate(sources)
-             for a, b in _split(src, _task_frames(src, workers, dask or client is not None))]
+    tasks = [(i, a, b) for i, (src, _) in enumerate(sources)
+             for a, b in _split(len(src), _task_frames(src, workers, dask or client is not None))]
     runner = _run_dask if (dask or client is not None) else _run_local
     parts = runner(sources, tasks, opts, workers=workers, client=client,
                    progress=progress)
@@ -163,23 +163,23 @@ def _unique_names(sources):
 
 # -- splitting work ------------------------------------------------------------------
 
-def _task_frames(src, workers, distributed):
+def _task_frames(source, workers, distributed):
     """Frames per task: the whole scan in-process, ~64 MB ranges for pools / Dask."""
-    n = len(src[0])
-    if not distributed and not _use_pool(src[0], workers):
+    n = len(source)
+    if not distributed and not _use_pool(source, workers):
         return n
-    frame_bytes = max(1, src[0].nbytes // n)
-    step = max(1, src[0].chunk_frames or 1)
+    frame_bytes = max(1, source.nbytes // n)
+    step = max(1, source.chunk_frames or 1)
     return max(step, _TASK_BYTES // frame_bytes // step * step)
 
 
-def _split(src, frames_per_task):
-    n = len(src[0])
+def _split(n, frames_per_task):
     return [(a, min(n, a + frames_per_task)) for a in range(0, n, frames_per_task)]
 
 
 def _use_pool(source, workers):
-    if source.path is None or (workers is not None and workers <= 1):
+    """Worker processes only for file-backed scans (arrays would be copied to each)."""
+    if source.path is None or _n_workers(workers) <= 1:
         return False
     return workers is not None or source.nbytes >= _POOL_MIN_BYTES
 
