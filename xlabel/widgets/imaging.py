@@ -112,14 +112,19 @@ def downsample(values, bad, factor: int):
         return values, bad
     height, width = values.shape
     rows, cols = -(-height // factor), -(-width // factor)
-    total = np.zeros((rows * factor, cols * factor), np.float32)
-    count = np.zeros_like(total)
-    total[:height, :width] = np.where(bad, 0.0, values)
-    count[:height, :width] = ~bad
-    blocks = (rows, factor, cols, factor)
-    total = total.reshape(blocks).sum(axis=(1, 3))
-    count = count.reshape(blocks).sum(axis=(1, 3))
+    clean = np.where(bad, np.float32(0), values)
+    good = (~bad).astype(np.float32)
+    if (height, width) != (rows * factor, cols * factor):
+        pad = ((0, rows * factor - height), (0, cols * factor - width))
+        clean, good = np.pad(clean, pad), np.pad(good, pad)
+    total = _block_sum(clean, rows, cols, factor)
+    count = _block_sum(good, rows, cols, factor)
     return total / np.maximum(count, 1), count == 0
+
+
+def _block_sum(array, rows, cols, factor):
+    # contiguous axis first: much faster than one reduction over axes (1, 3)
+    return array.reshape(rows, factor, cols, factor).sum(axis=3).sum(axis=1)
 
 
 def colorize(scaled, bad=None, cmap="gray", invalid_color=INVALID_COLOR) -> np.ndarray:
