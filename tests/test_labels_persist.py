@@ -397,3 +397,15 @@ def test_reader_leaves_a_live_writers_partial_record_alone(tmp_path):
     with pytest.warns(JournalRecoveryWarning, match="half-written record"):
         LabelStore.open(path)
     assert journal.stat().st_size < size
+
+
+def test_exports_never_overwrite_an_existing_store(tmp_path):
+    path = tmp_path / "s.xlabel"
+    store = _busy_store(path)
+    store.to_csv(tmp_path / "l.csv")
+    with pytest.raises(JournalError, match="a label store already exists here"):
+        LabelStore.from_csv(tmp_path / "l.csv", classes=store.classes, path=path)
+    with pytest.raises(JournalError, match="a label store already exists here"):
+        store.copy(path=path)
+    store.close()
+    _same(store, LabelStore.open(path))

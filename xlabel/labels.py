@@ -171,12 +171,10 @@ class LabelStore:
         frames = _check_frames(frames, n_frames)
         if fingerprint is None and frames is not None:
             fingerprint = _frames_fingerprint(frames)
-        if path is not None and _store_exists(path):
-            self._init_state(n_frames, classes, colors, frames, fingerprint)
-            self._reopen_matching(path)
-            return
         self._init_state(n_frames, classes, colors, frames, fingerprint)
-        if path is not None:
+        if path is not None and _store_exists(path):
+            self._reopen_matching(path)
+        elif path is not None:
             self._create_on_disk(path)
 
     # ------------------------------------------------------------------ state
@@ -627,6 +625,9 @@ class LabelStore:
 
     def _create_on_disk(self, path):
         path = Path(path)
+        if _store_exists(path):
+            raise JournalError("a label store already exists here; open it with "
+                               "LabelStore.open(path) or choose another path", path=path)
         try:
             path.mkdir(parents=True, exist_ok=True)
             if self._frames is not None:
