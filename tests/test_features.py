@@ -275,3 +275,11 @@ def test_real_k11_scan_dark_and_flat_means_match_image_key(realdata):
     assert flat.between(44_000, 46_500).all()
     assert proj.between(27_000, 40_000).all()
     assert (table["problem"] == "").all()
+
+
+def test_dask_true_starts_and_closes_its_own_local_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    frames = frames_with_flags(n=12)
+    path = str(write_h5(tmp_path / "scan.h5", frames))
+    remote = frame_stats(path, dask=True, workers=1, progress=False)
+    pd.testing.assert_frame_equal(remote, frame_stats(path, workers=1, progress=False))
