@@ -281,9 +281,8 @@ class LabelStore:
         1
         """
         if name_or_index is None or (isinstance(name_or_index, str)
-                                     and name_or_index in ("", "unlabeled")
-                                     and name_or_index not in self._class_lookup):
-            return -1
+                                     and name_or_index in ("", "unlabeled")):
+            return -1  # (no class may have these names)
         if isinstance(name_or_index, str):
             try:
                 return self._class_lookup[name_or_index]
