@@ -28,10 +28,10 @@ __all__ = ["PRESETS", "DEFAULT_COLUMNS", "BASELINE_COLUMNS", "build_pipeline", "
 
 #: The two architectures of the PETRA-III study (hidden layer sizes).
 PRESETS = {"512-256-128": (512, 256, 128), "256-128-64": (256, 128, 64)}
-#: Default feature columns: flux in context of its scan (flux_rel, flux_rank) generalizes
-#: across scans of different exposure; the rest describe the pixel distribution.
-DEFAULT_COLUMNS = ("flux_rel", "flux_rank", "mean", "std", "median", "frac_saturated",
-                   "frac_zero")
+#: Default feature columns: flux relative to its scan's running median generalizes across
+#: scans of different exposure; raw mean, std or flux_rank tie a model to the training
+#: scans' levels and bad-frame fractions (measured in bench/bench_models.py).
+DEFAULT_COLUMNS = ("flux_rel", "frac_saturated")
 #: The domain's plain baseline: raw mean flux only.
 BASELINE_COLUMNS = ("mean",)
 
@@ -73,6 +73,7 @@ def train_mlp(features: pd.DataFrame, labels, preset="512-256-128", columns=None
               classes=("good", "bad"), seed=0, max_iter=300) -> TrainedModel:
     """MLP on feature-table columns; returns a TrainedModel of kind "mlp-features".
 
+    Columns pass through ``sign(x) log1p(|x|)`` first (heavy tails), then the Pipeline.
     ``features``: a ``frame_stats`` table; ``labels``: one per row (names, indices with
     ``-1`` = unlabeled, or a LabelStore); ``columns``: default :data:`DEFAULT_COLUMNS`.
 
@@ -83,7 +84,8 @@ def train_mlp(features: pd.DataFrame, labels, preset="512-256-128", columns=None
     if len(labels) != len(features):
         raise ModelError(f"{len(features)} feature rows but {len(labels)} labels")
     model = TrainedModel("mlp-features", classes, build_pipeline(preset, seed, max_iter),
-                         columns=columns, info={"preset": _preset_name(preset)})
+                         columns=columns, preprocessing={"transform": "signed-log"},
+                         info={"preset": _preset_name(preset)})
     _fit(model.estimator, model.feature_matrix(features), labels, len(classes))
     return model
 

@@ -18,7 +18,7 @@ import pandas as pd
 from ..errors import ModelError
 from .frames import as_source, binned_shape, iter_prepared
 
-__all__ = ["TrainedModel", "KINDS"]
+__all__ = ["TrainedModel", "KINDS", "signed_log"]
 
 KINDS = ("mlp-features", "mlp-pixels", "cnn")
 
@@ -90,7 +90,10 @@ class TrainedModel:
         if missing:
             raise ModelError(f"feature table lacks the model's columns {missing}; "
                              f"the model was trained on {list(self.columns)}")
-        return table.loc[:, list(self.columns)].to_numpy(dtype=np.float64)
+        matrix = table.loc[:, list(self.columns)].to_numpy(dtype=np.float64)
+        if self.preprocessing.get("transform") == "signed-log":
+            matrix = signed_log(matrix)
+        return matrix
 
     def check_frames(self, frames):
         """A FrameSource for ``frames``; ModelError when its frame shape is not the model's."""
@@ -123,6 +126,16 @@ class TrainedModel:
         what = f"columns={list(self.columns)}" if not self.uses_frames else \
             f"frame_shape={self.frame_shape}, size={self.preprocessing.get('size')}"
         return f"TrainedModel(kind={self.kind!r}, classes={list(self.classes)}, {what})"
+
+
+def signed_log(values: np.ndarray) -> np.ndarray:
+    """``sign(x) * log1p(|x|)``: tames heavy tails (a saturated frame's flux_rel can be 1e6)
+    that would otherwise dominate the scaler and the network.
+
+    >>> signed_log(np.array([-1.0, 0.0, np.e - 1])).round(3).tolist()
+    [-0.693, 0.0, 1.0]
+    """
+    return np.sign(values) * np.log1p(np.abs(values))
 
 
 def _progress(blocks, progress, total, source):
