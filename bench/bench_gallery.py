@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import time
 
 import numpy as np
 
+from bench.bench_labels import timings
 from xlabel.io.base import ArraySource
 from xlabel.labels import LabelStore
 from xlabel.widgets import FrameGallery
@@ -22,12 +22,7 @@ from xlabel.widgets.imaging import _frame_rgb, encode_png
 
 
 def median_time(func, repeat):
-    out = []
-    for i in range(repeat):
-        start = time.perf_counter()
-        func(i)
-        out.append(time.perf_counter() - start)
-    return statistics.median(out)
+    return statistics.median(timings(func, repeat))
 
 
 def report(name, seconds, baseline=None, what="baseline"):

@@ -33,7 +33,7 @@ import plotly.graph_objects as go
 from ..errors import XLabelError
 from ..labels import LabelStore
 from .gallery import (FrameGallery, StatusMixin, WeakObserver, check_lengths, class_indices,
-                      guarded)
+                      guarded, require_columns)
 
 __all__ = ["ConfusionMatrixViewer", "PredictionScatter", "confusion_counts", "per_class_scores"]
 
@@ -246,12 +246,6 @@ class ConfusionMatrixViewer(StatusMixin, widgets.VBox):
             raise XLabelError("pass features= to the viewer to plot predictions over flux")
         return PredictionScatter(self._features, self._predictions, self._store, x=x, y=y, **kwargs)
 
-    def close(self):
-        observer = getattr(self, "_observer", None)
-        if observer is not None:
-            observer.close()
-        super().close()
-
     # ---------------------------------------------------------------- drawing
     def _compute(self):
         return confusion_counts(self._store.labels.astype(np.int64), self._predictions,
@@ -339,10 +333,7 @@ class PredictionScatter(StatusMixin, widgets.VBox):
     def __init__(self, features, predictions, store_or_labels, x="frame", y="mean", classes=None):
         self._store = as_store(store_or_labels, classes, extra=_names_in(predictions))
         check_lengths(features=features, store=self._store)
-        for column in (x, y):
-            if column not in features.columns:
-                raise XLabelError(f"features have no {column!r} column (columns: "
-                                  f"{', '.join(map(str, features.columns))})")
+        require_columns(features, x, y)
         self._predictions = resolve_predictions(predictions, self._store, features)
         self._x = np.asarray(features[x], dtype=float)
         self._y = np.asarray(features[y], dtype=float)
@@ -364,12 +355,6 @@ class PredictionScatter(StatusMixin, widgets.VBox):
         """Labeled frames whose predicted class differs from the label."""
         labels = self._store.labels
         return np.flatnonzero((labels >= 0) & (self._predictions >= 0) & (labels != self._predictions))
-
-    def close(self):
-        observer = getattr(self, "_observer", None)
-        if observer is not None:
-            observer.close()
-        super().close()
 
     def _plot_y(self):
         if not self._nan.any():

@@ -145,9 +145,16 @@ def guarded(method):
 
 
 class StatusMixin:
-    """A status line (``self._status_html``) shared by all frame widgets."""
+    """A status line (``self._status_html``) and ``close()`` shared by all frame widgets."""
 
     _status_html: widgets.HTML
+
+    def close(self):
+        """Stop observing the store (``self._observer``) and close the widgets."""
+        observer = getattr(self, "_observer", None)
+        if observer is not None:
+            observer.close()
+        super().close()
 
     @property
     def status(self) -> str:
@@ -380,13 +387,6 @@ class FrameGallery(StatusMixin, widgets.VBox):
         self._ensure_thumbnails(np.array([int(index)]))
         return self._thumbs.get(self._thumb_key(int(index)), b"")
 
-    def close(self):
-        """Stop observing the store and close the widgets."""
-        observer = getattr(self, "_observer", None)
-        if observer is not None:
-            observer.close()
-        super().close()
-
     # ------------------------------------------------------------------ rendering
     def _render(self):
         page = self.page_indices
@@ -510,12 +510,18 @@ def _button(description, callback):
     return button
 
 
+def require_columns(features, *columns):
+    """XLabelError naming the missing column and the ones there are."""
+    for column in columns:
+        if column not in features.columns:
+            raise XLabelError(f"features have no {column!r} column (columns: "
+                              f"{', '.join(map(str, features.columns))})")
+
+
 def _flux_values(features, column):
     if features is None:
         return None
-    if column not in features.columns:
-        raise XLabelError(f"features have no {column!r} column (columns: "
-                          f"{', '.join(map(str, features.columns))})")
+    require_columns(features, column)
     return np.asarray(features[column], dtype=float)
 
 

@@ -175,12 +175,6 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
     def prev(self) -> int:
         return self.go_to(self._position - 1)
 
-    def close(self):
-        observer = getattr(self, "_observer", None)
-        if observer is not None:
-            observer.close()
-        super().close()
-
     # ------------------------------------------------------------------ rendering
     @staticmethod
     def _set_choice(dropdown, value, what):
