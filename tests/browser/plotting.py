@@ -41,6 +41,7 @@ def lasso(page, corners, steps=6):
 
 def rectangle_lasso(page, x0, x1, y0, y1, panel=0):
     """Lasso the data-space rectangle [x0, x1] x [y0, y1] of ``panel``."""
+    x0, x1, y0, y1 = map(float, (x0, x1, y0, y1))
     corners = page.evaluate(DATA_TO_PAGE_JS, [[[x0, y0], [x1, y0], [x1, y1], [x0, y1]], panel])
     lasso(page, corners)
 
