@@ -39,7 +39,7 @@ def wait_rendered(page):
 
 def wait_status(page, text):
     page.wait_js("(t) => { const s = document.querySelector('.xlabel-status');"
-                 " return s && s.textContent.startsWith(t); }", arg=text, timeout=15_000)
+                 " return s && s.textContent.startsWith(t); }", arg=text)
 
 
 def wait_recolors(page, count):
