@@ -136,8 +136,8 @@ class _Step:
     time: float
     note: int                     # note id, -1 = none
     origin: int = 0               # row of the provenance table this step writes
-    prev_labels: np.ndarray | None = None
-    prev_origins: np.ndarray | None = None
+    packed: int | np.ndarray = 0  # (label, origin) pairs as int64, see LabelStore._pairs
+    prev: np.ndarray | None = None  # the packed pairs before the step
 
 
 class LabelStore:
@@ -186,11 +186,16 @@ class LabelStore:
         self._colors = colors
         self._frames = frames
         self.fingerprint = fingerprint
-        self._labels = np.full(n_frames, -1, dtype=np.int32)
+        # Label and provenance id of a frame sit side by side, so a step reads and
+        # writes one int64 per frame (half the random memory accesses of two arrays).
+        self._pairs = np.zeros((n_frames, 2), dtype=np.int32)
+        self._pairs64 = self._pairs.view(np.int64).reshape(n_frames)
+        self._labels = self._pairs[:, 0]
+        self._labels[:] = -1
         # Provenance: each frame points at a row of a small table (source, time,
         # note) that grows by one row per step; row 0 means "never labeled". An
         # assign then touches two int32 arrays, not four.
-        self._origins = np.zeros(n_frames, dtype=np.int32)
+        self._origins = self._pairs[:, 1]
         self._prov_source = np.zeros(16, dtype=np.int8)
         self._prov_time = np.full(16, np.nan)
         self._prov_note = np.full(16, -1, dtype=np.int32)
@@ -481,11 +486,11 @@ class LabelStore:
         self._redo.clear()
         idx = step.indices
         step.origin = self._add_provenance(step.source, step.time, step.note)
-        step.prev_labels = self._labels[idx]
-        step.prev_origins = self._origins[idx]
+        step.packed = _pack(step.labels, step.origin)
+        step.prev = self._pairs64[idx]
         self._steps[step.step] = step
         self._next_step = step.step + 1
-        self._set(idx, step.labels, step.origin)
+        self._pairs64[idx] = step.packed
         self._undo.append(step.step)
         self._record("assign", step.step, step.time)
         self._notify("assign", step.step, idx)
@@ -496,16 +501,12 @@ class LabelStore:
                           else (self._redo, self._undo))
         step = self._steps[source.pop()]
         if kind == "undo":
-            self._set(step.indices, step.prev_labels, step.prev_origins)
+            self._pairs64[step.indices] = step.prev
         else:
-            self._set(step.indices, step.labels, step.origin)
+            self._pairs64[step.indices] = step.packed
         target.append(step.step)
         self._record(kind, step.step, when)
         self._notify(kind, step.step, step.indices)
-
-    def _set(self, idx, labels, origins):
-        self._labels[idx] = labels
-        self._origins[idx] = origins
 
     def _add_provenance(self, sources, times, notes) -> int:
         """Append provenance rows (scalars or arrays); returns the first new row."""
@@ -865,6 +866,7 @@ class LabelStore:
         """The undo and redo stacks as flat arrays (steps concatenated, with offsets)."""
         steps = [self._steps[i] for i in self._undo + self._redo]
         sizes = [len(step.indices) for step in steps]
+        prev = [_unpack(step.prev) for step in steps]
 
         def joined(values, dtype):
             return np.concatenate([np.broadcast_to(np.asarray(v, dtype=dtype), (n,))
@@ -880,8 +882,8 @@ class LabelStore:
             "undo_offsets": np.cumsum([0] + sizes, dtype=np.int64),
             "undo_indices": joined([st.indices for st in steps], np.int64),
             "undo_labels": joined([st.labels for st in steps], np.int32),
-            "undo_prev_labels": joined([st.prev_labels for st in steps], np.int32),
-            "undo_prev_origins": joined([st.prev_origins for st in steps], np.int32)}
+            "undo_prev_labels": joined([labels for labels, _ in prev], np.int32),
+            "undo_prev_origins": joined([origins for _, origins in prev], np.int32)}
 
     def _restore_undo(self, arrays):
         meta = self._checked(arrays, "undo_meta", np.shape(arrays["undo_meta"]), np.int64)
@@ -906,7 +908,8 @@ class LabelStore:
             labels = flat["labels"][start:stop] if label == _MIXED else label
             self._steps[step_id] = _Step(
                 step_id, flat["indices"][start:stop], labels, source, float(times[row]), note,
-                origin, flat["prev_labels"][start:stop], flat["prev_origins"][start:stop])
+                origin, _pack(labels, origin),
+                _pack(flat["prev_labels"][start:stop], flat["prev_origins"][start:stop]))
         self._undo = [int(v) for v in meta[:int(arrays["undo_count"]), 0]]
         self._redo = [int(v) for v in meta[int(arrays["undo_count"]):, 0]]
 
@@ -1206,6 +1209,22 @@ def _check_same_dataset(path, expected, found):
     if mine is not None and theirs is not None and mine != theirs:
         raise JournalError(f"this label store belongs to dataset {theirs!r}, not {mine!r}",
                            path=path)
+
+
+def _pack(labels, origins):
+    """(label, origin) pairs as the int64 values of ``LabelStore._pairs64`` (any endianness)."""
+    labels, origins = np.broadcast_arrays(np.asarray(labels, dtype=np.int32),
+                                          np.asarray(origins, dtype=np.int32))
+    pairs = np.empty(labels.shape + (2,), dtype=np.int32)
+    pairs[..., 0] = labels
+    pairs[..., 1] = origins
+    return pairs.view(np.int64)[..., 0]
+
+
+def _unpack(packed):
+    """Inverse of :func:`_pack`: ``(labels, origins)``."""
+    pairs = np.asarray(packed, dtype=np.int64)[..., None].view(np.int32)
+    return pairs[..., 0], pairs[..., 1]
 
 
 def _check_range(values, low, high, name, path):
