@@ -153,10 +153,15 @@ def _weights(activations, grads, method):
     if method == "xgradcam":
         return (grads * activations).sum(dim=(2, 3)) / (activations.sum(dim=(2, 3)) + _EPS)
     # Grad-CAM++ (Chattopadhay et al. 2018), with the exponential-score closed form of alpha.
+    # alpha is 0 only where its denominator is exactly 0: an additive eps would push alpha
+    # towards 0 for small gradients (alpha -> 1/2 as g -> 0), making maps depend on the
+    # scale of the score.
     grads2, grads3 = grads ** 2, grads ** 3
     sum_act = activations.sum(dim=(2, 3), keepdim=True)
-    alpha = grads2 / (2 * grads2 + sum_act * grads3 + _EPS)
-    alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+    denominator = 2 * grads2 + sum_act * grads3
+    nonzero = denominator != 0
+    alpha = torch.where(nonzero, grads2 / torch.where(nonzero, denominator, 1.0),
+                        torch.zeros_like(grads2))
     return (alpha * torch.relu(grads)).sum(dim=(2, 3))
 
 

@@ -1,0 +1,192 @@
+"""Grad-CAM, Grad-CAM++ and XGradCAM against an independent hook-based reference.
+
+The reference below follows the papers (and the formulas of pytorch-grad-cam): it takes
+the layer activations A with a forward hook and dScore/dA with torch.autograd.grad, and
+uses none of xlabel's code.
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from xlabel.errors import ModelError, XLabelError  # noqa: E402
+from xlabel.models import cam, train_cnn  # noqa: E402
+
+METHODS = ("gradcam", "gradcam++", "xgradcam")
+
+
+# ---------------------------------------------------------------- reference
+
+def reference_weights(acts, grads, method):
+    """Channel weights (n, k) of each method, straight from the papers."""
+    if method == "gradcam":  # Selvaraju et al. 2017: global-average-pooled gradients
+        return grads.mean(dim=(2, 3))
+    sum_a = acts.sum(dim=(2, 3), keepdim=True)
+    if method == "xgradcam":  # Fu et al. 2020: sum(g * A) / sum(A)
+        return (grads * acts).sum(dim=(2, 3)) / (sum_a[:, :, 0, 0] + 1e-7)
+    # Grad-CAM++ (Chattopadhay et al. 2018), exponential-score closed form of alpha.
+    g2, g3 = grads ** 2, grads ** 3
+    denominator = 2 * g2 + sum_a * g3
+    alpha = torch.where(denominator != 0, g2 / torch.where(denominator != 0, denominator,
+                                                           torch.ones_like(denominator)),
+                        torch.zeros_like(g2))
+    return (alpha * torch.relu(grads)).sum(dim=(2, 3))
+
+
+def reference_cam(net, x, layer_name, target, method):
+    """(n, H, W) maps for the float input ``x`` (n, 1, H, W)."""
+    layer = dict(net.named_modules())[layer_name]
+    stored = []
+    handle = layer.register_forward_hook(lambda _m, _i, out: stored.append(out))
+    net.eval()
+    try:
+        logits = net(x)
+    finally:
+        handle.remove()
+    classes = logits.argmax(1) if target is None else torch.full((len(x),), target)
+    score = logits[torch.arange(len(x)), classes].sum()
+    acts = stored[0]
+    (grads,) = torch.autograd.grad(score, acts)
+    acts, grads = acts.detach().double(), grads.double()
+    weights = reference_weights(acts, grads, method)
+    maps = torch.relu((weights[:, :, None, None] * acts).sum(1, keepdim=True))
+    maps = torch.nn.functional.interpolate(maps, size=x.shape[2:], mode="bilinear",
+                                           align_corners=False)[:, 0].numpy()
+    out = np.zeros_like(maps)
+    for i, m in enumerate(maps):
+        if m.max() > m.min():
+            out[i] = (m - m.min()) / (m.max() - m.min())
+    return out
+
+
+# ---------------------------------------------------------------- models
+
+class UserNet(torch.nn.Module):
+    """A user's own classifier with named layers (not xlabel's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(1, 6, 3, padding=1)
+        self.block = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+        self.middle = torch.nn.Conv2d(6, 8, 3, padding=1)
+        self.last = torch.nn.Conv2d(8, 5, 3, padding=1)
+        self.classify = torch.nn.Linear(5, 3)
+
+    def forward(self, x):
+        x = self.block(self.stem(x))
+        x = torch.relu(self.middle(x))
+        x = torch.relu(self.last(x))
+        return self.classify(x.mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def user_net():
+    torch.manual_seed(3)
+    return UserNet()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """Non-square, one-channel frames (log-scaled counts: what a network gets)."""
+    rng = np.random.default_rng(0)
+    return np.log1p(rng.poisson(50, (5, 20, 14))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def trained_cnn():
+    """xlabel's CNN trained briefly on tiny uint16 frames, half of them with no beam."""
+    rng = np.random.default_rng(1)
+    level = np.where(np.arange(40) % 2 == 0, 200.0, 5.0)
+    stack = rng.poisson(level[:, None, None], (40, 18, 12)).astype(np.uint16)
+    labels = np.where(level > 50, "good", "bad")
+    model = train_cnn(stack, labels, size=32, channels=(4, 6), epochs=2, progress=False)
+    return model, stack
+
+
+# ---------------------------------------------------------------- agreement
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("layer", [None, "middle", "stem"])
+@pytest.mark.parametrize("target", [None, 2])
+def test_user_module_matches_reference(user_net, frames, method, layer, target):
+    maps = cam(user_net, frames, target=target, layer=layer, method=method)
+    expected = reference_cam(user_net, torch.from_numpy(frames)[:, None],
+                             layer or "last", target, method)
+    assert maps.shape == (5, 20, 14)
+    np.testing.assert_allclose(maps, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_frame_cnn_matches_reference_on_raw_counts(trained_cnn, method):
+    model, stack = trained_cnn
+    maps = cam(model, stack[:6], method=method)
+    pre = model.preprocessing
+    x = (np.log1p(stack[:6].astype(np.float32)) - pre["mean"]) / pre["std"]
+    expected = reference_cam(model.network, torch.from_numpy(x.astype(np.float32))[:, None],
+                             "features.conv2", None, method)
+    assert maps.shape == (6, 18, 12)
+    np.testing.assert_allclose(maps, expected, atol=1e-4)
+
+
+def test_explicit_target_changes_the_map(user_net, frames):
+    maps = [cam(user_net, frames, target=t) for t in range(3)]
+    assert not np.allclose(maps[0], maps[1]) or not np.allclose(maps[1], maps[2])
+
+
+def test_target_by_class_name_on_trained_model(trained_cnn):
+    model, stack = trained_cnn
+    by_name = cam(model, stack[:4], target="bad", method="xgradcam")
+    by_index = cam(model, stack[:4], target=model.classes.index("bad"), method="xgradcam")
+    np.testing.assert_array_equal(by_name, by_index)
+
+
+# ---------------------------------------------------------------- contract
+
+@pytest.mark.parametrize("method", METHODS)
+def test_maps_are_scaled_to_unit_range(user_net, frames, method):
+    maps = cam(user_net, frames, method=method)
+    assert maps.dtype.kind == "f"
+    assert maps.min() >= 0 and maps.max() <= 1
+    for m in maps:  # each map either spans [0, 1] or is all zero (no evidence)
+        assert (m.min() == 0 and np.isclose(m.max(), 1)) or not m.any()
+
+
+@pytest.mark.parametrize("dtype, peak", [(np.uint16, 60000), (np.uint32, 4_000_000_000)])
+def test_high_dynamic_range_integer_frames(trained_cnn, user_net, dtype, peak):
+    model, _ = trained_cnn
+    rng = np.random.default_rng(2)
+    raw = rng.integers(0, 30, (3, 18, 12)).astype(dtype)
+    raw[:, 4:8, 3:6] = peak  # a few very bright pixels next to low counts
+    for maps in (cam(model, raw, method="gradcam++"), cam(user_net, raw)):
+        assert maps.shape == (3, 18, 12)
+        assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+
+
+def test_single_frame_gives_one_map(user_net, frames):
+    assert cam(user_net, frames[0]).shape == (1, 20, 14)
+
+
+def test_unknown_layer_names_the_conv_layers(user_net, frames):
+    with pytest.raises(ModelError) as err:
+        cam(user_net, frames, layer="conv9")
+    message = str(err.value)
+    assert "conv9" in message
+    for name in ("stem", "middle", "last"):
+        assert name in message
+    assert isinstance(err.value, XLabelError)
+
+
+def test_unknown_method_and_target_out_of_range(user_net, frames):
+    with pytest.raises(ModelError, match="gradcam"):
+        cam(user_net, frames, method="scorecam")
+    with pytest.raises(ModelError, match="out of range"):
+        cam(user_net, frames, target=7)
+
+
+def test_model_state_is_left_as_found(user_net, frames):
+    user_net.train()
+    cam(user_net, frames)
+    assert user_net.training
+    user_net.eval()
+    assert all(p.grad is None for p in user_net.parameters())
