@@ -7,11 +7,13 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.xlabel-installed
 PIP     = $(BIN)/python -m pip
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Jupyter refuses to run as root unless told; containers and CI machines often are root.
+ROOTOK := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
 .PHONY: lab test install chromium bench samples clean
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
+	$(BIN)/jupyter lab $(ROOTOK) --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
 		--LabApp.default_url=/lab/tree/01_explore_raw_scans.ipynb
 
 test: $(STAMP) chromium
