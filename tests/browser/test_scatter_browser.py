@@ -38,8 +38,14 @@ def wait_rendered(page):
 
 
 def wait_status(page, text):
-    page.wait_js("(t) => { const s = document.querySelector('.xlabel-status');"
-                 " return s && s.textContent.startsWith(t); }", arg=text)
+    try:
+        page.wait_js("(t) => { const s = document.querySelector('.xlabel-status');"
+                     " return s && s.textContent.startsWith(t); }", arg=text, timeout=30_000)
+    except Exception as err:  # report what the page and the kernel saw instead
+        shown = page.page.evaluate("() => document.querySelector('.xlabel-status').textContent")
+        selected = page.kernel_json("w.selected.tolist()")
+        raise AssertionError(f"status never began with {text!r}: it shows {shown!r}; "
+                             f"kernel selection {selected}") from err
 
 
 def wait_recolors(page, count):
