@@ -157,14 +157,18 @@ def open_notebook(lab, tmp_path):
             def opener(name, cells):
                 write_notebook(lab.root / name, cells)
                 page = context.new_page()
-                page.goto(lab.url(f"lab/tree/{name}"))
+                # A fresh, reset workspace per notebook: otherwise JupyterLab restores the
+                # tabs of earlier tests and "current widget" may be another notebook.
+                page.goto(lab.url(f"lab/tree/{name}") + "&reset")
                 page.wait_for_function(
-                    "() => window.jupyterapp && window.jupyterapp.shell.currentWidget &&"
+                    "(name) => window.jupyterapp && window.jupyterapp.shell.currentWidget &&"
+                    " window.jupyterapp.shell.currentWidget.context &&"
+                    " window.jupyterapp.shell.currentWidget.context.path === name &&"
                     " window.jupyterapp.shell.currentWidget.sessionContext &&"
                     " window.jupyterapp.shell.currentWidget.sessionContext.session &&"
                     " window.jupyterapp.shell.currentWidget.sessionContext.session.kernel &&"
                     " window.jupyterapp.shell.currentWidget.sessionContext.session.kernel"
-                    ".connectionStatus === 'connected'", timeout=90_000)
+                    ".connectionStatus === 'connected'", arg=name, timeout=90_000)
                 page.evaluate("() => window.jupyterapp.commands.execute("
                               "'notebook:run-all-cells')")
                 return LabPage(page, lab)
