@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import h5py
 import hdf5plugin
 import numpy as np
 
+from bench._timing import best_of
 from xlabel.io import open_scan
 
 FRAME = (256, 256)
@@ -53,13 +53,6 @@ def write_scan(folder: Path, n_frames: int, n_files: int, create: dict) -> Path:
     return master
 
 
-def best_of(repeat: int, fn) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def h5py_bulk(folder: Path):
@@ -99,12 +92,12 @@ def run(mb: int, n_files: int, repeat: int):
         folder = Path(tempfile.mkdtemp(prefix="bench_io_"))
         try:
             master = write_scan(folder, n_frames, n_files, create)
-            base = best_of(repeat, lambda: h5py_bulk(folder))
+            base = best_of(lambda: h5py_bulk(folder), repeat)
             rows = [("h5py bulk ds[:] per file", base),
-                    ("h5py per frame via master", best_of(repeat, lambda: h5py_per_frame(master))),
-                    ("xlabel iter_chunks()", best_of(repeat, lambda: xlabel_chunks(master))),
-                    ("xlabel read_all()", best_of(repeat, lambda: xlabel_read_all(master))),
-                    ("xlabel open_scan() only", best_of(repeat, lambda: open_scan(master).close()))]
+                    ("h5py per frame via master", best_of(lambda: h5py_per_frame(master), repeat)),
+                    ("xlabel iter_chunks()", best_of(lambda: xlabel_chunks(master), repeat)),
+                    ("xlabel read_all()", best_of(lambda: xlabel_read_all(master), repeat)),
+                    ("xlabel open_scan() only", best_of(lambda: open_scan(master).close(), repeat))]
             print(f"\ncompression={comp}")
             print("| what | time | MB/s | vs h5py bulk |\n|---|---|---|---|")
             for what, t in rows:

@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from bench._timing import best_of
 from xlabel.synth import make_scan, write_scan
 
 
-def best(func, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def folder_size(path: Path) -> int:
@@ -40,17 +33,17 @@ def main(argv=None):
     n, shape = args.n, tuple(args.shape)
     lam = np.full((n, *shape), 100.0, np.float32)
     rng = np.random.default_rng(0)
-    poisson = best(lambda: rng.poisson(lam), args.repeat)
-    make = best(lambda: make_scan(n, shape, seed=1), args.repeat)
+    poisson = best_of(lambda: rng.poisson(lam), args.repeat)
+    make = best_of(lambda: make_scan(n, shape, seed=1), args.repeat)
     print(f"rng.poisson baseline {n}x{shape[0]}x{shape[1]}: {poisson:.3f} s")
     print(f"make_scan            {n}x{shape[0]}x{shape[1]}: {make:.3f} s ({make / poisson:.2f}x poisson)")
     scan = make_scan(n, shape, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
-        raw = best(lambda: np.save(Path(tmp) / "raw.npy", scan.frames), args.repeat)
+        raw = best_of(lambda: np.save(Path(tmp) / "raw.npy", scan.frames), args.repeat)
         print(f"np.save baseline: {raw:.3f} s, {scan.frames.nbytes / 1e6:.2f} MB")
         for compression in (None, "gzip", "bslz4"):
             target = Path(tmp) / str(compression)
-            seconds = best(lambda: write_scan(scan, target, compression=compression), args.repeat)
+            seconds = best_of(lambda: write_scan(scan, target, compression=compression), args.repeat)
             size = folder_size(target)
             print(f"write_scan eiger {str(compression):<6}: {seconds:.3f} s ({seconds / raw:.1f}x np.save), "
                   f"{size / 1e6:.2f} MB ({scan.frames.nbytes / size:.1f}x smaller than raw)")

@@ -4,22 +4,15 @@ Run: .venv/bin/python bench/bench_widgets.py
 Baseline in the same run: np.copy of the 1M label array.
 """
 
-import time
 
 import numpy as np
 import pandas as pd
 
+from bench._timing import best_of
 from xlabel.labels import LabelStore
 from xlabel.widgets import FluxScatter
 
 
-def best(fn, repeat=5):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main(n=1_000_000, selected=100_000):
@@ -33,8 +26,8 @@ def main(n=1_000_000, selected=100_000):
         scatter.plot._handle_custom_msg({"type": "selected", "panel": 0}, [buffer])
         scatter.plot._handle_custom_msg({"type": "button", "id": f"assign:{'01'[next(labels) == 'bad']}"}, [])
 
-    base = best(lambda: np.copy(store.labels))
-    t = best(lasso)
+    base = best_of(lambda: np.copy(store.labels))
+    t = best_of(lasso)
     print(f"lasso {selected} of {n}: {t * 1e3:.1f} ms; np.copy baseline {base * 1e3:.2f} ms; "
           f"ratio {t / base:.0f}x")
 
