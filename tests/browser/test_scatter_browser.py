@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import xlabel
 from xlabel.labels import LabelStore
 
 from .plotting import is_red, pixel_colors, rectangle_lasso
@@ -13,6 +14,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
 N_FRAMES = 400
 RAMP = np.arange(20)            # the shutter opens over the first 20 frames
+SAMPLE = "scan_a"
+SAMPLE_TRUTH = xlabel.samples.truth(SAMPLE)
+SAMPLE_RAMP = SAMPLE_TRUTH.frame[SAMPLE_TRUTH.reason == "shutter"].to_numpy()
+SAMPLE_GOOD = SAMPLE_TRUTH.frame[SAMPLE_TRUTH.reason == ""].to_numpy()
 GD = "document.querySelectorAll('.xlabel-plot')[0]"
 
 
@@ -27,6 +32,20 @@ def scene_cells(store_dir, n_frames=N_FRAMES):
         f"mean[:{len(RAMP)}] = np.linspace(0, 800, {len(RAMP)})  # shutter ramp\n"
         "features = pd.DataFrame({'scan': 'sample', 'frame': np.arange(n), 'mean': mean})\n"
         f"store = LabelStore(n, classes=('good', 'bad'), path={str(store_dir)!r})\n"
+        "w = FluxScatter(store, features)",
+        "w",
+    ]
+
+
+def sample_scene_cells(store_dir):
+    """FluxScatter of the mean flux of a bundled sample scan."""
+    return [
+        "import xlabel\n"
+        "from xlabel.labels import LabelStore\n"
+        "from xlabel.widgets import FluxScatter\n"
+        f"features = xlabel.frame_stats(xlabel.samples.path({SAMPLE!r}), progress=False)\n"
+        "mean = features['mean'].to_numpy()\n"
+        f"store = LabelStore(len(features), classes=('good', 'bad'), path={str(store_dir)!r})\n"
         "w = FluxScatter(store, features)",
         "w",
     ]
@@ -54,35 +73,39 @@ def wait_recolors(page, count):
 
 def test_lasso_assign_undo_in_browser(open_notebook, tmp_path):
     store_dir = tmp_path / "labels.xlabel"
-    page = open_notebook("scatter.ipynb", scene_cells(store_dir))
+    page = open_notebook("scatter.ipynb", sample_scene_cells(store_dir))
     wait_rendered(page)
     p = page.page
-    p.evaluate("() => { window.__mouseup = []; window.addEventListener('mouseup', "
-               "() => window.__mouseup.push(performance.now()), true); }")
+    n_frames = page.kernel_json("len(features)")
+    ramp = page.kernel_json(f"mean[{SAMPLE_RAMP.tolist()}].tolist()")
+    good_min = page.kernel_json(f"mean[{SAMPLE_GOOD.tolist()}].min().item()")
+    # The lasso's top edge runs between the ramp's brightest frame and the dimmest good one.
+    top = (max(ramp) + good_min) / 2
+    assert max(ramp) < top < good_min
 
-    rectangle_lasso(p, -0.5, RAMP[-1] + 0.5, -30, 900)
+    rectangle_lasso(p, -0.5, SAMPLE_RAMP[-1] + 0.5, min(ramp) - 1, top)
     p.mouse.move(5, 5)
-    wait_status(page, f"{len(RAMP)} selected")
-    assert page.kernel_json("w.selected.tolist()") == RAMP.tolist()
+    wait_status(page, f"{len(SAMPLE_RAMP)} selected")
+    assert page.kernel_json("w.selected.tolist()") == SAMPLE_RAMP.tolist()
 
     p.click(".xlabel-button[data-id='assign:1']")
     wait_recolors(page, 1)
     state = page.kernel_json("{'labels': store.labels.tolist(), "
                              "'sources': [store.source_names[s] for s in store.sources]}")
     labels = np.array(state["labels"])
-    assert np.flatnonzero(labels == 1).tolist() == RAMP.tolist()
-    assert (labels[len(RAMP):] == -1).all()
-    assert {state["sources"][i] for i in RAMP} == {"manual"}
+    assert np.flatnonzero(labels == 1).tolist() == SAMPLE_RAMP.tolist()
+    assert (labels[len(SAMPLE_RAMP):] == -1).all()
+    assert {state["sources"][i] for i in SAMPLE_RAMP} == {"manual"}
     on_disk = LabelStore.open(store_dir)
-    assert np.flatnonzero(on_disk.labels == 1).tolist() == RAMP.tolist()
-    assert is_red(pixel_colors(p, RAMP)).mean() >= 0.9
+    assert np.flatnonzero(on_disk.labels == 1).tolist() == SAMPLE_RAMP.tolist()
+    assert is_red(pixel_colors(p, SAMPLE_RAMP)).mean() >= 0.9
     assert not is_red(pixel_colors(p, [100, 200, 300])).any()
 
     p.focus(".xlabel-scatter")
     p.keyboard.press("Control+z")
     wait_recolors(page, 2)
-    assert page.kernel_json("store.counts()") == {"good": 0, "bad": 0, "unlabeled": N_FRAMES}
-    assert not is_red(pixel_colors(p, RAMP)).any()
+    assert page.kernel_json("store.counts()") == {"good": 0, "bad": 0, "unlabeled": n_frames}
+    assert not is_red(pixel_colors(p, SAMPLE_RAMP)).any()
 
 
 def test_twenty_lassos_with_hover_all_arrive(open_notebook, tmp_path):
