@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import json
 import logging
+import contextlib
 import os
 import struct
 import tempfile
@@ -716,10 +717,9 @@ class LabelStore:
         self.close()
 
     def __del__(self):
-        try:
+        # Interpreter shutdown may have torn down os/io already; nothing useful to report.
+        with contextlib.suppress(Exception):
             self._close_fd()
-        except Exception:
-            pass
 
     # ---------------------------------------------------------- reopening
 

@@ -29,6 +29,7 @@ are skipped while searching, and named when nothing else is found. A signal name
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import warnings
@@ -405,10 +406,8 @@ class HDF5Source(FrameSource):
     def close(self):
         """Close the files this process opened (they reopen on the next read)."""
         for f in self._handles.get("files", {}).values():
-            try:
+            with contextlib.suppress(Exception):  # closing a dead handle must never raise
                 f.close()
-            except Exception:  # noqa: BLE001 - closing a dead handle must never raise
-                pass
         self._handles = {}
 
     def iter_chunks(self, chunk_frames=None, start=0, stop=None):
