@@ -13,6 +13,9 @@ flux with a 20-frame shutter ramp, LabelStore, FluxScatter). For each size it re
   frames until ``plotly_selected`` handled (``gd.__xlabel.selectedAt``);
 * ``assign mouse-up -> recolored``: mouse-up of the click on the "assign bad" button until
   the recolor is drawn (``gd.__xlabel.recoloredAt``, after the kernel round trip).
+
+Baseline in the same page: a bare plotly ``scattergl`` of the same ``n`` points
+(``Plotly.newPlot``) and one ``Plotly.restyle`` of its ``marker.color`` array.
 """
 
 from __future__ import annotations
@@ -32,6 +35,25 @@ RENDER_TIMEOUT_MS = 150_000
 EVENT_TIMEOUT_MS = 90_000
 MOUSEUP_JS = ("() => { window.__mouseup = []; window.addEventListener('mouseup', "
               "() => window.__mouseup.push(performance.now()), true); }")
+
+# Bare plotly in the same page: newPlot of n scattergl points, then one marker.color restyle.
+BASELINE_JS = """async (n) => {
+  const div = document.createElement('div');
+  div.style.width = '1000px'; div.style.height = '450px';
+  document.body.appendChild(div);
+  const x = new Float32Array(n), y = new Float32Array(n), c = new Float32Array(n);
+  for (let i = 0; i < n; i++) { x[i] = i; y[i] = Math.random(); }
+  let t0 = performance.now();
+  await Plotly.newPlot(div, [{type: 'scattergl', mode: 'markers', x, y,
+                              marker: {color: c, colorscale: 'Viridis', cmin: 0, cmax: 1}}]);
+  const draw = performance.now() - t0;
+  for (let i = 0; i < n / 10; i++) c[i] = 1;
+  t0 = performance.now();
+  await Plotly.restyle(div, {'marker.color': [c]}, [0]);
+  const restyle = performance.now() - t0;
+  Plotly.purge(div); div.remove();
+  return [draw, restyle];
+}"""
 
 
 class _Factory:
@@ -73,6 +95,7 @@ def measure(opener, base: Path, n: int) -> dict:
     result["lasso_to_selected_ms"] = selected_at - ups[0]
     result["assign_to_recolored_ms"] = recolored_at - ups[-1]
     result["render_times"] = page.kernel_json("w.plot.render_times")
+    result["bare_draw_ms"], result["bare_restyle_ms"] = p.evaluate(BASELINE_JS, n)
     p.close()
     return result
 
@@ -93,7 +116,9 @@ def main(sizes=(200_000, 1_000_000)):
                       f"firstRender {r['first_render_ms']:.0f} ms, "
                       f"lasso mouse-up->selected {r['lasso_to_selected_ms']:.0f} ms "
                       f"({r['selected']:,} points), assign mouse-up->recolored "
-                      f"{r['assign_to_recolored_ms']:.0f} ms; render_times {r['render_times']}")
+                      f"{r['assign_to_recolored_ms']:.0f} ms; render_times {r['render_times']}; "
+                      f"baseline bare scattergl newPlot {r['bare_draw_ms']:.0f} ms, "
+                      f"marker.color restyle {r['bare_restyle_ms']:.0f} ms")
     print(f"load average after: {os.getloadavg()}")
 
 
