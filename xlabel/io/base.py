@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import ScanError
 
-__all__ = ["FrameSource", "ArraySource", "invalid_pixels"]
+__all__ = ["FrameSource", "ConcatenatedSource", "ArraySource", "invalid_pixels"]
 
 
 class FrameSource:
@@ -150,6 +150,29 @@ class FrameSource:
             where += f":{self.dataset}"
         return (f"<{type(self).__name__} {self.name!r}{where} {len(self)} frames "
                 f"{self.frame_shape[0]}x{self.frame_shape[1]} {np.dtype(self.dtype).name}>")
+
+
+class ConcatenatedSource(FrameSource):
+    """Base of sources that join several parts (files) into one frame axis.
+
+    Subclasses set ``_offsets`` (frame index where each part starts, plus the total at the
+    end), ``_frame_shape`` and ``_dtype``; length, frame shape and dtype follow from them.
+    """
+
+    _offsets = np.zeros(1, dtype=np.int64)
+    _frame_shape: tuple = (0, 0)
+    _dtype = np.dtype(np.uint16)
+
+    def __len__(self) -> int:
+        return int(self._offsets[-1])
+
+    @property
+    def frame_shape(self):
+        return self._frame_shape
+
+    @property
+    def dtype(self):
+        return self._dtype
 
 
 class ArraySource(FrameSource):

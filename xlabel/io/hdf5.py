@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover - hdf5plugin is a hard dependency
 import h5py
 
 from ..errors import ScanError
-from .base import FrameSource
+from .base import ConcatenatedSource, FrameSource
 
 __all__ = ["HDF5Source", "find_segments", "find_pixel_mask", "open_hdf5"]
 
@@ -343,7 +343,7 @@ def find_pixel_mask(path, dataset: str | None = None) -> np.ndarray | None:
 
 
 # -- the source ---------------------------------------------------------------
-class HDF5Source(FrameSource):
+class HDF5Source(ConcatenatedSource):
     """Frames of one or several HDF5 datasets, read lazily and in order.
 
     Normally made by :func:`xlabel.open_scan`. Holds only file names and
@@ -437,17 +437,6 @@ class HDF5Source(FrameSource):
                 files[path] = _h5open(path)
             datasets[i] = _get_dataset(files[path], ds_name)
         return datasets[i]
-
-    def __len__(self):
-        return int(self._offsets[-1])
-
-    @property
-    def frame_shape(self):
-        return self._frame_shape
-
-    @property
-    def dtype(self):
-        return self._dtype
 
     def _read(self, start, stop):
         out = np.empty((stop - start, *self._frame_shape), dtype=self._dtype)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependencyError, ScanError
-from .base import FrameSource
+from .base import ConcatenatedSource, FrameSource
 
 __all__ = ["ImageSeriesSource", "NpySource", "TIFF_SUFFIXES", "FABIO_SUFFIXES"]
 
@@ -69,7 +69,7 @@ def _frame_count(path: str) -> int:
     return _read_image(path).shape[0]
 
 
-class ImageSeriesSource(FrameSource):
+class ImageSeriesSource(ConcatenatedSource):
     """Frames from a sorted list of image files (one or more frames per file).
 
     Frame shape and dtype come from the first file; every file read later is
@@ -99,17 +99,6 @@ class ImageSeriesSource(FrameSource):
         self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.part_starts = (0,)
         self.chunk_frames = 1
-
-    def __len__(self):
-        return int(self._offsets[-1])
-
-    @property
-    def frame_shape(self):
-        return self._frame_shape
-
-    @property
-    def dtype(self):
-        return self._dtype
 
     def _load(self, i: int) -> np.ndarray:
         path = self.files[i]
