@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -131,6 +132,12 @@ class LabPage:
     def kernel_json(self, expression: str):
         out = self.kernel(f"import json as _j; print(_j.dumps({expression}))")
         return json.loads(out.strip().splitlines()[-1])
+
+    def store_state(self, store="store"):
+        """(labels array, source names per frame) of the kernel's LabelStore ``store``."""
+        state = self.kernel_json(f"{{'labels': {store}.labels.tolist(), 'sources': "
+                                 f"[{store}.source_names[s] for s in {store}.sources]}}")
+        return np.array(state["labels"]), state["sources"]
 
     def wait_js(self, expression: str, timeout=60_000, arg=None):
         self.page.wait_for_function(expression, arg=arg, timeout=timeout)

@@ -54,12 +54,10 @@ def test_lasso_and_adopt_selection_in_browser(open_notebook, tmp_path):
 
     p.click(".xlabel-button[data-id='adopt-sel:left']")
     wait_recolors(page, 1)
-    state = page.kernel_json("{'labels': store.labels.tolist(), 'sources': "
-                             "[store.source_names[s] for s in store.sources]}")
-    labels = np.array(state["labels"])
+    labels, sources = page.store_state()
     assert np.flatnonzero(labels == 1).tolist() == DARK.tolist()
     assert (np.delete(labels, DARK) == -1).all()
-    assert {state["sources"][i] for i in DARK} == {"kmeans"}
+    assert {sources[i] for i in DARK} == {"kmeans"}
     on_disk = LabelStore.open(store_dir)
     assert on_disk.labels.tolist() == labels.tolist()
     assert on_disk.provenance(int(DARK[0]))["source"] == "kmeans"

@@ -90,12 +90,10 @@ def test_lasso_assign_undo_in_browser(open_notebook, tmp_path):
 
     p.click(".xlabel-button[data-id='assign:1']")
     wait_recolors(page, 1)
-    state = page.kernel_json("{'labels': store.labels.tolist(), "
-                             "'sources': [store.source_names[s] for s in store.sources]}")
-    labels = np.array(state["labels"])
+    labels, sources = page.store_state()
     assert np.flatnonzero(labels == 1).tolist() == SAMPLE_RAMP.tolist()
     assert (labels[len(SAMPLE_RAMP):] == -1).all()
-    assert {state["sources"][i] for i in SAMPLE_RAMP} == {"manual"}
+    assert {sources[i] for i in SAMPLE_RAMP} == {"manual"}
     on_disk = LabelStore.open(store_dir)
     assert np.flatnonzero(on_disk.labels == 1).tolist() == SAMPLE_RAMP.tolist()
     assert is_red(pixel_colors(p, SAMPLE_RAMP)).mean() >= 0.9
