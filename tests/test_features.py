@@ -230,16 +230,22 @@ class SyntheticSource(FrameSource):
         return np.full((stop - start, *self._shape), start % 1000, np.uint16)
 
 
-def test_memory_stays_bounded_while_streaming_a_long_scan():
-    src = SyntheticSource(400)                       # 400 x 512 KB = 210 MB of frames
+def traced_peak(fn):
     tracemalloc.start()
     try:
-        table = frame_stats(src, progress=False)
-        _, peak = tracemalloc.get_traced_memory()
+        result = fn()
+        return result, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert len(table) == 400
-    assert peak < src.nbytes / 8, f"peak {peak / 1e6:.0f} MB for a {src.nbytes / 1e6:.0f} MB scan"
+
+
+def test_memory_stays_bounded_while_streaming_a_long_scan():
+    short, long = SyntheticSource(200), SyntheticSource(1600)   # 105 MB and 840 MB of frames
+    table, peak_short = traced_peak(lambda: frame_stats(short, workers=2, progress=False))
+    table, peak_long = traced_peak(lambda: frame_stats(long, workers=2, progress=False))
+    assert len(table) == 1600
+    assert peak_long < 1.25 * peak_short + 1e6, (peak_short, peak_long)
+    assert peak_long < long.nbytes / 20, f"peak {peak_long / 1e6:.0f} MB"
 
 
 def test_dask_client_gives_the_local_result(tmp_path):

@@ -1,56 +1,57 @@
-"""The per-frame statistics kernel of :func:`xlabel.features.frame_stats`.
+"""How :func:`xlabel.features.frame_stats` walks one scan: blocks of frames on threads.
 
-Kept apart from ``xlabel.features`` so worker processes import only numpy and the
-readers (not pandas): each worker holds less memory and starts faster.
+For HDF5 scans in the usual detector layouts the frames come straight from the file
+(:mod:`xlabel.io.direct`): each thread reads and decodes its own chunks and runs the
+compiled statistics kernel (:mod:`xlabel._stats_kernel`) on them, all outside the GIL
+and outside h5py's lock. Every other source is read block by block by the calling
+thread (``source.iter_chunks``) while the threads compute statistics of the blocks
+already read. Either way, at most a few blocks are in memory at once.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
+
 import numpy as np
 
+from ._stats_kernel import (MAX, MEDIAN, MIN, N_NONFINITE, N_OUT, N_SAT, N_VALID, N_ZERO,
+                            SUM, SUMSQ, KernelParams, block_stats)
 from .errors import FeatureError
-from .io.base import invalid_pixels
 
 # Per-frame columns computed from the pixels (the rest come from the scan context).
 PIXEL_COLUMNS = ("sum", "median", "std", "min", "max", "frac_saturated", "frac_zero",
                  "n_valid", "n_invalid")
-# Pixels sampled for the default (approximate) median: keeps it cheap on big frames.
-_MEDIAN_SAMPLE = 1024
+#: Bytes of frames per thread task (big enough to make the per-task Python negligible).
+TASK_BYTES = 8 << 20
 
 
-def range_stats(source, start, stop, opts, on_block=None):
-    """Pixel statistics of frames ``start:stop`` of ``source``: dict of 1-D arrays."""
-    n = stop - start
-    out = {name: np.full(n, np.nan) for name in PIXEL_COLUMNS}
-    out["problem"] = np.full(n, "", dtype=object)
-    saturation = _saturation_level(source, opts["saturation"])
-    for first, stack in source.iter_chunks(opts["chunk_frames"], start=start, stop=stop):
-        _check_block(source, first, stack, stop)
-        invalid = invalid_pixels(stack, source) if opts["exclude_invalid"] else None
-        flat = stack.reshape(len(stack), -1)
-        rows = range(first - start, first - start + len(stack))
-        if invalid is None and flat.dtype.kind in "ui":
-            _clean_block_stats(flat, rows, saturation, opts["full"], out)
-        else:
-            flat_invalid = None if invalid is None else invalid.reshape(len(stack), -1)
-            for k, row in enumerate(rows):
-                mask = None if flat_invalid is None else flat_invalid[k]
-                _frame_stats(flat[k], mask, saturation, opts["full"], out, row)
-        if on_block is not None:
-            on_block(len(stack))
-    return out
+def range_stats(source, start, stop, opts, on_block=None, workers=1):
+    """Pixel statistics of frames ``start:stop`` of ``source``: dict of 1-D arrays.
+
+    ``opts``: ``full`` (exact median), ``exclude_invalid``, ``saturation``,
+    ``chunk_frames`` (frames per block for non-HDF5 sources). ``on_block(n)`` is
+    called as blocks of ``n`` frames finish; ``workers``: threads.
+    """
+    params = kernel_params(source, opts)
+    out = np.full((stop - start, N_OUT), np.nan)
+    tasks = _direct_tasks(source, start, stop, opts)
+    if tasks is None:
+        tasks = _block_tasks(source, start, stop, opts)
+    _run(tasks, params, out, start, stop, workers, on_block or (lambda n: None))
+    return _columns(out, int(np.prod(source.frame_shape)))
 
 
-def _check_block(source, first, stack, stop):
-    expected = (min(len(stack), stop - first), *source.frame_shape)
-    if stack.ndim != 3 or stack.shape[1:] != tuple(source.frame_shape) or len(stack) == 0:
-        raise FeatureError(
-            f"frames of unexpected shape {stack.shape[1:]} (the scan's frame shape is "
-            f"{tuple(source.frame_shape)})", path=source.path, dataset=source.dataset,
-            frame=first)
-    if stack.shape != expected:
-        raise FeatureError(f"read returned {len(stack)} frames, expected {expected[0]}",
-                           path=source.path, dataset=source.dataset, frame=first)
+def kernel_params(source, opts) -> KernelParams:
+    """Mask, flag values and saturation level for ``source`` (see ``frame_stats``)."""
+    exclude = opts["exclude_invalid"]
+    if np.dtype(source.dtype).kind not in "buif":
+        raise FeatureError(f"frames of dtype {source.dtype} are not numbers",
+                           path=source.path, dataset=source.dataset)
+    return KernelParams.for_frames(
+        source.frame_shape, source.dtype, pixel_mask=source.pixel_mask if exclude else None,
+        flag_values=exclude and source.invalid_values == "auto",
+        saturation=_saturation_level(source, opts["saturation"]), full=opts["full"])
 
 
 def _saturation_level(source, saturation):
@@ -67,74 +68,149 @@ def _saturation_level(source, saturation):
     return np.inf
 
 
-def _frame_stats(values, invalid, saturation, full, out, row):
-    """Fill ``out[...][row]`` from one flattened frame; ``invalid``: bool mask or None."""
-    n_pixels = values.size
-    problem = ""
-    if values.dtype.kind in "fc":
-        finite = np.isfinite(values)
-        if not finite.all():
-            problem = "nan pixels"
-            invalid = ~finite if invalid is None else invalid | ~finite
-    if invalid is not None:
-        values = values[~invalid]
-    n = values.size
-    out["n_valid"][row] = n
-    out["n_invalid"][row] = n_pixels - n
-    if n == 0:
-        out["problem"][row] = "no valid pixels"
+# -- tasks: each returns (first frame, frames as (n, pixels)) -----------------------------
+
+def _direct_tasks(source, start, stop, opts):
+    """Tasks reading HDF5 chunks straight from the files, or None (use iter_chunks)."""
+    segments = getattr(source, "segments", None)
+    if segments is None or opts.get("chunk_frames") or not hasattr(source, "_dataset"):
+        return None
+    from .io.direct import plan_dataset
+
+    tasks = []
+    try:
+        for i, (path, name, n) in enumerate(segments):
+            first = int(source._offsets[i])
+            if first >= stop or first + n <= start:
+                continue
+            plan = plan_dataset(source._dataset(i), name=path, dataset=name, frame_offset=first)
+            if plan is None:
+                return None
+            ranges = plan.chunk_ranges(max(0, start - first), min(n, stop - first), TASK_BYTES)
+            tasks += [_DirectTask(plan, k0, k1, first) for k0, k1 in ranges]
+    finally:
+        source.close()  # the threads read the files themselves
+    return tasks
+
+
+class _DirectTask:
+    _local = threading.local()
+
+    def __init__(self, plan, k0, k1, offset):
+        self.plan, self.k0, self.k1, self.offset = plan, k0, k1, offset
+
+    def __call__(self):
+        from .io.direct import ReadBuffers
+
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            buffers = self._local.buffers = ReadBuffers()
+        first, frames = self.plan.read(self.k0, self.k1, buffers)
+        return self.offset + first, frames
+
+
+def _block_tasks(source, start, stop, opts):
+    """Blocks read by the calling thread (h5py, images, arrays): tasks holding the data."""
+    for first, stack in source.iter_chunks(opts["chunk_frames"], start=start, stop=stop):
+        _check_block(source, first, stack, stop)
+        frames = stack.reshape(len(stack), -1)
+        yield lambda first=first, frames=frames: (first, frames)
+
+
+def _check_block(source, first, stack, stop):
+    expected = (min(len(stack), stop - first), *source.frame_shape)
+    if stack.ndim != 3 or stack.shape[1:] != tuple(source.frame_shape) or len(stack) == 0:
+        raise FeatureError(
+            f"frames of unexpected shape {stack.shape[1:]} (the scan's frame shape is "
+            f"{tuple(source.frame_shape)})", path=source.path, dataset=source.dataset,
+            frame=first)
+    if stack.shape != expected:
+        raise FeatureError(f"read returned {len(stack)} frames, expected {expected[0]}",
+                           path=source.path, dataset=source.dataset, frame=first)
+
+
+# -- running -----------------------------------------------------------------------------
+
+def _run(tasks, params, out, start, stop, workers, on_block):
+    def work(task):
+        first, frames = task()
+        lo, hi = max(first, start), min(first + len(frames), stop)
+        block_stats(frames[lo - first:hi - first], params, out[lo - start:hi - start])
+        return hi - lo
+
+    if workers <= 1:
+        for task in tasks:
+            on_block(work(task))
         return
-    out["problem"][row] = problem
-    total = np.add.reduce(values, dtype=_sum_dtype(values.dtype, n))
-    _fill_row(values, total, values.min(), values.max(), saturation, full, out, row)
+    _Crew(tasks, work, workers).run(on_block)
 
 
-def _clean_block_stats(flat, rows, saturation, full, out):
-    """Integer frames without any invalid pixel: block-wide reductions, fewer Python calls."""
-    n = flat.shape[1]
-    totals = np.add.reduce(flat, axis=1, dtype=_sum_dtype(flat.dtype, n))
-    lows, highs = flat.min(axis=1), flat.max(axis=1)
-    index = slice(rows.start, rows.stop)
-    out["n_valid"][index] = n
-    out["n_invalid"][index] = 0
-    for k, row in enumerate(rows):
-        _fill_row(flat[k], totals[k], lows[k], highs[k], saturation, full, out, row)
+class _Crew:
+    """Threads that take the next task from a shared iterator until it runs out.
+
+    Taking a task runs the iterator under a lock, so a source read through h5py is
+    read by one thread at a time while the others compute. The calling thread only
+    reports progress; the first error stops every thread and is raised.
+    """
+
+    def __init__(self, tasks, work, workers):
+        self._tasks, self._work, self._workers = iter(tasks), work, workers
+        self._lock = threading.Lock()
+        self._done = queue.SimpleQueue()
+        self._stop = threading.Event()
+
+    def run(self, on_block):
+        threads = [threading.Thread(target=self._loop, name=f"frame_stats-{i}", daemon=True)
+                   for i in range(self._workers)]
+        for thread in threads:
+            thread.start()
+        error, running = None, len(threads)
+        try:
+            while running:
+                kind, value = self._done.get()
+                if kind == "frames":
+                    on_block(value)
+                elif kind == "error" and error is None:
+                    error = value
+                    self._stop.set()
+                elif kind == "exit":
+                    running -= 1
+        finally:
+            self._stop.set()
+            for thread in threads:
+                thread.join()
+        if error is not None:
+            raise error
+
+    def _loop(self):
+        try:
+            while not self._stop.is_set():
+                with self._lock:
+                    task = next(self._tasks, None)
+                if task is None:
+                    break
+                self._done.put(("frames", self._work(task)))
+        except BaseException as err:  # noqa: BLE001 - handed to the calling thread
+            self._done.put(("error", err))
+        finally:
+            self._done.put(("exit", None))
 
 
-def _fill_row(values, total, lo, hi, saturation, full, out, row):
-    """Sum, min, max, std, median and fractions of one frame's valid values."""
-    n = values.size
-    out["sum"][row] = total
-    out["min"][row] = lo
-    out["max"][row] = hi
-    out["std"][row] = _std(values, total / n)
-    out["median"][row] = _median(values if full else values[::max(1, n // _MEDIAN_SAMPLE)])
-    out["frac_saturated"][row] = np.count_nonzero(values >= saturation) / n if hi >= saturation else 0.0
-    # count_nonzero works on the raw values, without a temporary boolean array
-    out["frac_zero"][row] = (n - np.count_nonzero(values)) / n if lo <= 0 <= hi else 0.0
+def _columns(out, n_pixels):
+    n_valid = out[:, N_VALID]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = out[:, SUM] / n_valid
+        var = np.maximum(out[:, SUMSQ] / n_valid - mean * mean, 0.0)
+        cols = {"sum": out[:, SUM].copy(), "median": out[:, MEDIAN].copy(), "std": np.sqrt(var),
+                "min": out[:, MIN].copy(), "max": out[:, MAX].copy(),
+                "frac_saturated": out[:, N_SAT] / n_valid, "frac_zero": out[:, N_ZERO] / n_valid,
+                "n_valid": n_valid.copy(), "n_invalid": n_pixels - n_valid}
+    empty = n_valid == 0
+    for name in ("sum", "frac_saturated", "frac_zero"):
+        cols[name][empty] = np.nan
+    problem = np.full(len(out), "", dtype=object)
+    problem[out[:, N_NONFINITE] > 0] = "nan pixels"
+    problem[empty] = "no valid pixels"
+    cols["problem"] = problem
+    return cols
 
-
-def _median(values):
-    """Exact median of a 1-D array (np.partition, without np.median's overhead)."""
-    half = values.size // 2
-    if values.size % 2:
-        return float(np.partition(values, half)[half])
-    low, high = np.partition(values, (half - 1, half))[half - 1:half + 1]
-    return (float(low) + float(high)) / 2
-
-
-def _sum_dtype(dtype, n):
-    if dtype.kind == "u":
-        # uint32 accumulation is ~1.4x faster and exact while it cannot overflow
-        fits = n * np.iinfo(dtype).max < 2 ** 32
-        return np.uint32 if fits else np.uint64
-    return np.int64 if dtype.kind == "i" else np.float64
-
-
-def _std(values, mean):
-    # Centered sum of squares with a BLAS dot: float32 is exact enough for <=16-bit
-    # integers and float32 data, and much faster than float64; wider types use float64.
-    work = np.float32 if values.dtype.itemsize <= 2 or values.dtype == np.float32 else np.float64
-    centered = values.astype(work)
-    centered -= work(mean)
-    return float(np.sqrt(np.dot(centered, centered) / values.size))

@@ -32,11 +32,8 @@ FEATURE_COLUMNS = ["mean", "sum", "median", "std", "min", "max", "frac_saturated
 #: All columns of a ``frame_stats`` table, in order.
 COLUMNS = ["scan", "frame", *FEATURE_COLUMNS, "problem"]
 
-# Per-frame columns computed from the pixels (the rest come from the scan context).
 _STATS = ("default", "full")
-# Below this size a scan is not worth starting worker processes for.
-_POOL_MIN_BYTES = 64 << 20
-# Frames per task for worker processes / Dask: about this many bytes.
+# Frames per Dask task: about this many bytes.
 _TASK_BYTES = 64 << 20
 
 
@@ -58,8 +55,9 @@ def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=
     ``mean``                average flux over the valid pixels (``sum / n_valid``)
     ``sum``                 sum of the valid pixels (exact integer sum for int data)
     ``median``              median of the valid pixels; ``stats="default"``: median
-                            of an evenly strided sample of at most 1024 of them
-                            (approximate, cheap); ``stats="full"``: exact
+                            of the valid pixels among ~1024 evenly spaced pixel
+                            positions (approximate, cheap; exact for frames of up
+                            to 2047 pixels); ``stats="full"``: exact
     ``std``                 standard deviation of the valid pixels (ddof=0)
     ``min``, ``max``        smallest / largest valid pixel
     ``frac_saturated``      fraction of valid pixels ``>= saturation``
@@ -83,12 +81,16 @@ def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=
       Default: ``source.saturation`` if the reader knows the detector's cutoff,
       else the largest value a valid pixel can take (integer dtype max, minus one
       when dtype-max pixels are flagged); float data without a level: 0 saturated.
-    - ``chunk_frames``: frames per block read (default: the source's own choice,
-      ~8 MB blocks). Results do not depend on it.
-    - ``workers``: processes for file-backed scans (default: the number of cores,
-      used for scans over 64 MB; an explicit value > 1 always uses processes). Each
-      process gets (source, frame range) and reads + decompresses by itself, so
-      h5py's global lock is no bottleneck. In-memory arrays stay in-process.
+    - ``chunk_frames``: frames per block read through the source (default: HDF5
+      chunks are read directly, other sources in ~8 MB blocks). Results do not
+      depend on it.
+    - ``workers``: threads (default: the cores this process may use). HDF5 scans
+      stored uncompressed, with gzip (+shuffle) or bitshuffle/LZ4/zstd, whole frames
+      per chunk (the usual detector layout, Eiger included) are read and decoded by
+      the threads themselves, outside h5py's global lock; other sources are read by
+      the calling thread while the threads compute. Statistics are computed by a
+      compiled kernel (numba) that releases the GIL; its first use in a fresh
+      environment compiles it (a few seconds, cached afterwards).
     - ``dask=True`` / ``client=``: run one task per scan block range on Dask
       (``client``: any ``dask.distributed.Client``; ``dask=True`` without a client
       starts a ``LocalCluster`` for the call). Needs the ``dask`` extra.
@@ -110,7 +112,7 @@ def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=
         if len(src) == 0:
             raise FeatureError("empty scan: no frames", path=src.path, dataset=src.dataset)
     tasks = [(i, a, b) for i, (src, _) in enumerate(sources)
-             for a, b in _split(len(src), _task_frames(src, workers, dask or client is not None))]
+             for a, b in _split(len(src), _task_frames(src, dask or client is not None))]
     runner = _run_dask if (dask or client is not None) else _run_local
     parts = runner(sources, tasks, opts, workers=workers, client=client,
                    progress=progress)
@@ -163,10 +165,10 @@ def _unique_names(sources):
 
 # -- splitting work ------------------------------------------------------------------
 
-def _task_frames(source, workers, distributed):
-    """Frames per task: the whole scan in-process, ~64 MB ranges for pools / Dask."""
+def _task_frames(source, distributed):
+    """Frames per task: the whole scan in-process, ~64 MB ranges for Dask."""
     n = len(source)
-    if not distributed and not _use_pool(source, workers):
+    if not distributed:
         return n
     frame_bytes = max(1, source.nbytes // n)
     step = max(1, source.chunk_frames or 1)
@@ -177,15 +179,13 @@ def _split(n, frames_per_task):
     return [(a, min(n, a + frames_per_task)) for a in range(0, n, frames_per_task)]
 
 
-def _use_pool(source, workers):
-    """Worker processes only for file-backed scans (arrays would be copied to each)."""
-    if source.path is None or _n_workers(workers) <= 1:
-        return False
-    return workers is not None or source.nbytes >= _POOL_MIN_BYTES
-
-
 def _n_workers(workers):
-    return workers or os.cpu_count() or 1
+    if workers:
+        return int(workers)
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may use
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
 
 
 # -- runners: each returns {scan index: list of (start, stats dict)} ------------------
@@ -198,31 +198,11 @@ def _progress_bar(total, progress):
 
 def _run_local(sources, tasks, opts, *, workers, client, progress):
     parts = {i: [] for i in range(len(sources))}
-    pooled = [t for t in tasks if _use_pool(sources[t[0]][0], workers)]
     with _progress_bar(sum(b - a for _, a, b in tasks), progress) as bar:
-        if pooled:
-            _run_pool(sources, pooled, opts, workers, parts, bar)
         for i, a, b in tasks:
-            if not _use_pool(sources[i][0], workers):
-                parts[i].append((a, range_stats(sources[i][0], a, b, opts, bar.update)))
+            parts[i].append((a, range_stats(sources[i][0], a, b, opts, bar.update,
+                                            workers=_n_workers(workers))))
     return parts
-
-
-def _run_pool(sources, tasks, opts, workers, parts, bar):
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # fork: workers start at once, share the parent's imports, and never re-run the
-    # user's __main__ script (forkserver/spawn do; a script without a main guard would
-    # break). Sources reopen their files in the child (they check the pid).
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with ProcessPoolExecutor(_n_workers(workers), mp_context=mp.get_context(method)) as pool:
-        futures = {pool.submit(range_stats, sources[i][0], a, b, opts): (i, a, b)
-                   for i, a, b in tasks}
-        for fut in as_completed(futures):
-            i, a, b = futures[fut]
-            parts[i].append((a, fut.result()))
-            bar.update(b - a)
 
 
 def _run_dask(sources, tasks, opts, *, workers, client, progress):
