@@ -6,11 +6,13 @@ temporary folder for each compression, then compares in the same process:
 - ``naive``: the per-frame loop ``[ds[i].mean() for i in range(n)]`` with h5py;
 - ``numpy mean in memory``: ``frames.reshape(n, -1).mean(axis=1)`` over frames
   already in memory (the memory-bound limit; measured once on up to 512 MB);
-- ``frame_stats`` with default settings (``workers`` = cores) and with ``workers=1``.
+- ``frame_stats(open_scan(path))`` with default settings (``workers`` = cores) and with
+  ``workers=1``, each in a fresh Python process (``python -c``: import xlabel, load the
+  compiled kernel on a tiny array, then time the call). Peak memory is that process's
+  peak RSS (``ru_maxrss``): interpreter, imports, kernel and buffers, i.e. what a user's
+  process needs to compute the features of the scan.
 
-Peak memory per run: RSS and PSS summed over this process and its worker processes
-(sampled every 50 ms; PSS shares libraries among the processes, so it is the honest
-total when worker processes run; RSS counts numpy/h5py once per process). Files are deleted afterwards.
+Each timing is the best of ``--repeat`` runs. Files are deleted afterwards.
 
     python -m bench.bench_frame_stats --gb 2      # the BENCHMARKS.md figures
     python -m bench.bench_frame_stats --quick     # smoke run, 64 MB per scan
@@ -19,20 +21,18 @@ total when worker processes run; RSS counts numpy/h5py once per process). Files 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import h5py
 import hdf5plugin
 import numpy as np
-import psutil
-
-from xlabel.features import frame_stats
-from xlabel.io import open_scan
 
 FRAME = (256, 256)
 POOL = 64  # distinct frames, cycled (compressed once, written as raw chunks)
@@ -69,45 +69,33 @@ def write_scan(path, n_frames, filters, folder):
     return os.path.getsize(path)
 
 
-class PeakMemory:
-    """Peak RSS and PSS of this process and its children while the block runs."""
-
-    def __enter__(self):
-        self._proc = psutil.Process()
-        self._stop = threading.Event()
-        self.peak = self.peak_pss = 0
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _memory(self):
-        rss = pss = 0
-        for proc in (self._proc, *self._proc.children(recursive=True)):
-            try:
-                info = proc.memory_full_info()
-            except psutil.Error:
-                continue
-            rss += info.rss
-            pss += info.pss
-        return rss, pss
-
-    def _sample(self):
-        while not self._stop.is_set():
-            rss, pss = self._memory()
-            self.peak, self.peak_pss = max(self.peak, rss), max(self.peak_pss, pss)
-            time.sleep(0.05)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+_CHILD = """
+import json, resource, sys, time
+import numpy as np
+from xlabel import frame_stats
+from xlabel.io import open_scan
+frame_stats(np.zeros((2, 4, 4), np.uint16), progress=False)  # load the compiled kernel
+workers = int(sys.argv[2]) or None
+t0 = time.perf_counter()
+table = frame_stats(open_scan(sys.argv[1]), workers=workers, progress=False)
+seconds = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"seconds": seconds, "peak_rss": peak, "frames": len(table)}))
+"""
 
 
-def timed(fn):
-    with PeakMemory() as memory:
-        t0 = time.perf_counter()
-        fn()
-        seconds = time.perf_counter() - t0
-    return seconds, (memory.peak, memory.peak_pss)
+def frame_stats_run(path, workers):
+    """(seconds, peak RSS bytes) of frame_stats on ``path`` in a fresh process."""
+    done = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(workers)],
+                          capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return result["seconds"], result["peak_rss"]
+
+
+def best_of(repeat, fn):
+    """Fastest of ``repeat`` runs of ``fn() -> (seconds, extra)``; extra = max over runs."""
+    runs = [fn() for _ in range(repeat)]
+    return min(r[0] for r in runs), max(r[1] for r in runs)
 
 
 def naive_loop(path):
@@ -116,37 +104,45 @@ def naive_loop(path):
         return [ds[i].mean() for i in range(ds.shape[0])]
 
 
-def in_memory_mean(path, n_frames, max_bytes=512 << 20):
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, 0
+
+
+def in_memory_mean(path, n_frames, repeat, max_bytes=512 << 20):
     n = min(n_frames, max_bytes // (FRAME[0] * FRAME[1] * 2))
     with h5py.File(path, "r") as f:
         frames = f["entry/data/data"][:n]
-    seconds, _ = timed(lambda: frames.reshape(n, -1).mean(axis=1))
+    seconds, _ = best_of(repeat, lambda: timed(lambda: frames.reshape(n, -1).mean(axis=1)))
     return frames.nbytes / seconds / 1e9
 
 
-def report(label, nbytes, n_frames, seconds, peak, baseline=None):
+def report(label, nbytes, n_frames, seconds, peak=None, baseline=None):
     ratio = "" if baseline is None else f"  {baseline / seconds:5.2f}x naive"
+    memory = "" if peak is None else f"  peak RSS {peak / 1e6:4.0f} MB"
     print(f"  {label:28s} {n_frames / seconds:9.0f} frames/s {nbytes / seconds / 1e9:6.2f} GB/s"
-          f"  peak RSS {peak[0] / 1e6:4.0f} MB PSS {peak[1] / 1e6:4.0f} MB{ratio}", flush=True)
+          f"{memory}{ratio}", flush=True)
 
 
-def run(gb, folder, compressions):
+def run(gb, folder, compressions, repeat):
     n_frames = int(gb * 1e9) // (FRAME[0] * FRAME[1] * 2)
     nbytes = n_frames * FRAME[0] * FRAME[1] * 2
     print(f"{n_frames} frames of 256x256 uint16 = {nbytes / 1e9:.2f} GB per scan; "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}", flush=True)
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; best of {repeat}",
+          flush=True)
     memory_gbs = None
     for name in compressions:
         path = folder / f"scan_{name}.h5"
         size = write_scan(path, n_frames, COMPRESSIONS[name], folder)
         print(f"{name}: file {size / 1e9:.2f} GB (in page cache)", flush=True)
         if memory_gbs is None:
-            memory_gbs = in_memory_mean(path, n_frames)
+            memory_gbs = in_memory_mean(path, n_frames, repeat)
             print(f"  {'numpy mean in memory':28s} {memory_gbs:26.2f} GB/s", flush=True)
-        naive_s, naive_peak = timed(lambda: naive_loop(path))
-        report("naive h5py loop", nbytes, n_frames, naive_s, naive_peak)
-        for label, kwargs in (("frame_stats (default)", {}), ("frame_stats workers=1", {"workers": 1})):
-            seconds, peak = timed(lambda: frame_stats(open_scan(path), progress=False, **kwargs))
+        naive_s, _ = best_of(repeat, lambda: timed(lambda: naive_loop(path)))
+        report("naive h5py loop", nbytes, n_frames, naive_s)
+        for label, workers in (("frame_stats (default)", 0), ("frame_stats workers=1", 1)):
+            seconds, peak = best_of(repeat, lambda: frame_stats_run(path, workers))
             report(label, nbytes, n_frames, seconds, peak, baseline=naive_s)
             print(f"  {'':28s} time / in-memory numpy mean time: "
                   f"{memory_gbs / (nbytes / seconds / 1e9):.2f}x", flush=True)
@@ -160,10 +156,12 @@ def main(argv=None):
     parser.add_argument("--tmp", default=None, help="folder for the scans (default: /tmp)")
     parser.add_argument("--only", choices=sorted(COMPRESSIONS), action="append",
                         help="run only this compression (repeatable)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs per measurement (best)")
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="xlabel-bench-", dir=args.tmp))
     try:
-        run(0.064 if args.quick else args.gb, folder, args.only or list(COMPRESSIONS))
+        run(0.064 if args.quick else args.gb, folder, args.only or list(COMPRESSIONS),
+            args.repeat)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
