@@ -126,10 +126,10 @@ def test_results_do_not_depend_on_chunking_or_workers(tmp_path):
     pd.testing.assert_frame_equal(tables[0], pooled)
 
 
-def test_worker_processes_split_a_scan_into_ranges(tmp_path, monkeypatch):
-    import xlabel.features as features
+def test_threads_split_a_scan_into_many_tasks(tmp_path, monkeypatch):
+    import xlabel._frame_kernel as engine
 
-    monkeypatch.setattr(features, "_TASK_BYTES", 1000)   # many small ranges
+    monkeypatch.setattr(engine, "TASK_BYTES", 1000)   # one chunk per task
     frames = frames_with_flags(n=25)
     path = str(write_h5(tmp_path / "scan.h5", frames, compression="gzip"))
     pooled = frame_stats(path, workers=2, progress=False)
