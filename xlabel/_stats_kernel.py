@@ -92,6 +92,8 @@ def _valid_runs(valid):
 def block_stats(frames, params: KernelParams, out=None):
     """Statistics of each row of ``frames`` (``(n, pixels)``): float64 ``(n, N_OUT)``."""
     frames = np.ascontiguousarray(frames)
+    if not frames.dtype.isnative:
+        frames = frames.astype(frames.dtype.newbyteorder("="))
     if frames.dtype.kind == "b":
         frames = frames.view(np.uint8)
     elif frames.dtype == np.float16:
@@ -156,6 +158,7 @@ def _small_unsigned(frames, runs, valid, flag, sat, full, out):
     flag = uint32(flag)
     sat = uint32(sat)
     trigger = min(flag, sat)
+    stride = _sample_stride(frames.shape[1])
     for b in range(frames.shape[0]):
         row = frames[b]
         s = uint64(0)
@@ -185,14 +188,14 @@ def _small_unsigned(frames, runs, valid, flag, sat, full, out):
         _store(out[b], float64(s), float64(q), float64(lo), float64(hi), float64(n),
                float64(nz), float64(ns), 0.0)
         if n > 0:
-            out[b, MEDIAN] = _small_median(row, valid, flag, int(n), full)
+            out[b, MEDIAN] = _small_median(row, valid, flag, int(n), full, stride)
 
 
 @njit(nogil=True, cache=True)
-def _small_median(row, valid, flag, n_valid, full):
+def _small_median(row, valid, flag, n_valid, full, stride):
     size = row.size if full else min(row.size, 2 * SAMPLE + 2)
     buf = np.empty(size, np.float64)
-    stride = 1 if full else max(1, row.size // SAMPLE)
+    stride = 1 if full else stride
     k = 0
     for p in range(0, row.size, stride):
         if valid[p] and uint32(row[p]) != flag:
@@ -261,6 +264,7 @@ def _careful_block_float(row, a, e, flag, flag_negative, sat):
 @njit(nogil=True, cache=True)
 def _generic(frames, runs, valid, flag, flag_negative, sat, full, out):
     trigger = sat if np.isnan(flag) else min(sat, flag)
+    stride = _sample_stride(frames.shape[1])
     for b in range(frames.shape[0]):
         row = frames[b]
         s = 0.0
@@ -290,14 +294,14 @@ def _generic(frames, runs, valid, flag, flag_negative, sat, full, out):
                 bad += bad1
         _store(out[b], s, q, lo, hi, float64(n), float64(nz), float64(ns), float64(bad))
         if n > 0:
-            out[b, MEDIAN] = _generic_median(row, valid, flag, flag_negative, n, full)
+            out[b, MEDIAN] = _generic_median(row, valid, flag, flag_negative, n, full, stride)
 
 
 @njit(nogil=True, cache=True)
-def _generic_median(row, valid, flag, flag_negative, n_valid, full):
+def _generic_median(row, valid, flag, flag_negative, n_valid, full, stride):
     size = row.size if full else min(row.size, 2 * SAMPLE + 2)
     buf = np.empty(size, np.float64)
-    stride = 1 if full else max(1, row.size // SAMPLE)
+    stride = 1 if full else stride
     k = 0
     for p in range(0, row.size, stride):
         x = float64(row[p])
@@ -316,6 +320,25 @@ def _generic_median(row, valid, flag, flag_negative, n_valid, full):
                     k += 1
                 seen += 1
     return np.median(buf[:k])
+
+
+@njit(nogil=True, cache=True)
+def _sample_stride(n_pixels):
+    """Step between sampled pixels: a prime near ``n_pixels / SAMPLE`` (1 for small frames).
+
+    A prime step shares no factor with the frame width (unless the width is a multiple
+    of it), so successive rows are sampled at shifted columns instead of one column.
+    """
+    step = n_pixels // SAMPLE
+    if step <= 1:
+        return 1
+    while True:
+        divisor = 2
+        while divisor * divisor <= step and step % divisor:
+            divisor += 1
+        if divisor * divisor > step:
+            return step
+        step += 1
 
 
 @njit(nogil=True, cache=True, inline="always")

@@ -55,9 +55,10 @@ def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=
     ``mean``                average flux over the valid pixels (``sum / n_valid``)
     ``sum``                 sum of the valid pixels (exact integer sum for int data)
     ``median``              median of the valid pixels; ``stats="default"``: median
-                            of the valid pixels among ~1024 evenly spaced pixel
-                            positions (approximate, cheap; exact for frames of up
-                            to 2047 pixels); ``stats="full"``: exact
+                            of the valid pixels among ~1024 pixel positions taken
+                            with a prime step (so rows are sampled at shifting
+                            columns; approximate, cheap; exact for frames of up to
+                            2047 pixels); ``stats="full"``: exact
     ``std``                 standard deviation of the valid pixels (ddof=0)
     ``min``, ``max``        smallest / largest valid pixel
     ``frac_saturated``      fraction of valid pixels ``>= saturation``
@@ -68,8 +69,9 @@ def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=
                             (centered window of ``window`` frames, shrinking at the
                             ends); NaN where that median is 0
     ``flux_rank``           rank of ``mean`` within its scan, 0 (lowest) .. 1
-    ``problem``             "" when fine; "nan pixels" when NaN/inf pixels were
-                            skipped; "no valid pixels" (all stats NaN)
+    ``problem``             "" when fine; "nan pixels" when NaN/inf pixels (outside
+                            the pixel mask) were skipped; "no valid pixels" (all
+                            stats NaN)
     ======================  ====================================================
 
     Options:

@@ -123,6 +123,7 @@ class ChunkPlan:
         n = int(self.starts[k1 - 1]) + self.frames_in(k1 - 1) - first
         with open(self.file, "rb", buffering=0) as f:
             if self._one_span(k0, k1):  # chunks back to back in the file: one read
+                self._check_in_file(f, k0, k1)
                 if not self.filters:
                     return first, self._map_frames(f, k0, n)
                 span = int(self.offsets[k1 - 1] + self.sizes[k1 - 1] - self.offsets[k0])
@@ -152,8 +153,6 @@ class ChunkPlan:
         """
         offset, nbytes = int(self.offsets[k]), n * self.frame_nbytes
         start = offset - offset % mmap.ALLOCATIONGRANULARITY
-        if os.fstat(f.fileno()).st_size < offset + nbytes:  # mapping past the end would crash
-            raise self._error(k, f"{self.file} ends before the chunk's data (truncated file)")
         try:
             mapped = mmap.mmap(f.fileno(), offset + nbytes - start, access=mmap.ACCESS_READ,
                                offset=start)
@@ -161,6 +160,23 @@ class ChunkPlan:
             raise self._error(k, f"cannot read {self.file}: {err}") from None
         frames = np.frombuffer(mapped, self.dtype, n * self.frame_pixels, offset - start)
         return frames.reshape(n, self.frame_pixels)
+
+    def _check_in_file(self, f, k0, k1):
+        """Raise for the first frame of chunks ``k0:k1`` that lies past the end of the file.
+
+        (Mapping past the end would crash the process; a short read would name the
+        wrong frame.)
+        """
+        size = os.fstat(f.fileno()).st_size
+        ends = self.offsets[k0:k1] + self.sizes[k0:k1]
+        if ends.size and ends[-1] <= size:
+            return
+        k = k0 + int(np.argmax(ends > size))
+        frame = int(self.starts[k])
+        if not self.filters:  # uncompressed: whole frames before the end are fine
+            frame += max(0, (size - int(self.offsets[k])) // self.frame_nbytes)
+        raise self._error(k, f"{self.file} ends before the data of frame "
+                             f"{self.frame_offset + frame} (truncated file)", frame=frame)
 
     def _read_into(self, f, offset, buf, k):
         try:
@@ -245,8 +261,8 @@ class ChunkPlan:
                 " (bad block headers)" if status == -1 else " (decoder failed)"))
         return out.view(self.dtype).reshape(-1, self.frame_pixels)
 
-    def _error(self, k, message):
-        frame = self.frame_offset + int(self.starts[k])
+    def _error(self, k, message, frame=None):
+        frame = self.frame_offset + int(self.starts[k] if frame is None else frame)
         if os.path.realpath(self.file) != os.path.realpath(self.name):
             message += f" (stored in {self.file})"
         return ScanError(f"frame {frame} is unreadable: {message}", path=self.name,
