@@ -9,7 +9,7 @@ temporary folder for each compression, then compares in the same process:
 - ``frame_stats(open_scan(path))`` with default settings (``workers`` = cores) and with
   ``workers=1``, each in a fresh Python process (``python -c``: import xlabel, load the
   compiled kernel on a tiny array, then time the call). Peak memory is that process's
-  peak RSS (``ru_maxrss``): interpreter, imports, kernel and buffers, i.e. what a user's
+  peak RSS (``VmHWM``): interpreter, imports, kernel and buffers, i.e. what a user's
   process needs to compute the features of the scan.
 
 Each timing is the best of ``--repeat`` runs. Files are deleted afterwards.
@@ -79,7 +79,11 @@ workers = int(sys.argv[2]) or None
 t0 = time.perf_counter()
 table = frame_stats(open_scan(sys.argv[1]), workers=workers, progress=False)
 seconds = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+try:  # VmHWM: this process's own peak (ru_maxrss keeps the forking parent's after exec)
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM"))
+except OSError:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
 print(json.dumps({"seconds": seconds, "peak_rss": peak, "frames": len(table)}))
 """
 
