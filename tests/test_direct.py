@@ -87,6 +87,13 @@ def same_bytes(a, b):
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
+def read_and_plan(path):
+    """(frames as h5py reads them, the direct-read plan) of the scan's dataset."""
+    with h5py.File(path, "r") as f:
+        ds = f[DATA]
+        return ds[...], plan_dataset(ds)
+
+
 def assert_plan_reads(plan: ChunkPlan, expected):
     """Every range ``[k0, k1)`` of chunks read through ``plan`` equals ``expected``."""
     n = len(expected)
@@ -137,10 +144,7 @@ def test_plan_reads_every_chunk_range_like_h5py(tmp_path, name, dtype, frame_sha
     """All chunk ranges decode to exactly what h5py reads (7 frames: partial last chunks)."""
     frames = sample_frames(7, frame_shape, dtype)
     path = write_scan(tmp_path / "scan.h5", frames, layout(name, frame_shape))
-    with h5py.File(path, "r") as f:
-        ds = f[DATA]
-        expected = ds[...]
-        plan = plan_dataset(ds)
+    expected, plan = read_and_plan(path)
     assert same_bytes(expected, frames)
     assert plan is not None
     assert (plan.n_frames, plan.frame_shape, plan.dtype) == (7, frame_shape, np.dtype(dtype))
@@ -599,10 +603,7 @@ def test_chunk_ranges_split_at_gaps_between_out_of_order_chunks(tmp_path, filter
         for k in order:
             raw = frames[k].tobytes()
             ds.id.write_direct_chunk((k, 0, 0), zlib.compress(raw) if filtered else raw)
-    with h5py.File(path, "r") as f:
-        ds = f[DATA]
-        expected = ds[...]
-        plan = plan_dataset(ds)
+    expected, plan = read_and_plan(path)
     assert same_bytes(expected, frames)
     assert plan is not None
     assert not (np.diff(plan.offsets) > 0).all()  # the file order really differs

@@ -188,30 +188,8 @@ def _small_unsigned(frames, runs, valid, flag, sat, full, out):
         _store(out[b], float64(s), float64(q), float64(lo), float64(hi), float64(n),
                float64(nz), float64(ns), 0.0)
         if n > 0:
-            out[b, MEDIAN] = _small_median(row, valid, flag, int(n), full, stride)
-
-
-@njit(nogil=True, cache=True)
-def _small_median(row, valid, flag, n_valid, full, stride):
-    size = row.size if full else min(row.size, 2 * SAMPLE + 2)
-    buf = np.empty(size, np.float64)
-    stride = 1 if full else stride
-    k = 0
-    for p in range(0, row.size, stride):
-        if valid[p] and uint32(row[p]) != flag:
-            buf[k] = row[p]
-            k += 1
-    if k < min(n_valid, SAMPLE // 4):  # mostly masked positions: sample the valid pixels
-        step = max(1, n_valid // SAMPLE)
-        k = 0
-        seen = 0
-        for p in range(row.size):
-            if valid[p] and uint32(row[p]) != flag:
-                if seen % step == 0 and k < size:
-                    buf[k] = row[p]
-                    k += 1
-                seen += 1
-    return np.median(buf[:k])
+            out[b, MEDIAN] = _sample_median(row, valid, float64(flag), False, int(n), full,
+                                            stride)
 
 
 # -- every other dtype: float64 arithmetic, NaN/inf skipped -------------------------------
@@ -294,11 +272,12 @@ def _generic(frames, runs, valid, flag, flag_negative, sat, full, out):
                 bad += bad1
         _store(out[b], s, q, lo, hi, float64(n), float64(nz), float64(ns), float64(bad))
         if n > 0:
-            out[b, MEDIAN] = _generic_median(row, valid, flag, flag_negative, n, full, stride)
+            out[b, MEDIAN] = _sample_median(row, valid, flag, flag_negative, n, full, stride)
 
 
 @njit(nogil=True, cache=True)
-def _generic_median(row, valid, flag, flag_negative, n_valid, full, stride):
+def _sample_median(row, valid, flag, flag_negative, n_valid, full, stride):
+    """Median of the valid pixels at every ``stride``-th position (all of them if ``full``)."""
     size = row.size if full else min(row.size, 2 * SAMPLE + 2)
     buf = np.empty(size, np.float64)
     stride = 1 if full else stride
