@@ -39,7 +39,7 @@ _TASK_BYTES = 64 << 20
 
 def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=True,
                 client=None, dask=False, chunk_frames=None, exclude_invalid=True,
-                saturation=None, window=51) -> pd.DataFrame:
+                saturation=None, window=51, spots=None) -> pd.DataFrame:
     """Per-frame statistics of one scan or many, as a DataFrame (one row per frame).
 
     ``scans``: a :class:`~xlabel.io.FrameSource`, a path (opened with
@@ -93,6 +93,9 @@ def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=
       the calling thread while the threads compute. Statistics are computed by a
       compiled kernel (numba) that releases the GIL; its first use in a fresh
       environment compiles it (a few seconds, cached afterwards).
+    - ``spots`` (opt-in): also ``n_spots``, ``spot_intensity``, ``spot_max`` per frame,
+      from :func:`xlabel.spots.spot_columns` (True / "threshold", a dict of
+      ``find_spots`` options, or a U-Net ``SpotSelector``); a second streamed pass.
     - ``dask=True`` / ``client=``: run one task per scan block range on Dask
       (``client``: any ``dask.distributed.Client``; ``dask=True`` without a client
       starts a ``LocalCluster`` for the call). Needs the ``dask`` extra.
@@ -118,8 +121,12 @@ def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=
     runner = _run_dask if (dask or client is not None) else _run_local
     parts = runner(sources, tasks, opts, workers=workers, client=client,
                    progress=progress)
-    return pd.concat([_scan_table(src, parts[i], window) for i, src in enumerate(sources)],
-                     ignore_index=True)
+    tables = [_scan_table(src, parts[i], window) for i, src in enumerate(sources)]
+    if spots is not None and spots is not False:
+        from .spots import spot_columns
+        tables = [t.join(spot_columns(src, spots, chunk_frames=chunk_frames, progress=progress))
+                  for t, (src, _) in zip(tables, sources)]
+    return pd.concat(tables, ignore_index=True)
 
 
 # -- inputs -----------------------------------------------------------------------

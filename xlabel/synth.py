@@ -714,3 +714,196 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+# ---------------------------------------------------------------------------
+# Frames with known spots (spot finding, issue 13 B)
+# ---------------------------------------------------------------------------
+SPOT_SIGMA = (0.8, 1.6)      # pixels, Gaussian width of a spot
+SPOT_SNR = (6.0, 60.0)       # peak height over the local background noise sqrt(bg + 1)
+SPOT_SEPARATION = 8.0        # pixels between spot centres
+SPOT_MARGIN = 3              # pixels kept between a spot centre and an invalid pixel / the edge
+
+
+@dataclass(repr=False)
+class SpotScan:
+    """Frames with known spots, for spot finding (made by :func:`make_spot_scan`).
+
+    Attributes: ``frames`` (n, H, W) uint16 (invalid pixels hold 65535); ``spots``
+    DataFrame, one row per true spot: ``frame``, ``y``, ``x`` (centre, pixels),
+    ``sigma`` (pixels), ``peak`` (expected counts above background at the centre),
+    ``intensity`` (expected integrated counts, ``2 pi sigma^2 peak``); ``truth``
+    DataFrame per frame: ``frame``, ``hit`` (bool), ``n_spots``, ``n_rings``,
+    ``background`` (expected counts of a background pixel far from the centre);
+    ``pixel_mask`` (True = gap / dead pixel); ``hot_pixels`` (True = hot, NOT in
+    the mask); ``name``; ``seed``; ``params``.
+    """
+
+    frames: np.ndarray
+    spots: pd.DataFrame
+    truth: pd.DataFrame
+    pixel_mask: np.ndarray
+    hot_pixels: np.ndarray
+    name: str
+    seed: int = 0
+    params: dict = field(default_factory=dict)
+
+    def source(self):
+        """The frames as an :class:`xlabel.io.ArraySource` (with this scan's pixel mask)."""
+        from .io.base import ArraySource
+        return ArraySource(self.frames, name=self.name, pixel_mask=self.pixel_mask)
+
+    def spot_pixels(self, frames=None, radius: float = 1.2) -> np.ndarray:
+        """Boolean (n, H, W) truth of the pixels that belong to a spot (segmentation target).
+
+        A pixel belongs to a spot when it lies within ``max(1.5, radius * sigma)`` of the
+        spot's centre and is valid. ``frames``: indices (default: all).
+        """
+        index = np.arange(len(self.frames)) if frames is None else np.asarray(frames)
+        h, w = self.frames.shape[1:]
+        out = np.zeros((index.size, h, w), bool)
+        yy, xx = np.mgrid[0:h, 0:w]
+        by_frame = self.spots.groupby("frame")
+        for k, i in enumerate(index):
+            if int(i) not in by_frame.groups:
+                continue
+            for y, x, sigma in by_frame.get_group(int(i))[["y", "x", "sigma"]].to_numpy():
+                out[k] |= (yy - y) ** 2 + (xx - x) ** 2 <= max(1.5, radius * sigma) ** 2
+        out &= ~self.pixel_mask
+        return out
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __repr__(self) -> str:
+        n, h, w = self.frames.shape
+        return (f"<SpotScan {self.name!r} {n} frames {h}x{w}, {int(self.truth['hit'].sum())} hits, "
+                f"{len(self.spots)} spots, {int(self.hot_pixels.sum())} hot pixels>")
+
+
+def _spot_positions(count, valid, rng, separation):
+    """Up to ``count`` spot centres on pixels far enough from invalid pixels and each other."""
+    from scipy import ndimage
+
+    h, w = valid.shape
+    inner = np.zeros_like(valid)
+    inner[SPOT_MARGIN:h - SPOT_MARGIN, SPOT_MARGIN:w - SPOT_MARGIN] = True
+    allowed = ndimage.binary_erosion(valid, np.ones((2 * SPOT_MARGIN + 1,) * 2), border_value=0) & inner
+    where = np.flatnonzero(allowed)
+    chosen = []
+    for _ in range(30 * count):  # rejection sampling; gives up quietly on crowded frames
+        if len(chosen) == count or where.size == 0:
+            break
+        y, x = divmod(int(rng.choice(where)), w)
+        y, x = y + rng.uniform(-0.5, 0.5), x + rng.uniform(-0.5, 0.5)
+        if all((y - cy) ** 2 + (x - cx) ** 2 >= separation ** 2 for cy, cx in chosen):
+            chosen.append((y, x))
+    return chosen
+
+
+def _add_gaussian(image, y, x, sigma, peak):
+    h, w = image.shape
+    half = int(math.ceil(4 * sigma))
+    y0, y1 = max(0, int(y) - half), min(h, int(y) + half + 2)
+    x0, x1 = max(0, int(x) - half), min(w, int(x) + half + 2)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    image[y0:y1, x0:x1] += peak * np.exp(-0.5 * ((yy - y) ** 2 + (xx - x) ** 2) / sigma ** 2)
+
+
+def _ring_image(r, rng, background, count):
+    """Thin powder / ice rings: amplitude 3-12 x the local noise, width 0.6-1.2 pixels."""
+    image = np.zeros_like(r)
+    radii = rng.uniform(0.15, 0.65, count) * min(r.shape) / 2 + 8
+    for radius in radii:
+        width = rng.uniform(0.6, 1.2)
+        amp = rng.uniform(3, 12) * np.sqrt(background + 1)
+        image += amp * np.exp(-0.5 * ((r - radius) / width) ** 2)
+    return image
+
+
+def make_spot_scan(n_frames: int = 64, frame_shape=(128, 128), seed: int = 0, *,
+                   name: str | None = None, hit_fraction: float = 0.5, spots_per_hit=(5, 40),
+                   level: float | None = None, rings=(0, 3), hot_pixels: int | None = None,
+                   gaps: bool = True, snr=SPOT_SNR, sigma=SPOT_SIGMA) -> SpotScan:
+    """Frames of a serial-crystallography-like scan with known spots and distractors.
+
+    Each frame: a diffuse background falling off from a beam centre (``level`` counts
+    per pixel far from the centre, log-uniform 1-30 per scan when None, +-20 % per
+    frame), a beamstop shadow, 0 to ``rings`` thin powder/ice rings (on hits and blanks),
+    and on hit frames (probability ``hit_fraction``) ``spots_per_hit`` Gaussian spots
+    (width ``sigma`` pixels, peak ``snr`` x ``sqrt(background + 1)``, log-uniform;
+    centres at least 8 pixels apart and 3 from invalid pixels, outside the beamstop);
+    blanks have none.
+    Detector: module gaps and dead pixels (``pixel_mask``, value 65535) and hot pixels
+    (``hot_pixels``, default ~1 per 2000 pixels, single pixels counting 10-100 x the
+    background in every frame, not in the mask, never within 4 pixels of a spot).
+    Poisson noise. Seeded: the same arguments give the same frames.
+
+    >>> scan = make_spot_scan(n_frames=8, frame_shape=(64, 64), seed=1)
+    >>> scan.frames.shape, int(scan.truth["n_spots"].sum()) == len(scan.spots)
+    ((8, 64, 64), True)
+    >>> bool((scan.frames[:, scan.pixel_mask] == 65535).all())
+    True
+    """
+    n, shape = int(n_frames), (int(frame_shape[0]), int(frame_shape[1]))
+    if n < 1 or min(shape) < 32:
+        raise SynthError(f"need n_frames >= 1 and frames of at least 32x32, got {n} x {shape}")
+    if not 0 <= hit_fraction <= 1:
+        raise SynthError(f"hit_fraction must be in [0, 1], got {hit_fraction}")
+    frame_rng, spot_rng, detector_rng, noise_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    if level is None:
+        level = float(np.exp(frame_rng.uniform(np.log(1.0), np.log(30.0))))
+    n_hot = max(1, shape[0] * shape[1] // 2000) if hot_pixels is None else int(hot_pixels)
+    flags, _ = _detector(shape, detector_rng, gaps, (2, 2), 0)
+    valid = flags == 0
+    center = (shape[0] / 2 + detector_rng.uniform(-0.08, 0.08) * shape[0],
+              shape[1] / 2 + detector_rng.uniform(-0.08, 0.08) * shape[1])
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    r = np.hypot(yy - center[0], xx - center[1])
+    profile = (1 + 3 / (1 + (r / (0.15 * min(shape))) ** 2)).astype(np.float32)
+    beamstop = np.where(r < max(2.0, 0.04 * min(shape)), 0.05, 1.0).astype(np.float32)
+
+    rows, truth, lam = [], [], np.empty((n, *shape), np.float32)
+    for i in range(n):
+        background = level * frame_rng.uniform(0.8, 1.2)
+        image = background * profile
+        n_rings = int(frame_rng.integers(rings[0], rings[1] + 1))
+        image += _ring_image(r, frame_rng, background, n_rings)
+        hit = bool(spot_rng.random() < hit_fraction)
+        count = int(spot_rng.integers(spots_per_hit[0], spots_per_hit[1] + 1)) if hit else 0
+        placed = _spot_positions(count, valid & (beamstop == 1), spot_rng, SPOT_SEPARATION)
+        for y, x in placed:
+            width = float(spot_rng.uniform(*sigma))
+            local = float(image[int(round(y)), int(round(x))])
+            peak = float(np.exp(spot_rng.uniform(*np.log(snr)))) * math.sqrt(local + 1)
+            _add_gaussian(image, y, x, width, peak)
+            rows.append((i, y, x, width, peak, 2 * math.pi * width ** 2 * peak))
+        lam[i] = image * beamstop
+        truth.append((i, hit and bool(placed), len(placed), n_rings, background))
+    spots = pd.DataFrame(rows, columns=["frame", "y", "x", "sigma", "peak", "intensity"])
+    hot = _hot_pixels(shape, valid, spots, n_hot, detector_rng)
+    lam[:, hot] = (level * detector_rng.uniform(10, 100, int(hot.sum()))).astype(np.float32)
+    frames = np.minimum(noise_rng.poisson(lam), 65534).astype(np.uint16)
+    frames[:, ~valid] = 65535
+    truth = pd.DataFrame(truth, columns=["frame", "hit", "n_spots", "n_rings", "background"])
+    params = dict(n_frames=n, frame_shape=shape, seed=seed, hit_fraction=hit_fraction,
+                  spots_per_hit=tuple(spots_per_hit), level=level, rings=tuple(rings),
+                  hot_pixels=int(hot.sum()), gaps=gaps, snr=tuple(snr), sigma=tuple(sigma))
+    return SpotScan(frames=frames, spots=spots, truth=truth, pixel_mask=~valid, hot_pixels=hot,
+                    name=name or f"spots_{seed}", seed=seed, params=params)
+
+
+def _hot_pixels(shape, valid, spots, count, rng):
+    """Single hot pixels on valid pixels at least 4 pixels from every true spot."""
+    far = valid.copy()
+    for y, x in spots[["y", "x"]].to_numpy():
+        y0, x0 = int(round(y)), int(round(x))
+        far[max(0, y0 - 4):y0 + 5, max(0, x0 - 4):x0 + 5] = False
+    hot = np.zeros(shape[0] * shape[1], bool)
+    candidates = np.flatnonzero(far.ravel())
+    hot[rng.choice(candidates, size=min(count, candidates.size), replace=False)] = True
+    return hot.reshape(shape)
+
+
+__all__ += ["SpotScan", "make_spot_scan"]
