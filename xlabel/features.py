@@ -95,7 +95,8 @@ def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=
       environment compiles it (a few seconds, cached afterwards).
     - ``spots`` (opt-in): also ``n_spots``, ``spot_intensity``, ``spot_max`` per frame,
       from :func:`xlabel.spots.spot_columns` (True / "threshold", a dict of
-      ``find_spots`` options, or a U-Net ``SpotSelector``); a second streamed pass.
+      ``find_spots`` options, or a U-Net ``SpotSelector``); a second streamed pass;
+      invalid pixels never make spots, whatever ``exclude_invalid``.
     - ``dask=True`` / ``client=``: run one task per scan block range on Dask
       (``client``: any ``dask.distributed.Client``; ``dask=True`` without a client
       starts a ``LocalCluster`` for the call). Needs the ``dask`` extra.

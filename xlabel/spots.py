@@ -54,7 +54,7 @@ from .errors import FeatureError, XLabelError
 from .io.base import ArraySource, FrameSource, invalid_pixels
 
 __all__ = ["find_spots", "significance", "select_candidates", "cluster_candidates",
-           "estimate_hot_pixels", "match_spots", "spot_columns", "SPOT_COLUMNS",
+           "estimate_hot_pixels", "match_spots", "tune_threshold", "spot_columns", "SPOT_COLUMNS",
            "FRAME_COLUMNS", "METHODS"]
 
 #: Columns of the spot table returned by :func:`find_spots`.
@@ -187,8 +187,6 @@ def select_candidates(z, invalid=None, *, method="threshold", k: float = 4.0, mo
     >>> select_candidates(z).sum(), select_candidates(z, drop_isolated=False).sum()
     (np.int64(2), np.int64(3))
     """
-    from scipy import ndimage
-
     z = np.asarray(z)
     if method == "threshold":
         chosen = z > k
@@ -199,6 +197,13 @@ def select_candidates(z, invalid=None, *, method="threshold", k: float = 4.0, mo
         chosen = np.asarray(model.select(z), bool)
     else:
         raise FeatureError(f"method must be one of {METHODS}, got {method!r}")
+    return _clean(chosen, invalid, hot, drop_isolated)
+
+
+def _clean(chosen, invalid, hot, drop_isolated):
+    """Remove invalid and hot pixels, and (``drop_isolated``) candidates without neighbours."""
+    from scipy import ndimage
+
     if invalid is not None:
         chosen &= ~np.broadcast_to(np.asarray(invalid, bool), chosen.shape)
     if hot is not None:
@@ -271,14 +276,14 @@ def cluster_candidates(candidates, excess, *, first_frame: int = 0, eps: float =
     safe = np.where(total > 0, total, 1.0)
     mean_y = np.bincount(labels, weights=y, minlength=count) / pixels
     mean_x = np.bincount(labels, weights=x, minlength=count) / pixels
+    _, first = np.unique(labels, return_index=True)  # every pixel of a cluster: same frame
     table = pd.DataFrame({
-        "frame": np.zeros(count, np.int64),
+        "frame": (frame[first] + first_frame).astype(np.int64),
         "y": np.where(total > 0, np.bincount(labels, weights=weight * y, minlength=count) / safe, mean_y),
         "x": np.where(total > 0, np.bincount(labels, weights=weight * x, minlength=count) / safe, mean_x),
         "intensity": np.bincount(labels, weights=value, minlength=count),
         "pixels": pixels.astype(np.int64),
     })
-    table.loc[labels, "frame"] = frame + first_frame  # every pixel of a cluster: same frame
     return table.sort_values(["frame", "y", "x"], kind="stable").reset_index(drop=True)
 
 
@@ -472,3 +477,42 @@ def match_spots(found: pd.DataFrame, truth: pd.DataFrame, radius: float = 2.0) -
     return {"recall": matched / n_true if n_true else 1.0, "n_true": n_true,
             "n_found": len(found), "matched": matched, "false_spots": len(found) - matched,
             "missed": truth[~matched_truth]}
+
+
+def tune_threshold(selector, validation, *, recall: float = 0.99,
+                   grid=(0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7),
+                   eps: float = 1.5, min_samples: int = 3) -> pd.DataFrame:
+    """Choose a U-Net's decision threshold on validation scans with known spots.
+
+    ``validation``: a list of ``(source_or_frames, truth)`` pairs (``truth``: a table
+    with ``frame``, ``y``, ``x``, e.g. ``SpotScan.spots``) or of objects with
+    ``.source()`` and ``.spots`` (:class:`xlabel.synth.SpotScan`). Sets
+    ``selector.threshold`` to the largest value of ``grid`` whose pooled recall is at
+    least ``recall`` (if none is: the largest giving the best recall) and returns the table of
+    ``threshold``, ``recall``, ``false_spots``, ``candidates`` per grid value. The
+    network runs once per scan; scans are held in memory, so keep them small.
+    """
+    rows = {float(t): [0, 0, 0, 0] for t in grid}  # matched, true, false, candidates
+    for item in validation:
+        source, truth = (item.source(), item.spots) if hasattr(item, "source") else item
+        source = _as_source(source)
+        stack = source.read_all()
+        invalid = invalid_pixels(stack, source)
+        z, background, _ = significance(stack, invalid)
+        prob = selector.probability(z)
+        hot = estimate_hot_pixels(source)
+        for t in rows:
+            chosen = _clean(prob >= t, invalid, hot, True)
+            table = cluster_candidates(chosen, stack.astype(np.float32) - background,
+                                       eps=eps, min_samples=min_samples)
+            result = match_spots(table, truth)
+            for j, v in enumerate((result["matched"], result["n_true"], result["false_spots"],
+                                   int(chosen.sum()))):
+                rows[t][j] += v
+    out = pd.DataFrame([(t, m / n if n else 1.0, f, c) for t, (m, n, f, c) in rows.items()],
+                       columns=["threshold", "recall", "false_spots", "candidates"])
+    good = out[out["recall"] >= recall]
+    if good.empty:  # none reaches the target: the best recall, then the fewest candidates
+        good = out[out["recall"] == out["recall"].max()]
+    selector.threshold = float(good["threshold"].max())
+    return out

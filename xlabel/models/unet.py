@@ -140,9 +140,9 @@ def _seeded(seed, threads):
             torch.set_num_threads(previous)
 
 
-def train_spot_unet(frames, spot_pixels, *, pixel_mask=None, channels=(8, 16, 32),
-                    alpha: float = 0.75, gamma: float = 2.0, steps: int = 600,
-                    batch_size: int = 16, patch: int = 64, lr: float = 3e-3, tile: int = 8,
+def train_spot_unet(frames, spot_pixels, *, pixel_mask=None, channels=(4, 8, 16),
+                    alpha: float = 0.9, gamma: float = 2.0, steps: int = 800,
+                    batch_size: int = 16, patch: int = 64, lr: float = 1e-2, tile: int = 8,
                     threshold: float = 0.5, seed: int = 0, threads=None,
                     progress: bool = True) -> SpotSelector:
     """Train a :class:`SpotUNet` on frames with known spot pixels; returns a :class:`SpotSelector`.
@@ -151,9 +151,14 @@ def train_spot_unet(frames, spot_pixels, *, pixel_mask=None, channels=(8, 16, 32
     with ``pixel_mask`` then a list too); ``spot_pixels``: boolean truth of the same
     shape(s) (e.g. :meth:`xlabel.synth.SpotScan.spot_pixels`); ``pixel_mask``: ``(H, W)``
     True = invalid (value conventions of :func:`xlabel.io.invalid_pixels` apply too).
-    Training: ``steps`` Adam steps on random ``patch`` x ``patch`` crops with random
-    flips and transposes, focal loss (``alpha``, ``gamma``), seeded (the caller's
-    torch RNG state is left as it was). ``threads``: torch threads during training.
+    Training: ``steps`` Adam steps (cosine learning-rate decay from ``lr``) on random
+    ``patch`` x ``patch`` crops with random flips and transposes, focal loss (``alpha``,
+    ``gamma``; ``alpha = 0.9`` favours recall), seeded (the caller's torch RNG state is
+    left as it was). ``threads``: torch threads during training. The defaults (4-8-16
+    channels, batch norm) were chosen on synthetic scans: wider or deeper nets trained
+    more slowly on 2 CPU cores without finding more spots (BENCHMARKS.md, spots).
+    ``threshold``: the probability a pixel needs to be a candidate; tune it on
+    validation scans with :func:`xlabel.spots.tune_threshold`.
     """
     from ..io.base import invalid_pixels
     from ..spots import significance
