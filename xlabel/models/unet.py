@@ -19,12 +19,13 @@ in seconds to a minute on a CPU.
 
 from __future__ import annotations
 
-import contextlib
+import time
 
 import numpy as np
 
 from ..errors import ModelError
 from ._deps import require_torch
+from .cnn import _torch_settings  # seeded, thread-limited, restores the caller's torch state
 
 torch = require_torch()
 nn = torch.nn
@@ -127,19 +128,6 @@ class SpotSelector:
                 f"threshold={self.threshold:g}>")
 
 
-@contextlib.contextmanager
-def _seeded(seed, threads):
-    previous = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        if threads:
-            torch.set_num_threads(int(threads))
-        try:
-            yield
-        finally:
-            torch.set_num_threads(previous)
-
-
 def train_spot_unet(frames, spot_pixels, *, pixel_mask=None, channels=(4, 8, 16),
                     alpha: float = 0.9, gamma: float = 2.0, steps: int = 800,
                     batch_size: int = 16, patch: int = 64, lr: float = 1e-2, tile: int = 8,
@@ -174,9 +162,8 @@ def train_spot_unet(frames, spot_pixels, *, pixel_mask=None, channels=(4, 8, 16)
         inputs.append(prepare(significance(stack, invalid, tile=tile)[0]))
     patch = min([int(patch), *(min(s.shape[1:]) for s in stacks)])
     rng = np.random.default_rng(seed)
-    import time
     start = time.perf_counter()
-    with _seeded(seed, threads):
+    with _torch_settings(seed, threads):
         network = SpotUNet(channels)
         losses = _fit(network, inputs, [t.astype(np.float32) for t in targets], rng,
                       steps=steps, batch_size=batch_size, patch=patch, lr=lr, alpha=alpha,
