@@ -46,8 +46,7 @@ def test_undo_redo_restore_labels_and_provenance():
     assert store.labels.tolist() == [0, 0, -1, -1]
     assert store.provenance(1)["source"] == "kmeans"
     assert store.provenance(1)["note"] == "seed"
-    assert store.provenance(2) == {"label": "", "source": "", "time": pytest.approx(np.nan,
-                                   nan_ok=True), "note": None}
+    assert store.provenance(2) == {"label": "", "source": "", "time": None, "note": None}
     assert store.redo() == 1
     assert store.labels.tolist() == [0, 1, 1, -1]
     assert store.provenance(2)["source"] == "manual"

@@ -333,8 +333,9 @@ def _record_starts(data: bytes) -> list:
 def test_write_failure_does_not_apply_step(tmp_path):
     store = LabelStore(3, path=tmp_path / "s.xlabel")
     store.assign([2], "bad")  # takes the write lock
-    os.close(store._fd)
-    store._fd = os.open(os.devnull, os.O_RDONLY)  # as if the disk refused writes
+    journal = store._session.journal
+    os.close(journal.fd)
+    journal.fd = os.open(os.devnull, os.O_RDONLY)  # as if the disk refused writes
     with pytest.raises(JournalError, match="the step was not applied"):
         store.assign([0], "good")
     assert store.labels.tolist() == [-1, -1, 1] and len(store.history) == 1
