@@ -372,7 +372,7 @@ class Journal:
         read the journal before someone else wrote to it would write stale steps.
         Both are refused with a clear error.
         """
-        if self.lock.held and self.lock.acquire():
+        if self.lock.held:  # (a deleted lock file is re-created by the next snapshot)
             return
         try:
             locked = self.lock.acquire(patience=0.5)  # a reader may be repairing the tail
@@ -433,7 +433,11 @@ class Journal:
     def restart(self, meta):
         """Atomically replace the journal with an empty one for ``meta`` (lock held)."""
         self.check_closed()
-        if not self.lock.acquire():
+        try:
+            locked = self.lock.acquire()
+        except OSError as err:
+            raise JournalError(f"cannot lock the store: {err}", path=self.folder) from err
+        if not locked:
             raise JournalError("another LabelStore (in this or another process) is writing "
                                "to this store; close() it first", path=self.folder)
         try:
