@@ -240,7 +240,14 @@ def repair(found: JournalFile, lock: StoreLock, recover: bool):
     kept = len(found.records)
     if not damage.torn and not recover:
         raise JournalError(_corruption_message(damage, kept), path=path)
-    if not lock.acquire(patience=0.0 if damage.torn else 0.5):
+    try:
+        locked = lock.acquire(patience=0.0 if damage.torn else 0.5)
+    except OSError as err:  # e.g. a store on a read-only share: read it, repair nothing
+        if damage.torn:
+            return found.size
+        raise JournalError(f"{_corruption_message(damage, kept)}; cannot repair it here: "
+                           f"{err}", path=path) from err
+    if not locked:
         if not damage.torn:
             raise JournalError("cannot repair the journal while another LabelStore is "
                                "writing to it; close that one first", path=path)
