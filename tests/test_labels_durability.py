@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from xlabel.errors import JournalError, LabelError
+from tests.test_labels_persist import three_step_journal
 from xlabel.labels import JOURNAL_NAME, JournalRecoveryWarning, LabelStore
 
 N_FRAMES = 50_000
@@ -238,13 +239,7 @@ def test_deleted_journal_refuses_steps_and_snapshot_writes_them_back(tmp_path, d
 # ------------------------------------------------------------------ corrupt last record
 
 def test_full_length_last_record_with_bad_checksum_is_corruption(tmp_path):
-    path = tmp_path / "s.xlabel"
-    store = LabelStore(10, path=path)
-    for i in range(3):
-        store.assign([i], "bad")
-    store.close()
-    journal = path / JOURNAL_NAME
-    data = bytearray(journal.read_bytes())
+    path, journal, data = three_step_journal(tmp_path, 10)
     last = bytes(data).rfind(b"XLR1")  # where the last record starts
     data[-2] ^= 0xFF  # inside the payload: every byte is there, the checksum is wrong
     journal.write_bytes(bytes(data))

@@ -117,14 +117,19 @@ def test_half_written_tail_is_dropped_with_message(tmp_path):
         journal.write_bytes(full)
 
 
-def test_corrupt_middle_record_is_an_error_unless_recovering(tmp_path):
+def three_step_journal(tmp_path, n_frames):
+    """A closed store whose frames 0, 1, 2 were labeled "bad" by steps 0, 1, 2:
+    ``(path, journal file, its bytes)``."""
     path = tmp_path / "s.xlabel"
-    store = LabelStore(50, path=path)
-    for i in range(3):
-        store.assign([i], "bad")
-    store.close()
+    with LabelStore(n_frames, path=path) as store:
+        for i in range(3):
+            store.assign([i], "bad")
     journal = path / JOURNAL_NAME
-    data = bytearray(journal.read_bytes())
+    return path, journal, bytearray(journal.read_bytes())
+
+
+def test_corrupt_middle_record_is_an_error_unless_recovering(tmp_path):
+    path, journal, data = three_step_journal(tmp_path, 50)
     second = _record_starts(bytes(data))[1]
     data[second + 20] ^= 0xFF
     journal.write_bytes(bytes(data))
