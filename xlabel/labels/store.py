@@ -97,11 +97,11 @@ def _load(folder, recover) -> _Session:
     """A new session from the files in ``folder`` (snapshot + journal replay)."""
     folder = Path(folder)
     if not store_exists(folder):
-        what = ("does not exist" if not folder.exists()
-                else f"has no {JOURNAL_NAME} or {SNAPSHOT_NAME}")
-        raise JournalError(f"no label store here: {Path(os.path.abspath(folder))} {what} "
-                           f"(relative paths are resolved against the working directory "
-                           f"{os.getcwd()})", path=folder)
+        if not folder.exists():
+            raise JournalError(f"no label store here: {not_found(folder, 'folder')}",
+                               path=folder)
+        raise JournalError(f"no label store here: {Path(os.path.abspath(folder))} has no "
+                           f"{JOURNAL_NAME} or {SNAPSHOT_NAME}", path=folder)
     snapshot, found = _read_consistent(folder)
     meta = snapshot["meta"] if snapshot is not None else found.meta
     if snapshot is not None and found is not None:
