@@ -292,3 +292,28 @@ def test_reopen_in_a_new_process_after_the_constructor_in_this_one(tmp_path):
 
     assert _collect(*_fork(child)) == ["done"]
     assert LabelStore(20, path=path).labels[:2].tolist() == [0, 1]
+
+
+def test_forked_child_neither_writes_nor_keeps_the_parents_lock(tmp_path):
+    path = tmp_path / "s.xlabel"
+    store = LabelStore(20, path=path)
+    store.assign([0], "good")                   # holds the lock
+    release_fd, hold_fd = os.pipe()
+
+    def child():
+        try:
+            store.assign([1], "bad")
+        except LabelError as err:
+            _say("refused", "closed" in str(err))
+        os.read(release_fd, 1)                  # stay alive until the parent is done
+
+    pid, read_fd = _fork(child)
+    try:
+        store.close()
+        writer = LabelStore.open(path)          # the lock is free although the child lives
+        writer.assign([2], "bad")
+        writer.close()
+    finally:
+        os.write(hold_fd, b"x")
+    assert _collect(pid, read_fd) == ["refused True"]
+    assert LabelStore.open(path).labels[:3].tolist() == [0, -1, 1]

@@ -90,24 +90,22 @@ class StoreLock:
     def __init__(self, folder):
         self.path = Path(folder) / LOCK_NAME
         self.fd = None
-
-    @property
-    def held(self) -> bool:
-        return self.fd is not None
+        self.held = False
 
     def acquire(self, patience=0.0) -> bool:
         """Take the lock (retrying for ``patience`` seconds); whether this store holds it now."""
-        if self.fd is not None and self._current():
+        if self.held and (fcntl is None or self._current()):
             return True
         self.release()
         if fcntl is None:
+            self.held = True
             return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         deadline = time.monotonic() + patience
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self.fd = fd
+                self.fd, self.held = fd, True
                 return True
             except BlockingIOError:
                 if time.monotonic() >= deadline:
@@ -128,8 +126,9 @@ class StoreLock:
 
     def release(self):
         if self.fd is not None:
-            os.close(self.fd)  # releases the flock
+            os.close(self.fd)  # releases the flock (once no forked child shares it)
             self.fd = None
+        self.held = False
 
 
 # ------------------------------------------------------------------ metadata

@@ -397,6 +397,8 @@ class Journal:
                                path=self.folder)
         if self.restart_meta is not None:
             self.restart(self.restart_meta)
+        else:
+            self.size = os.fstat(self.fd).st_size
 
     def check_writable(self):
         if self.closed:
@@ -466,6 +468,17 @@ class Journal:
     def close(self):
         self._close_fd()
         self.lock.release()
+        self.closed = True
+
+    def drop_in_child(self):
+        """In a forked child: close the inherited descriptors without touching the lock
+        (closing a copy never releases the parent's ``flock``; keeping it would hold the
+        lock until the child exits) and refuse writes from the child."""
+        with contextlib.suppress(OSError):
+            self._close_fd()
+            if self.lock.fd is not None:
+                os.close(self.lock.fd)
+        self.lock.fd, self.lock.held = None, False
         self.closed = True
 
     def __del__(self):

@@ -91,6 +91,20 @@ def _find_open(folder):
     return (writing or live or [None])[-1]
 
 
+def _drop_parents_stores():
+    """After ``fork``: the parent's open stores are the parent's (see Journal.drop_in_child)."""
+    for refs in _OPEN.values():
+        for ref in refs:
+            session = ref()
+            if session is not None and session.journal is not None:
+                session.journal.drop_in_child()
+    _OPEN.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_parents_stores)
+
+
 # ---------------------------------------------------------------- reading a store
 
 def _load(folder, recover) -> _Session:
