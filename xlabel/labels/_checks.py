@@ -137,10 +137,11 @@ def iso_times(seconds) -> np.ndarray:
     """:func:`iso_time` of each value as an object array ("" for NaN); formats each distinct
     time once (a store has one time per step, not per frame)."""
     seconds = np.asarray(seconds, dtype=np.float64)
+    if not seconds.size:
+        return np.full(seconds.shape, "", dtype=object)
     unique, inverse = np.unique(seconds, return_inverse=True)
-    texts = np.array([iso_time(value) or "" for value in unique] + [""], dtype=object)
-    return texts[:-1][inverse.reshape(seconds.shape)] if len(unique) else \
-        np.full(seconds.shape, "", dtype=object)
+    texts = np.array([iso_time(value) or "" for value in unique], dtype=object)
+    return texts[inverse.reshape(seconds.shape)]
 
 
 def parse_times(values, csv_path):
@@ -149,22 +150,25 @@ def parse_times(values, csv_path):
     if series.dtype.kind in "iuf":
         return series.to_numpy(dtype=np.float64)
     text = series.astype(str).str.strip()
-    out = np.full(len(text), np.nan)
-    for row, cell in enumerate(text):
-        if cell in ("", "nan", "NaN"):
-            continue
+    values = {}
+    for cell in pd.unique(text):   # times repeat (one per step): parse each text once
         try:
-            out[row] = float(cell)
-            continue
+            values[cell] = _parse_time(cell)
         except ValueError:
-            pass
-        try:
-            stamp = datetime.datetime.fromisoformat(cell)
-        except ValueError:
-            raise LabelError(f"row {row + 2}: time {cell!r} is neither ISO-8601 "
+            row = int(np.flatnonzero(text.to_numpy() == cell)[0]) + 2  # + header, 1-based
+            raise LabelError(f"row {row}: time {cell!r} is neither ISO-8601 "
                              f"(e.g. 2026-01-31T14:05:00.000000+01:00) nor Unix seconds",
                              path=csv_path) from None
-        if stamp.tzinfo is None:
-            stamp = stamp.astimezone()  # naive = local time, as written by people
-        out[row] = stamp.timestamp()
-    return out
+    return text.map(values).to_numpy(dtype=np.float64)
+
+
+def _parse_time(cell) -> float:
+    if cell in ("", "nan", "NaN"):
+        return np.nan
+    try:
+        return float(cell)
+    except ValueError:
+        stamp = datetime.datetime.fromisoformat(cell)
+    if stamp.tzinfo is None:
+        stamp = stamp.astimezone()  # naive = local time, as written by people
+    return stamp.timestamp()
