@@ -24,7 +24,9 @@ _H5_STRINGS = ("notes", "source_names")
 # ------------------------------------------------------------------ CSV
 
 def read_label_csv(csv_path) -> pd.DataFrame:
-    """The rows of a ``frame,label[,scan,source,time,note]`` CSV, checked; ``time`` in Unix seconds."""
+    """The rows of a ``frame,label[,scan,source,time,note]`` CSV, checked.
+
+    ``time`` comes back in Unix seconds."""
     try:
         table = pd.read_csv(csv_path, dtype={"label": str, "scan": str, "source": str,
                                              "note": str, "time": str},

@@ -415,7 +415,8 @@ class Journal:
             raise JournalError(
                 f"{JOURNAL_NAME} was deleted or replaced by something other than this "
                 f"LabelStore; the step was not applied ({what} is not saved). The labels held "
-                f"in memory are complete: store.snapshot() writes them back to disk", path=self.folder)
+                f"in memory are complete: store.snapshot() writes them back to disk",
+                path=self.folder)
         try:
             write_all(self.fd, record)
             sync(self.fd)

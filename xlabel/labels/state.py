@@ -186,7 +186,7 @@ class LabelState:
                 "note": None if note_id < 0 else self.notes[note_id]}
 
     def table(self) -> pd.DataFrame:
-        """One row per frame: (``scan``,) ``frame``, ``label``, ``source``, ``time`` (ISO), ``note``."""
+        """One row per frame: (``scan``,) ``frame``, ``label``, ``source``, ``time``, ``note``."""
         origins = self.origins
         table = (self.frames.copy() if self.frames is not None
                  else pd.DataFrame({"frame": np.arange(self.n_frames, dtype=np.int64)}))
@@ -392,7 +392,9 @@ class LabelState:
             "undo_prev_origins": joined([origins for _, origins in prev], np.int32)}
 
     def restore_arrays(self, arrays, where):
-        """Set the state from :meth:`state_arrays` (checked, never trusted; errors name ``where``)."""
+        """Set the state from :meth:`state_arrays` (checked, never trusted).
+
+        Errors name ``where`` (the file the arrays came from)."""
         def get(name, shape, dtype):
             return checked_array(arrays, name, shape, dtype, where)
 

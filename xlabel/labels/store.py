@@ -122,7 +122,7 @@ def _load(folder, recover) -> _Session:
         check_same_dataset(folder, snapshot["meta"], found.meta)
     state = LabelState(meta["n_frames"], tuple(meta["classes"]), tuple(meta["colors"]),
                        read_frames(folder / FRAMES_NAME), meta.get("fingerprint"),
-                       meta.get("undo_limit"))
+                       _undo_limit(meta, folder))
     session = _Session(state, folder, generation=int(meta["generation"]))
     if snapshot is not None:
         _restore_snapshot(session, snapshot, folder / SNAPSHOT_NAME)
@@ -139,6 +139,18 @@ def _load(folder, recover) -> _Session:
         seen = (found.identity, found.size) if found is not None else (None, None)
         session.journal = jr.Journal(folder, seen, restart_meta=session.meta())
     return session
+
+
+def _undo_limit(meta, folder):
+    """The writer's undo limit from the metadata (None in stores written before it existed)."""
+    limit = meta.get("undo_limit")
+    if limit is None:
+        return None
+    if not (isinstance(limit, list) and len(limit) == 2
+            and all(isinstance(v, int) and v > 0 for v in limit)):
+        raise JournalError(f"undo_limit {limit!r} in the metadata is not two positive integers",
+                           path=folder)
+    return tuple(limit)
 
 
 def _read_consistent(folder):
