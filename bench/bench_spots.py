@@ -35,7 +35,7 @@ def train(scans, steps, channels):
     start = time.perf_counter()
     selector = train_spot_unet([s.frames for s in scans], [s.spot_pixels() for s in scans],
                                pixel_mask=[s.pixel_mask for s in scans], steps=steps,
-                               channels=channels, progress=False)
+                               channels=channels, progress=False, threads=1)
     return selector, time.perf_counter() - start
 
 
@@ -84,9 +84,9 @@ def summary(name, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--train-seeds", type=int, default=6, help="training scans")
-    parser.add_argument("--test-seeds", type=int, default=6, help="held-out scans")
-    parser.add_argument("--frames", type=int, default=64, help="frames per scan")
+    parser.add_argument("--train-seeds", type=int, default=4, help="training scans")
+    parser.add_argument("--test-seeds", type=int, default=4, help="held-out scans")
+    parser.add_argument("--frames", type=int, default=48, help="frames per scan")
     parser.add_argument("--shape", type=int, default=128, help="frame size (square)")
     parser.add_argument("--steps", type=int, default=600, help="U-Net training steps")
     parser.add_argument("--channels", default="4,8,16")
@@ -100,6 +100,10 @@ def main(argv=None):
         args.train_seeds, args.test_seeds, args.frames, args.steps, args.repeat = 2, 2, 16, 60, 1
         args.val_seeds = 1
     channels = tuple(int(c) for c in args.channels.split(","))
+    import torch
+
+    torch.set_num_threads(1)  # one thread everywhere: on a loaded machine OpenMP spinning
+    # would make the U-Net's times meaningless; DBSCAN and numpy are single-threaded anyway
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     train_scans = build_scans(range(1000, 1000 + args.train_seeds), args.frames, args.shape)
     test_scans = build_scans(range(2000, 2000 + args.test_seeds), args.frames, args.shape)
