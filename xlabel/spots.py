@@ -6,7 +6,7 @@ A frame's Bragg spots (or any compact bright blobs) are found in three steps:
    ``tile`` x ``tile`` block of valid pixels, smoothed by a 3x3 median over the
    blocks and interpolated bilinearly back to every pixel (the mesh-median of
    SExtractor / photutils ``Background2D``; scipy's ``median_filter`` with a 9x9
-   window costs ~130 ms per 256x256 frame here, the mesh ~2 ms). The noise is
+   window alone costs 9x this whole step: BENCHMARKS.md, spot finding). The noise is
    ``1.4826 * MAD`` of each block, interpolated the same way; for integer
    (counting) data it is at least ``sqrt(background + 1)``, the Poisson noise.
    The significance of a pixel is ``z = (value - background) / noise``.
