@@ -29,13 +29,13 @@ def build_scans(seeds, n_frames, shape):
     return [make_spot_scan(n_frames=n_frames, frame_shape=(shape, shape), seed=s) for s in seeds]
 
 
-def train(scans, steps, channels):
+def train(scans, steps, channels, device="cpu"):
     from xlabel.models.unet import train_spot_unet
 
     start = time.perf_counter()
     selector = train_spot_unet([s.frames for s in scans], [s.spot_pixels() for s in scans],
                                pixel_mask=[s.pixel_mask for s in scans], steps=steps,
-                               channels=channels, progress=False, threads=1)
+                               channels=channels, progress=False, threads=1, device=device)
     return selector, time.perf_counter() - start
 
 
@@ -95,6 +95,7 @@ def main(argv=None):
                         help="validation recall the U-Net threshold must reach")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2+2 small scans")
+    parser.add_argument("--device", default="cpu", help="torch device of the U-Net (cpu, cuda)")
     args = parser.parse_args(argv)
     if args.quick:
         args.train_seeds, args.test_seeds, args.frames, args.steps, args.repeat = 2, 2, 16, 60, 1
@@ -107,8 +108,8 @@ def main(argv=None):
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     train_scans = build_scans(range(1000, 1000 + args.train_seeds), args.frames, args.shape)
     test_scans = build_scans(range(2000, 2000 + args.test_seeds), args.frames, args.shape)
-    selector, seconds = train(train_scans, args.steps, channels)
-    print(f"U-Net {channels}: {args.steps} steps on {args.train_seeds} scans x {args.frames} "
+    selector, seconds = train(train_scans, args.steps, channels, args.device)
+    print(f"U-Net {channels} on {args.device}: {args.steps} steps on {args.train_seeds} scans x {args.frames} "
           f"frames in {seconds:.1f} s, final focal loss {selector.info['final_loss']:.2e}")
     from xlabel.spots import tune_threshold
 

@@ -100,14 +100,23 @@ class SpotSelector:
     (``method="unet"``) calls to select candidate pixels.
 
     ``probability(z)`` -> float32 ``(n, H, W)``; ``select(z)`` -> bool, ``probability >= threshold``.
-    ``info``: training facts (steps, final loss, alpha, gamma, seconds).
+    ``info``: training facts (steps, final loss, alpha, gamma, seconds). ``device``: where the
+    network runs (``"cpu"``, ``"cuda"``...); ``to(device)`` moves it.
     """
 
-    def __init__(self, network: SpotUNet, threshold: float = 0.5, info=None, batch_size: int = 16):
+    def __init__(self, network: SpotUNet, threshold: float = 0.5, info=None, batch_size: int = 16,
+                 device="cpu"):
         self.network = network.eval()
         self.threshold = float(threshold)
         self.info = dict(info or {})
         self.batch_size = int(batch_size)
+        self.to(device)
+
+    def to(self, device):
+        """Run the network on ``device`` from now on; returns self."""
+        self.device = torch.device(device)
+        self.network.to(self.device)
+        return self
 
     def probability(self, z) -> np.ndarray:
         z = np.asarray(z)
@@ -116,7 +125,7 @@ class SpotSelector:
         out = []
         with torch.no_grad():
             for batch in x.split(self.batch_size):
-                out.append(torch.sigmoid(self.network(batch))[:, 0].numpy())
+                out.append(torch.sigmoid(self.network(batch.to(self.device)))[:, 0].cpu().numpy())
         prob = np.concatenate(out) if out else np.zeros(z.shape, np.float32)
         return prob[0] if single else prob
 
@@ -132,7 +141,7 @@ def train_spot_unet(frames, spot_pixels, *, pixel_mask=None, channels=(4, 8, 16)
                     alpha: float = 0.9, gamma: float = 2.0, steps: int = 800,
                     batch_size: int = 16, patch: int = 64, lr: float = 1e-2, tile: int = 8,
                     threshold: float = 0.5, seed: int = 0, threads=None,
-                    progress: bool = True) -> SpotSelector:
+                    device="cpu", progress: bool = True) -> SpotSelector:
     """Train a :class:`SpotUNet` on frames with known spot pixels; returns a :class:`SpotSelector`.
 
     ``frames``: ``(n, H, W)`` counts (or a list of such arrays of any frame sizes,
@@ -142,7 +151,8 @@ def train_spot_unet(frames, spot_pixels, *, pixel_mask=None, channels=(4, 8, 16)
     Training: ``steps`` Adam steps (cosine learning-rate decay from ``lr``) on random
     ``patch`` x ``patch`` crops with random flips and transposes, focal loss (``alpha``,
     ``gamma``; ``alpha = 0.9`` favours recall), seeded (the caller's torch RNG state is
-    left as it was). ``threads``: torch threads during training. The defaults (4-8-16
+    left as it was). ``threads``: torch threads during training; ``device``: where to train
+    (and run) the network. The defaults (4-8-16
     channels, batch norm) were chosen on synthetic scans: wider or deeper nets trained
     more slowly on 2 CPU cores without finding more spots (BENCHMARKS.md, spots).
     ``threshold``: the probability a pixel needs to be a candidate; tune it on
@@ -164,14 +174,14 @@ def train_spot_unet(frames, spot_pixels, *, pixel_mask=None, channels=(4, 8, 16)
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     with _torch_settings(seed, threads):
-        network = SpotUNet(channels)
+        network = SpotUNet(channels).to(device)
         losses = _fit(network, inputs, [t.astype(np.float32) for t in targets], rng,
                       steps=steps, batch_size=batch_size, patch=patch, lr=lr, alpha=alpha,
-                      gamma=gamma, progress=progress)
+                      gamma=gamma, progress=progress, device=torch.device(device))
     info = {"steps": steps, "final_loss": float(np.mean(losses[-20:])), "alpha": alpha,
             "gamma": gamma, "seconds": time.perf_counter() - start, "patch": patch,
             "frames": int(sum(len(s) for s in stacks))}
-    return SpotSelector(network, threshold, info)
+    return SpotSelector(network, threshold, info, device=device)
 
 
 def _as_lists(frames, spot_pixels, pixel_mask):
@@ -207,7 +217,8 @@ def _random_batch(inputs, targets, rng, batch_size, patch):
     return torch.from_numpy(np.stack(xs))[:, None], torch.from_numpy(np.stack(ys))[:, None]
 
 
-def _fit(network, inputs, targets, rng, *, steps, batch_size, patch, lr, alpha, gamma, progress):
+def _fit(network, inputs, targets, rng, *, steps, batch_size, patch, lr, alpha, gamma, progress,
+         device):
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, steps))
     bar = range(steps)
@@ -217,7 +228,7 @@ def _fit(network, inputs, targets, rng, *, steps, batch_size, patch, lr, alpha, 
     losses = []
     network.train()
     for _ in bar:
-        x, y = _random_batch(inputs, targets, rng, batch_size, patch)
+        x, y = (t.to(device) for t in _random_batch(inputs, targets, rng, batch_size, patch))
         optimizer.zero_grad()
         loss = focal_loss(network(x), y, alpha, gamma)
         loss.backward()
