@@ -17,8 +17,10 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab $(ROOTOK) --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
 		--LabApp.default_url=/lab/tree/01_explore_raw_scans.ipynb
 
+# --doctest-modules runs the docstring examples of xlabel/ too (conftest.py: which, and why
+# notebooks/*.py are never imported).
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest --nbval-lax tests notebooks
+	$(BIN)/python -m pytest --nbval-lax --doctest-modules tests notebooks xlabel
 
 install: $(STAMP)
 
