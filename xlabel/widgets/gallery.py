@@ -234,6 +234,7 @@ class _Cell:
         self.toggle.observe(lambda change: on_toggle(self, change["new"]), names="value")
         self.box = widgets.VBox([self.image, self.caption, self.toggle], layout=widgets.Layout(
             border=f"3px solid {UNLABELED_COLOR}", padding="2px", display="none"))
+        self.box.add_class("xlabel-gallery-cell")
 
 
 class FrameGallery(StatusMixin, widgets.VBox):
