@@ -147,3 +147,78 @@ def test_check_cell_rejects_a_wrong_answer():
     client = NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     with pytest.raises(CellExecutionError, match="AssertionError"):
         client.execute()
+
+
+# ----------------------------------------------------------------- make lab
+
+def lab_clone(tmp_path):
+    """A git repository with this one's Makefile (and what it names), tools/ and notebooks/."""
+    clone = tmp_path / "repo"
+    clone.mkdir()
+    for name in ("Makefile", ".gitignore", "pyproject.toml", "constraints.txt"):
+        shutil.copy(ROOT / name, clone / name)
+    shutil.copytree(ROOT / "tools", clone / "tools", ignore=shutil.ignore_patterns("__pycache__"))
+    (clone / "notebooks").mkdir()
+    for name in EXPECTED:
+        for path in (NOTEBOOK_DIR / name, script_of(name)):
+            shutil.copy(path, clone / "notebooks" / path.name)
+    git(clone, "init", "-q")
+    git(clone, "add", "-A")
+    git(clone, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone")
+    return clone
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def make(cwd, *args):
+    return subprocess.run(["make", "--no-print-directory", *args, f"PYTHON={sys.executable}"],
+                          cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def add_cell(path, source):
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(source))
+    nbformat.write(nb, path)
+
+
+def test_make_lab_serves_a_git_ignored_copy_that_never_edits_the_repository(tmp_path):
+    clone = lab_clone(tmp_path)
+    planned = make(clone, "-n", "lab")
+    assert "--ServerApp.root_dir=lab " in planned and "tools/lab_copy.py notebooks lab" in planned
+    assert "root_dir=notebooks" not in planned
+
+    make(clone, "lab-notebooks")
+    lab = clone / "lab"
+    assert sorted(p.name for p in lab.glob("*.ipynb")) == EXPECTED
+    assert sorted(p.name for p in lab.glob("*.py")) == [script_of(n).name for n in EXPECTED]
+    assert (lab / EXPECTED[0]).read_bytes() == (NOTEBOOK_DIR / EXPECTED[0]).read_bytes()
+    # what JupyterLab does there: autosave with outputs, File > New, notebook scratch folders
+    add_cell(lab / EXPECTED[0], "print('learner was here')")
+    (lab / "Untitled.ipynb").write_text("{}")
+    (clone / "notebooks" / "work_03").mkdir()
+    (clone / "notebooks" / "work_03" / "journal.bin").write_bytes(b"x")
+    assert git(clone, "status", "--porcelain") == ""
+
+    # sources unchanged: the learner's edit stays
+    assert "lab/:" not in make(clone, "lab-notebooks")
+    assert "learner was here" in (lab / EXPECTED[0]).read_text()
+
+    # new sources win: an untouched copy is replaced, an edited one set aside first
+    for name in EXPECTED[:2]:
+        add_cell(clone / "notebooks" / name, "print('new upstream cell')")
+    out = make(clone, "lab-notebooks")
+    for name in EXPECTED[:2]:
+        assert (lab / name).read_bytes() == (clone / "notebooks" / name).read_bytes()
+    kept = list((lab / "edited").glob(Path(EXPECTED[0]).stem + "-*.ipynb"))
+    assert len(kept) == 1 and "learner was here" in kept[0].read_text()
+    assert f"your edited copy is kept as lab/edited/{kept[0].name}" in out
+    assert not list((lab / "edited").glob(Path(EXPECTED[1]).stem + "-*"))
+    assert f"updated {EXPECTED[1]}" in out
+    # the script is not older than its notebook (jupytext refuses to open it otherwise)
+    notebook, script = lab / EXPECTED[1], script_of(EXPECTED[1], lab)
+    assert script.stat().st_mtime >= notebook.stat().st_mtime
+    assert git(clone, "status", "--porcelain") == " M notebooks/" + EXPECTED[0] + "\n" + \
+        " M notebooks/" + EXPECTED[1] + "\n"
