@@ -222,3 +222,40 @@ def test_make_lab_serves_a_git_ignored_copy_that_never_edits_the_repository(tmp_
     assert script.stat().st_mtime >= notebook.stat().st_mtime
     assert git(clone, "status", "--porcelain") == " M notebooks/" + EXPECTED[0] + "\n" + \
         " M notebooks/" + EXPECTED[1] + "\n"
+
+
+# ----------------------------------------------------------------- scratch folders and live widgets
+
+def test_notebook_3_run_all_leaves_a_working_widget_and_nothing_in_tmp(tmp_path, monkeypatch):
+    """After "Run All" the scatter's buttons still write to the store; /tmp stays clean."""
+    from nbclient import NotebookClient
+
+    name = "03_correct_labels_by_lasso.ipynb"
+    run_dir, temp = tmp_path / "run", tmp_path / "tmp"
+    run_dir.mkdir()
+    temp.mkdir()
+    nb = read(name)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "before = store.labels.copy()\n"
+        "scatter.select([200, 201])\n"
+        "scatter.plot._handle_custom_msg({'type': 'button', 'id': 'assign:1'}, [])  # 'bad'\n"
+        "assert not scatter.status.startswith('⚠'), scatter.status\n"
+        "assert store.labels[[200, 201]].tolist() == [1, 1]\n"
+        "scatter.plot._handle_custom_msg({'type': 'button', 'id': 'undo'}, [])\n"
+        "assert not scatter.status.startswith('⚠'), scatter.status\n"
+        "assert (store.labels == before).all()\n"))
+    monkeypatch.setenv("TMPDIR", str(temp))           # the kernel's tempfile.gettempdir()
+    NotebookClient(nb, timeout=180, resources={"metadata": {"path": str(run_dir)}}).execute()
+    assert (run_dir / "work_03" / "scan_a.xlabel").is_dir()      # next to the notebook
+    assert [p.name for p in temp.iterdir()] == []
+
+
+def test_notebook_scratch_folders_are_next_to_the_notebook_and_git_ignored():
+    for name in EXPECTED:
+        text = script_of(name).read_text(encoding="utf-8")
+        assert "mkdtemp" not in text and "tempfile" not in text and "/tmp" not in text, name
+        for folder in re.findall(r'Path\("(work_\d\d)"\)', text):
+            ignored = subprocess.run(["git", "check-ignore", "-q", f"notebooks/{folder}/x"],
+                                     cwd=ROOT)
+            assert ignored.returncode == 0, f"notebooks/{folder}/ is not git-ignored"
+    assert 'Path("work_05")' in script_of(EXPECTED[4]).read_text(encoding="utf-8")
