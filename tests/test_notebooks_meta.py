@@ -259,3 +259,42 @@ def test_notebook_scratch_folders_are_next_to_the_notebook_and_git_ignored():
                                      cwd=ROOT)
             assert ignored.returncode == 0, f"notebooks/{folder}/ is not git-ignored"
     assert 'Path("work_05")' in script_of(EXPECTED[4]).read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------- doctests
+
+def test_make_test_runs_the_docstring_examples_of_xlabel():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert "--doctest-modules" in recipe and " xlabel" in recipe and "--nbval-lax" in recipe
+
+
+def test_doctest_collection_never_imports_the_notebook_scripts(tmp_path):
+    """With --doctest-modules a notebooks/*.py would be imported, i.e. the notebook run.
+
+    The repository's conftest.py, in a scratch tree whose notebook script fails on import
+    and whose package holds one docstring example.
+    """
+    shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "01_demo.py").write_text("raise RuntimeError('notebook ran')\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text('def f():\n    """\n    >>> 1 + 1\n    2\n    """\n')
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "--doctest-modules", "notebooks", "pkg"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout + run.stderr
+    assert "notebook ran" not in run.stdout + run.stderr
+
+
+def test_doctest_pending_names_existing_modules_only():
+    """Entries of conftest.DOCTEST_PENDING are real module paths (the lead removes them)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for entry in module.DOCTEST_PENDING:
+        assert (ROOT / entry).exists(), f"DOCTEST_PENDING names {entry}, which does not exist"
+        assert entry.startswith("xlabel/")
+    assert module.collect_ignore == module.DOCTEST_PENDING
