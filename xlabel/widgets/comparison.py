@@ -193,14 +193,17 @@ class ClusterComparison(SelectionMixin, widgets.VBox):
         summary = (f'<div style="margin:4px 0"><b>{left}</b> vs <b>{right}</b>: '
                    f"ARI = {result.ari:.3f}, NMI = {result.nmi:.3f}, "
                    f"{result.disagree.size} of {self._n} frames disagree</div>")
-        return (f"{summary}<div style=\"display:flex;gap:32px;align-items:flex-start\">"
+        return (f"{summary}<div style=\"display:flex;flex-wrap:wrap;gap:12px 32px;align-items:flex-start\">"
                 f"{contingency_html(result.table, self.names)}"
                 f"{metrics_html(result, self._n)}</div>")
 
 
-# Inline styles: widgets.HTML output carries no stylesheet of its own.
-_TABLE = "border-collapse:collapse;font-size:12px;font-variant-numeric:tabular-nums"
-_CELL = "padding:2px 10px;text-align:right;border-bottom:1px solid #e0e0e0"
+# Inline styles: widgets.HTML output carries no stylesheet of its own (and ipywidgets sets a
+# 28 px line height on it, hence the explicit line-height).
+_TABLE = ("border-collapse:collapse;font-size:12px;font-variant-numeric:tabular-nums;"
+          "line-height:1.5")
+_CELL = ("padding:2px 10px;text-align:right;border-bottom:1px solid #e0e0e0;"
+         "white-space:nowrap;line-height:1.5")
 _HEAD = _CELL + ";font-weight:600;background:#f5f5f5"
 _AGREE = _CELL + ";background:#e8f4e8"
 _DIFFER = _CELL + ";background:#fbe3e3;font-weight:600"
