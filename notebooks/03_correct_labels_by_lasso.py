@@ -69,7 +69,9 @@ print(store.counts(), f"agreement with the truth: {agreement(store):.2%}")
 # Run the next cell. In the scatter, pick the **lasso** tool, draw around the points you want
 # to relabel, then press the **bad** button (or key `2`). `Ctrl+Z` undoes. Turn on the log
 # axis or switch `y` to `flux_rel` to see the shutter ramp better. The selected frames appear
-# as thumbnails below the plot.
+# as thumbnails below the plot, six per page: first those whose label differs from their
+# neighbours' (the edges K-means is least sure about), all drawn with one brightness range so
+# that a beam-loss frame looks dark (the *contrast* menu stretches each frame instead).
 #
 # Look at the end of the shutter ramp and at the edges of the beam loss near frame 70: a few
 # half-bright frames are still colored *good*.
