@@ -529,7 +529,8 @@ class FrameGallery(StatusMixin, widgets.VBox):
 
     def _refresh_caption(self, cell):
         index = cell.index
-        cell.caption.value = f'<span style="font-size:11px">{html.escape(self.caption(index))}</span>'
+        cell.caption.value = (f'<div style="font-size:11px;line-height:1.35">'   # not ipywidgets' 28 px
+                              f'{html.escape(self.caption(index))}</div>')
         cell.box.layout.border = f"3px solid {self._label_color(index)}"
 
     def _label_color(self, index):

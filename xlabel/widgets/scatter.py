@@ -189,7 +189,8 @@ class FluxScatter(SelectionMixin, widgets.VBox):
         try:
             if self.gallery is None:
                 self.gallery = FrameGallery(self.source, features=self.features, store=self.store,
-                                             per_page=self.n_thumbnails, order="review")
+                                             per_page=self.n_thumbnails, order="review",
+                                             columns=min(self.n_thumbnails, 6))
                 self._gallery_box.children = [self.gallery]
             self.gallery.show(self._selected)
         except Exception as err:  # thumbnails are a convenience; never break the lasso
