@@ -355,5 +355,6 @@ def test_contrast_choice_switches_and_bad_ranges_are_refused(setup):
     for bad in [(5, 5), (0, np.nan), "auto"]:
         with pytest.raises(XLabelError, match="vrange"):
             gallery.vrange = bad
+    assert FrameGallery(source, range(2), vrange=None).vrange == "frame"   # the old default
     blank = FrameGallery(ArraySource(np.zeros((4, 8, 8))), range(4))
     assert blank.intensity_range is None and "no usable shared range" in blank.status

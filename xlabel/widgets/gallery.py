@@ -254,7 +254,7 @@ class FrameGallery(StatusMixin, widgets.VBox):
     vrange : contrast: ``"scan"`` (default) one range shared by all thumbnails, from
         ``n_reference`` frames spread evenly over the scan, so brightness compares across
         thumbnails (a dark frame looks dark); ``"frame"`` stretches each frame to its own
-        percentiles; ``(low, high)`` clips every frame to that range.
+        percentiles (``None`` too); ``(low, high)`` clips every frame to that range.
     order : ``"given"`` (default) or ``"review"``: frames disagreeing with their neighbours'
         labels first (:func:`review_order`; needs ``store`` or ``predictions``). The order is
         fixed when :meth:`show` is called, so relabeling does not shuffle the pages.
@@ -377,6 +377,8 @@ class FrameGallery(StatusMixin, widgets.VBox):
 
     @vrange.setter
     def vrange(self, value):
+        if value is None:               # the pre-"scan" default: percentiles of each frame
+            value = "frame"
         if isinstance(value, str):
             _check_choice(value, ("scan", "frame"), "vrange")
         else:
