@@ -29,13 +29,14 @@ def build_scans(seeds, n_frames, shape):
     return [make_spot_scan(n_frames=n_frames, frame_shape=(shape, shape), seed=s) for s in seeds]
 
 
-def train(scans, steps, channels, device="cpu"):
+def train(scans, steps, channels, device="cpu", alpha=0.9):
     from xlabel.models.unet import train_spot_unet
 
     start = time.perf_counter()
     selector = train_spot_unet([s.frames for s in scans], [s.spot_pixels() for s in scans],
                                pixel_mask=[s.pixel_mask for s in scans], steps=steps,
-                               channels=channels, progress=False, threads=1, device=device)
+                               channels=channels, progress=False, threads=1, device=device,
+                               alpha=alpha)
     return selector, time.perf_counter() - start
 
 
@@ -96,6 +97,8 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2+2 small scans")
     parser.add_argument("--device", default="cpu", help="torch device of the U-Net (cpu, cuda)")
+    parser.add_argument("--alpha", type=float, default=0.9, help="focal loss alpha (spot pixels)")
+    parser.add_argument("--test-start", type=int, default=2000, help="first held-out seed")
     args = parser.parse_args(argv)
     if args.quick:
         args.train_seeds, args.test_seeds, args.frames, args.steps, args.repeat = 2, 2, 16, 60, 1
@@ -107,9 +110,10 @@ def main(argv=None):
     # would make the U-Net's times meaningless; DBSCAN and numpy are single-threaded anyway
     print(f"load average at start: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
     train_scans = build_scans(range(1000, 1000 + args.train_seeds), args.frames, args.shape)
-    test_scans = build_scans(range(2000, 2000 + args.test_seeds), args.frames, args.shape)
-    selector, seconds = train(train_scans, args.steps, channels, args.device)
-    print(f"U-Net {channels} on {args.device}: {args.steps} steps on {args.train_seeds} scans x {args.frames} "
+    test_scans = build_scans(range(args.test_start, args.test_start + args.test_seeds),
+                             args.frames, args.shape)
+    selector, seconds = train(train_scans, args.steps, channels, args.device, args.alpha)
+    print(f"U-Net {channels} alpha {args.alpha} on {args.device}: {args.steps} steps on {args.train_seeds} scans x {args.frames} "
           f"frames in {seconds:.1f} s, final focal loss {selector.info['final_loss']:.2e}")
     from xlabel.spots import tune_threshold
 
