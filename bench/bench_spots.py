@@ -29,7 +29,7 @@ def build_scans(seeds, n_frames, shape):
     return [make_spot_scan(n_frames=n_frames, frame_shape=(shape, shape), seed=s) for s in seeds]
 
 
-def train(scans, steps, channels, device="cpu", alpha=0.9):
+def train(scans, steps, channels, device="cpu", alpha=0.95):
     from xlabel.models.unet import train_spot_unet
 
     start = time.perf_counter()
@@ -97,7 +97,7 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2+2 small scans")
     parser.add_argument("--device", default="cpu", help="torch device of the U-Net (cpu, cuda)")
-    parser.add_argument("--alpha", type=float, default=0.9, help="focal loss alpha (spot pixels)")
+    parser.add_argument("--alpha", type=float, default=0.95, help="focal loss alpha (spot pixels)")
     parser.add_argument("--test-start", type=int, default=2000, help="first held-out seed")
     args = parser.parse_args(argv)
     if args.quick:

@@ -290,7 +290,7 @@ from xlabel.spots import tune_threshold
 train_scans = [make_spot_scan(n_frames=24, frame_shape=(96, 96), seed=s) for s in (11, 12)]
 selector = train_spot_unet([t.frames for t in train_scans], [t.spot_pixels() for t in train_scans],
                            pixel_mask=[t.pixel_mask for t in train_scans], steps=200,
-                           batch_size=8, patch=48)
+                           batch_size=8, patch=48, alpha=0.9)
 tune_threshold(selector, [make_spot_scan(n_frames=16, frame_shape=(96, 96), seed=13)])
 unet_stats = xlabel.frame_stats(spot_scan.source(), spots=selector, progress=False)
 unet_stats["truth"] = spot_stats["truth"]

@@ -138,7 +138,7 @@ class SpotSelector:
 
 
 def train_spot_unet(frames, spot_pixels, *, pixel_mask=None, channels=(4, 8, 16),
-                    alpha: float = 0.9, gamma: float = 2.0, steps: int = 800,
+                    alpha: float = 0.95, gamma: float = 2.0, steps: int = 800,
                     batch_size: int = 16, patch: int = 64, lr: float = 1e-2, tile: int = 8,
                     threshold: float = 0.5, seed: int = 0, threads=None,
                     device="cpu", progress: bool = True) -> SpotSelector:
@@ -150,7 +150,7 @@ def train_spot_unet(frames, spot_pixels, *, pixel_mask=None, channels=(4, 8, 16)
     True = invalid (value conventions of :func:`xlabel.io.invalid_pixels` apply too).
     Training: ``steps`` Adam steps (cosine learning-rate decay from ``lr``) on random
     ``patch`` x ``patch`` crops with random flips and transposes, focal loss (``alpha``,
-    ``gamma``; ``alpha = 0.9`` favours recall), seeded (the caller's torch RNG state is
+    ``gamma``; ``alpha = 0.95`` favours recall), seeded (the caller's torch RNG state is
     left as it was). ``threads``: torch threads during training; ``device``: where to train
     (and run) the network. The defaults (4-8-16
     channels, batch norm) were chosen on synthetic scans: wider or deeper nets trained
