@@ -160,7 +160,10 @@ def test_contiguous_dataset_split_into_several_pieces(tmp_path):
     assert plan is not None and plan.n_chunks >= 3
     assert plan.starts[-1] + plan.frames_in(plan.n_chunks - 1) == 2100
     buffers = ReadBuffers()
-    pieces = [plan.read(k0, k1, buffers) for k0, k1 in plan.chunk_ranges(0, 2100, 1 << 20)]
+    pieces = []
+    for k0, k1 in plan.chunk_ranges(0, 2100, 1 << 20):
+        first, block = plan.read(k0, k1, buffers)
+        pieces.append((first, block.copy()))  # the block lives in buffers until their next use
     assert [first for first, _ in pieces] == sorted(first for first, _ in pieces)
     got = np.concatenate([block for _, block in pieces])
     assert same_bytes(got, frames.reshape(2100, -1))
