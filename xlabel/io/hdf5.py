@@ -126,14 +126,42 @@ def _broken_link_error(f: h5py.File, name: str) -> ScanError | None:
                      f"target file {full} {what}", path=f.filename, dataset=name)
 
 
+class _Unreadable(ScanError):
+    """An object that exists in the file but HDF5 cannot read (corrupt or cut metadata)."""
+
+
+def _is_link_to_elsewhere(group: h5py.Group, name: str) -> bool:
+    """True if ``name`` in ``group`` is a soft or external link (which may dangle)."""
+    try:
+        link = group.get(name, getlink=True)
+    except (KeyError, OSError, RuntimeError, ValueError):
+        return False
+    return isinstance(link, (h5py.SoftLink, h5py.ExternalLink))
+
+
+def _exists(f: h5py.File, name: str) -> bool:
+    """True if the last link of ``name`` is present (readable or not)."""
+    parent, _, leaf = name.rstrip("/").rpartition("/")
+    try:
+        return f[parent or "/"].get(leaf, getlink=True) is not None
+    except (KeyError, OSError, RuntimeError, ValueError):
+        return False
+
+
 def _get_dataset(f: h5py.File, name: str) -> h5py.Dataset:
-    """``f[name]`` as a 3-D, non-empty dataset, or a ScanError saying why not."""
+    """``f[name]`` as a 3-D, non-empty dataset, or a ScanError saying why not.
+
+    HDF5's own reason is kept when an object that exists cannot be read
+    (``_Unreadable``: e.g. "invalid dataset size, likely file corruption").
+    """
     try:
         obj = f[name]
-    except (KeyError, OSError, RuntimeError, ValueError):
+    except (KeyError, OSError, RuntimeError, ValueError) as err:
         broken = _broken_link_error(f, name)
         if broken is not None:
             raise broken from None
+        if _exists(f, name):
+            raise _Unreadable(f"cannot be read: {err}", path=f.filename, dataset=name) from None
         raise ScanError("no such dataset in the file", path=f.filename, dataset=name) from None
     if isinstance(obj, h5py.Group):
         signal = obj.attrs.get("signal")
@@ -158,11 +186,22 @@ def _signal_path(f: h5py.File, name: str) -> str:
 
 # -- discovery --------------------------------------------------------------
 def _try_3d(f: h5py.File, name: str, broken: list) -> h5py.Dataset | None:
+    """The 3-D dataset at ``name``, or None; an object there that HDF5 cannot read raises."""
     try:
         return _get_dataset(f, name)
+    except _Unreadable:
+        raise  # the scan is probably right there: never fall back to another dataset
     except ScanError as err:
         if "broken external link" in err.reason or "-D dataset" in err.reason:
             broken.append(f"{name} {err.reason}")
+        return None
+
+
+def _get(group, name):
+    """``group[name]``, or None when it is missing or HDF5 cannot open it."""
+    try:
+        return group[name]
+    except (KeyError, OSError, RuntimeError, ValueError):
         return None
 
 
@@ -170,28 +209,43 @@ def _default_chain(f: h5py.File, broken: list) -> str | None:
     root_default = f.attrs.get("default")
     entries = [_text(root_default)] if root_default is not None else [
         k for k in f if isinstance(f.get(k, getlink=True), h5py.HardLink)
-        and isinstance(f[k], h5py.Group) and _nx_class(f[k]) == "NXentry"]
+        and isinstance(_get(f, k), h5py.Group) and _nx_class(f[k]) == "NXentry"]
     for entry in entries:
-        if entry not in f or not isinstance(f[entry], h5py.Group):
+        if not isinstance(_get(f, entry), h5py.Group):
             continue
         nxdata = f[entry].attrs.get("default")
         if nxdata is None:
             continue
         group = f"/{entry}/{_text(nxdata)}"
-        if group in f and isinstance(f[group], h5py.Group) and "signal" in f[group].attrs:
+        if isinstance(_get(f, group), h5py.Group) and "signal" in f[group].attrs:
             name = f"{group}/{_text(f[group].attrs['signal'])}"
             if _try_3d(f, name, broken) is not None:
                 return name
     return None
 
 
-def _walk(f: h5py.File):
-    """Yield ``(path, object)`` for every readable object, following external links once."""
+def _identity(obj) -> tuple:
+    """What makes an HDF5 object itself, whatever path reached it: (file number, address).
+
+    Paths do not: a soft or hard link from a group to one of its parents gives every
+    object endlessly many paths (``/scan/loop/loop/...``).
+    """
+    info = h5py.h5o.get_info(obj.id)
+    return info.fileno, info.addr
+
+
+def _walk(f: h5py.File, unreadable: list):
+    """Yield ``(path, object)`` for every readable object, each group entered once.
+
+    External links are followed; links back to a group already seen (loops) are not.
+    Dangling soft/external links are skipped; objects HDF5 cannot read are added to
+    ``unreadable`` as ``"path (HDF5's reason)"``.
+    """
     seen = set()
     stack = [("/", f["/"])]
     while stack:
         prefix, group = stack.pop()
-        key = (group.file.filename, group.name)
+        key = _identity(group)
         if key in seen:
             continue
         seen.add(key)
@@ -199,27 +253,29 @@ def _walk(f: h5py.File):
             path = f"{prefix.rstrip('/')}/{name}"
             try:
                 obj = group[name]
-            except (KeyError, OSError, RuntimeError, ValueError):
-                continue  # dangling link: ignored while searching
+            except (KeyError, OSError, RuntimeError, ValueError) as err:
+                if not _is_link_to_elsewhere(group, name):  # dangling links are common
+                    unreadable.append(f"{path} ({err})")
+                continue
             yield path, obj
             if isinstance(obj, h5py.Group):
                 stack.append((path, obj))
 
 
 def _unique_by_target(items):
-    """Keep the first path for each distinct dataset (external links alias datasets)."""
+    """Keep the first path for each distinct dataset (links alias datasets)."""
     out, seen = [], set()
     for path, obj in items:
-        key = (os.path.realpath(obj.file.filename), obj.name)
+        key = _identity(obj)
         if key not in seen:
             seen.add(key)
             out.append((path, obj))
     return out
 
 
-def _scan_candidates(f: h5py.File):
+def _scan_candidates(f: h5py.File, unreadable: list):
     signals, detectors, stacks = [], [], []
-    for path, obj in _walk(f):
+    for path, obj in _walk(f, unreadable):
         if isinstance(obj, h5py.Dataset):
             if obj.ndim == 3:
                 stacks.append((path, obj))
@@ -249,11 +305,27 @@ def _choose_dataset(f: h5py.File) -> str:
     for fixed in ("/entry/data/data", "/exchange/data"):
         if _try_3d(f, fixed, broken) is not None:
             return fixed
-    if isinstance(f.get("/entry/data"), h5py.Group) and any(
+    if isinstance(_get(f, "/entry/data"), h5py.Group) and any(
             EIGER_PART.match(k) for k in f["/entry/data"]):
         first = sorted(k for k in f["/entry/data"] if EIGER_PART.match(k))[0]
         return f"/entry/data/{first}"
-    signals, detectors, stacks = _scan_candidates(f)
+    unreadable: list[str] = []
+    name = _search_choice(f, broken, unreadable)
+    if unreadable:  # the frame stack may be what HDF5 cannot read: never guess past it
+        found = f"the only readable candidate is {name}; " if name else ""
+        raise ScanError(
+            f"HDF5 cannot read {'; '.join(unreadable)}: the file is probably corrupt or cut "
+            f"short. {found}pass dataset= to read a dataset anyway", path=f.filename)
+    if name:
+        return name
+    hint = f"; skipped: {'; '.join(dict.fromkeys(broken))}" if broken else ""
+    raise ScanError("no frame stack found: the file holds no 3-D dataset (n_frames, height, "
+                    f"width){hint}. Pass dataset= if the frames are elsewhere", path=f.filename)
+
+
+def _search_choice(f: h5py.File, broken: list, unreadable: list) -> str | None:
+    """Rules 4-6 of the module docstring over every object of the file, or None."""
+    signals, detectors, stacks = _scan_candidates(f, unreadable)
     for group in (signals, detectors):
         if len(group) == 1:
             return group[0][0]
@@ -267,9 +339,7 @@ def _choose_dataset(f: h5py.File) -> str:
             f"several 3-D datasets could be the frame stack and none is marked (NeXus "
             f"@default/@signal): {_describe(stacks)}. Pass dataset=, e.g. "
             f"open_scan({Path(f.filename).name!r}, dataset={stacks[0][0]!r})", path=f.filename)
-    hint = f"; skipped: {'; '.join(dict.fromkeys(broken))}" if broken else ""
-    raise ScanError("no frame stack found: the file holds no 3-D dataset (n_frames, height, "
-                    f"width){hint}. Pass dataset= if the frames are elsewhere", path=f.filename)
+    return None
 
 
 def _eiger_siblings(f: h5py.File, name: str) -> list[str]:

@@ -1,0 +1,94 @@
+"""Odd but real HDF5 layouts: link loops, virtual datasets, frame-axis masks, corrupt files.
+
+Every test writes real files with h5py into tmp_path and opens them with xlabel.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import xlabel
+from xlabel.errors import ScanError
+from xlabel.io import open_scan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_child(code, *args, timeout=60):
+    """Run ``code`` in a fresh Python (this worktree's xlabel); its CompletedProcess."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+# -- link loops ----------------------------------------------------------------------------
+
+def write_looped(path, link):
+    """Frames at a non-standard place, next to a link from a group back to its parent."""
+    data = np.arange(5 * 4 * 3, dtype=np.uint16).reshape(5, 4, 3)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("/scan/frames", data=data)
+        f.create_dataset("/scan/sub/deeper/angles", data=np.arange(5.0))
+        if link == "soft":
+            f["/scan/sub/up"] = h5py.SoftLink("/scan")
+        else:
+            f["/scan/sub/up"] = f["/scan"]  # a hard link: the group is its own grandchild
+    return data
+
+
+@pytest.mark.parametrize("link", ["soft", "hard"])
+def test_link_back_to_a_parent_group_does_not_hang(tmp_path, link):
+    """The search for the frame stack visits each group once however many paths reach it.
+
+    Opened in a child process with a time limit, so a hang fails the test.
+    """
+    data = write_looped(tmp_path / "loop.h5", link)
+    proc = run_child("""
+        import sys, numpy as np, xlabel
+        src = xlabel.open_scan(sys.argv[1])
+        print(src.dataset, len(src), int(src.read_all().sum()))
+    """, tmp_path / "loop.h5", timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["/scan/frames", "5", str(int(data.sum()))]
+
+
+# -- corrupt metadata: HDF5's own reason is kept ------------------------------------------
+
+def cut_keeping_superblock(path, cut):
+    """Cut ``path`` at ``cut`` and store that as the file's end in the superblock (v0)."""
+    with open(path, "r+b") as fh:
+        head = fh.read(48)
+        assert head[:8] == b"\x89HDF\r\n\x1a\n" and head[8] == 0
+        fh.truncate(cut)
+        fh.seek(40)
+        fh.write(int(cut).to_bytes(8, "little"))
+
+
+@pytest.mark.parametrize("where", ["/entry/data/data", "/scan/frames"])
+def test_corrupt_frame_stack_keeps_hdf5s_reason(tmp_path, where):
+    """A frame stack whose metadata HDF5 rejects ("likely file corruption") is named with
+    HDF5's reason; a smaller readable stack next to it is never taken instead."""
+    path = tmp_path / "cut.h5"
+    with h5py.File(path, "w") as f:  # metadata first, then the data behind it
+        darks = f.create_dataset("/scan/darks", shape=(2, 8, 8), dtype=np.uint16)
+        frames = f.create_dataset(where, shape=(10, 8, 8), dtype=np.uint16)
+        darks[...], frames[...] = 1, 2
+    with h5py.File(path, "r") as f:
+        cut = f[where].id.get_offset() + 3 * 8 * 8 * 2
+    cut_keeping_superblock(path, cut)
+    with pytest.raises(ScanError) as err:
+        open_scan(path)
+    message = str(err.value)
+    assert "likely file corruption" in message and where in message, message
+    assert "no frame stack found" not in message
+    with pytest.raises(ScanError, match="likely file corruption"):
+        open_scan(path, dataset=where)
+    assert len(open_scan(path, dataset="/scan/darks")) == 2  # still readable when asked for
