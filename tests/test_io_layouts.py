@@ -92,3 +92,56 @@ def test_corrupt_frame_stack_keeps_hdf5s_reason(tmp_path, where):
     with pytest.raises(ScanError, match="likely file corruption"):
         open_scan(path, dataset=where)
     assert len(open_scan(path, dataset="/scan/darks")) == 2  # still readable when asked for
+
+
+# -- virtual datasets (Diamond VDS masters) ---------------------------------------------
+
+def write_vds(tmp_path, n_sources=3, per=4, shape=(6, 5)):
+    """A VDS master (frames from ``src_i.h5``) in its own folder; (master, all frames)."""
+    frames = (np.arange(n_sources * per, dtype=np.uint16)[:, None, None] + 1
+              + np.zeros((1, *shape), np.uint16))
+    layout = h5py.VirtualLayout((n_sources * per, *shape), np.uint16)
+    for i in range(n_sources):
+        with h5py.File(tmp_path / f"src_{i}.h5", "w") as f:
+            f.create_dataset("/entry/detector/data", data=frames[i * per:(i + 1) * per])
+        layout[i * per:(i + 1) * per] = h5py.VirtualSource(
+            f"src_{i}.h5", "/entry/detector/data", shape=(per, *shape))
+    master = tmp_path / "master.nxs"
+    with h5py.File(master, "w") as f:
+        f.create_virtual_dataset("/entry/data/data", layout, fillvalue=0)
+    return master, frames
+
+
+def test_vds_with_every_source_reads_its_frames(tmp_path):
+    master, frames = write_vds(tmp_path)
+    src = open_scan(master)
+    assert np.array_equal(src.read_all(), frames)
+    table = xlabel.frame_stats(src, progress=False)
+    assert table["mean"].tolist() == frames.reshape(len(frames), -1).mean(axis=1).tolist()
+
+
+@pytest.mark.parametrize("missing", [[1], [0, 1, 2]])
+def test_vds_missing_source_files_are_named(tmp_path, missing):
+    """A source file not copied with the master: ScanError naming it and its frames,
+    never frames of the fill value (zeros) going into the feature table."""
+    master, _ = write_vds(tmp_path)
+    for i in missing:
+        os.remove(tmp_path / f"src_{i}.h5")
+    with pytest.raises(ScanError) as err:
+        xlabel.frame_stats(str(master), progress=False)
+    message = str(err.value)
+    for i in range(3):
+        named = f"src_{i}.h5:/entry/detector/data is missing (frames {4 * i}-{4 * i + 3})"
+        assert (named in message) == (i in missing), message
+    assert f"{len(missing)} of 3 source(s)" in message
+    with pytest.raises(ScanError, match="is missing"):
+        open_scan(master, dataset="/entry/data/data")
+
+
+def test_vds_source_without_its_dataset_is_named(tmp_path):
+    master, _ = write_vds(tmp_path, n_sources=2)
+    with h5py.File(tmp_path / "src_1.h5", "w") as f:  # rewritten: the dataset is gone
+        f.create_dataset("/entry/other", data=np.zeros(3))
+    with pytest.raises(ScanError, match=r"src_1.h5:/entry/detector/data has no dataset "
+                                        r"/entry/detector/data \(frames 4-7\)"):
+        open_scan(master)

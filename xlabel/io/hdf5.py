@@ -172,7 +172,78 @@ def _get_dataset(f: h5py.File, name: str) -> h5py.Dataset:
     if obj.ndim != 3:
         raise ScanError(f"is a {obj.ndim}-D dataset of shape {obj.shape}; a scan needs a "
                         "3-D frame stack (n_frames, height, width)", path=f.filename, dataset=name)
+    if obj.is_virtual:
+        _check_virtual_sources(obj, f.filename, name)
     return obj
+
+
+# -- virtual datasets --------------------------------------------------------------
+def _virtual_source_problem(master: str, filename: str, dset: str, opened: dict) -> str | None:
+    """Why one VDS source cannot give its data (None when it can).
+
+    Relative names are looked up as HDF5 does: ``$HDF5_VDS_PREFIX``, the folder of
+    the file holding the virtual dataset, the working directory.
+    """
+    if filename == ".":
+        candidates = [master]
+    elif os.path.isabs(filename):
+        candidates = [filename]
+    else:
+        prefix = os.environ.get("HDF5_VDS_PREFIX", "")
+        candidates = ([os.path.join(prefix, filename)] if prefix else []) + [
+            os.path.join(os.path.dirname(os.path.abspath(master)), filename), filename]
+    if "%b" in filename:  # printf-style source names of unlimited mappings: not checked
+        return None
+    found = next((c for c in candidates if os.path.isfile(c)), None)
+    if found is None:
+        return "is missing"
+    if found not in opened:
+        opened[found] = _members(found)
+    members = opened[found]
+    if isinstance(members, str):
+        return members
+    if dset.strip("/") not in members:
+        return f"has no dataset {dset}"
+    return None
+
+
+def _members(path: str):
+    """Set of object paths in ``path`` (no leading slash), or why it cannot be opened."""
+    try:
+        with h5py.File(path, "r") as g:
+            names = set()
+            g.visit(names.add)
+            return names
+    except (OSError, RuntimeError, ValueError, KeyError) as err:
+        return f"cannot be opened ({err})"
+
+
+def _check_virtual_sources(ds: h5py.Dataset, master: str, name: str):
+    """ScanError naming every source of a virtual dataset that is missing or unreadable.
+
+    HDF5 reads a missing source as the fill value without a word (Diamond writes VDS
+    masters; copying only the master is common): all-zero frames would be clustered
+    and trained on as if real.
+    """
+    dcpl = ds.id.get_create_plist()
+    problems, opened = {}, {}
+    for j in range(dcpl.get_virtual_count()):
+        filename, dset = dcpl.get_virtual_filename(j), dcpl.get_virtual_dsetname(j)
+        problem = _virtual_source_problem(master, filename, dset, opened)
+        if problem is None:
+            continue
+        try:
+            (first, *_), (last, *_) = dcpl.get_virtual_vspace(j).get_select_bounds()
+            frames = f"frames {first}-{last}"
+        except (ValueError, RuntimeError):
+            frames = "some frames"
+        problems.setdefault(f"{filename}:{dset} {problem}", []).append(frames)
+    if problems:
+        listed = "; ".join(f"{k} ({', '.join(v)})" for k, v in problems.items())
+        raise _Unreadable(
+            f"virtual dataset with {len(problems)} of {dcpl.get_virtual_count()} source(s) "
+            f"unavailable, which HDF5 would read as the fill value: {listed}. Copy the "
+            "source files next to the master file", path=master, dataset=name)
 
 
 def _signal_path(f: h5py.File, name: str) -> str:
