@@ -145,3 +145,44 @@ def test_vds_source_without_its_dataset_is_named(tmp_path):
     with pytest.raises(ScanError, match=r"src_1.h5:/entry/detector/data has no dataset "
                                         r"/entry/detector/data \(frames 4-7\)"):
         open_scan(master)
+
+
+# -- frames without pixels ---------------------------------------------------------------
+
+def test_frames_of_zero_pixels_are_an_error_for_every_reader(tmp_path):
+    """(n, 0, W) stacks: a ScanError naming the file, not a table of NaN 'no valid pixels'."""
+    empty = np.zeros((3, 0, 5), np.uint16)
+    with h5py.File(tmp_path / "empty.h5", "w") as f:
+        f.create_dataset("/entry/data/data", data=empty)
+    np.save(tmp_path / "empty.npy", empty)
+    for scan, where in ((empty, None), (tmp_path / "empty.h5", "empty.h5"),
+                        (tmp_path / "empty.npy", "empty.npy")):
+        with pytest.raises(ScanError, match=r"frames of shape \(0, 5\) hold no pixels") as err:
+            xlabel.frame_stats(scan if where is None else str(scan), progress=False)
+        assert where is None or str(err.value).startswith(str(tmp_path / where))
+    with pytest.raises(ScanError, match="hold no pixels"):
+        open_scan(np.zeros((2, 4, 0), np.float32))
+
+
+def test_custom_source_with_zero_pixel_frames_is_a_feature_error():
+    """A FrameSource written by a user that yields (n, 0, 0) frames: FeatureError."""
+
+    class Empty(xlabel.io.FrameSource):
+        name = "empty"
+
+        def __len__(self):
+            return 2
+
+        @property
+        def frame_shape(self):
+            return (0, 0)
+
+        @property
+        def dtype(self):
+            return np.dtype(np.uint16)
+
+        def _read(self, start, stop):
+            return np.zeros((stop - start, 0, 0), np.uint16)
+
+    with pytest.raises(xlabel.errors.FeatureError, match=r"frames of shape \(0, 0\) hold no"):
+        xlabel.frame_stats(Empty(), progress=False)

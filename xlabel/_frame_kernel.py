@@ -48,6 +48,9 @@ def kernel_params(source, opts) -> KernelParams:
     if np.dtype(source.dtype).kind not in "buif":
         raise FeatureError(f"frames of dtype {source.dtype} are not numbers",
                            path=source.path, dataset=source.dataset)
+    if int(np.prod(source.frame_shape)) == 0:
+        raise FeatureError(f"frames of shape {tuple(source.frame_shape)} hold no pixels: "
+                           "nothing to measure", path=source.path, dataset=source.dataset)
     return KernelParams.for_frames(
         source.frame_shape, source.dtype, pixel_mask=source.pixel_mask if exclude else None,
         flag_values=exclude and source.invalid_values == "auto",

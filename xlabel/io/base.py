@@ -21,7 +21,23 @@ import numpy as np
 
 from ..errors import ScanError
 
-__all__ = ["FrameSource", "ConcatenatedSource", "ArraySource", "invalid_pixels"]
+__all__ = ["FrameSource", "ConcatenatedSource", "ArraySource", "invalid_pixels",
+           "check_frame_shape"]
+
+
+def check_frame_shape(frame_shape, *, path=None, dataset=None) -> tuple:
+    """``frame_shape`` as a tuple of two ints, or ScanError if frames hold no pixel.
+
+    >>> check_frame_shape((0, 5))
+    Traceback (most recent call last):
+    ...
+    xlabel.errors.ScanError: frames of shape (0, 5) hold no pixels: nothing to measure
+    """
+    shape = tuple(int(x) for x in frame_shape)
+    if len(shape) != 2 or min(shape) <= 0:
+        raise ScanError(f"frames of shape {shape} hold no pixels: nothing to measure",
+                        path=path, dataset=dataset)
+    return shape
 
 
 class FrameSource:
@@ -188,6 +204,7 @@ class ArraySource(FrameSource):
         arr = np.asarray(array)
         if arr.ndim != 3:
             raise ScanError(f"expected a 3-D frame stack (n, H, W), got an array of shape {arr.shape}")
+        check_frame_shape(arr.shape[1:])
         self._array = arr
         self.name = name
         self.pixel_mask = None if pixel_mask is None else np.asarray(pixel_mask, dtype=bool)

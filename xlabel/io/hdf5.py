@@ -44,7 +44,7 @@ except ImportError:  # pragma: no cover - hdf5plugin is a hard dependency
 import h5py
 
 from ..errors import ScanError
-from .base import ConcatenatedSource, FrameSource
+from .base import ConcatenatedSource, FrameSource, check_frame_shape
 
 __all__ = ["HDF5Source", "find_segments", "find_pixel_mask", "open_hdf5"]
 
@@ -525,7 +525,7 @@ class HDF5Source(ConcatenatedSource):
                 raise ScanError(f"holds {ds.shape[0]} frames, expected {n}", path=path,
                                 dataset=ds_name)
             if shape is None:
-                shape, dtype = tuple(ds.shape[1:]), ds.dtype
+                shape, dtype = check_frame_shape(ds.shape[1:], path=path, dataset=ds_name), ds.dtype
                 self.chunk_frames = int(ds.chunks[0]) if ds.chunks else 1
             elif tuple(ds.shape[1:]) != shape or ds.dtype != dtype:
                 raise ScanError(

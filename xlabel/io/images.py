@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependencyError, ScanError
-from .base import ConcatenatedSource, FrameSource
+from .base import ConcatenatedSource, FrameSource, check_frame_shape
 
 __all__ = ["ImageSeriesSource", "NpySource", "TIFF_SUFFIXES", "FABIO_SUFFIXES"]
 
@@ -90,7 +90,8 @@ class ImageSeriesSource(ConcatenatedSource):
         self.pixel_mask = pixel_mask
         self.invalid_values = invalid_values
         first = _read_image(self.files[0])
-        self._frame_shape, self._dtype = tuple(first.shape[1:]), first.dtype
+        self._frame_shape = check_frame_shape(first.shape[1:], path=self.files[0])
+        self._dtype = first.dtype
         counts = [first.shape[0]]
         if first.shape[0] > 1 or not self.files[0].lower().endswith(TIFF_SUFFIXES):
             counts += [_frame_count(f) for f in self.files[1:]]
@@ -145,6 +146,7 @@ class NpySource(FrameSource):
                             "3-D frame stack (n_frames, height, width)", path=self.path)
         if arr.shape[0] == 0:
             raise ScanError("the scan has zero frames", path=self.path)
+        check_frame_shape(arr.shape[1:], path=self.path)
 
     def _open(self) -> np.ndarray:
         if self._array is None:
