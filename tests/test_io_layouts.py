@@ -186,3 +186,91 @@ def test_custom_source_with_zero_pixel_frames_is_a_feature_error():
 
     with pytest.raises(xlabel.errors.FeatureError, match=r"frames of shape \(0, 0\) hold no"):
         xlabel.frame_stats(Empty(), progress=False)
+
+
+# -- NXdetector pixel masks with a frame axis (PETRA-III Lambda) -----------------------
+
+def write_lambda(path, mask, *, applied=0, n=10, shape=(12, 10), chunks=None, fill=None):
+    """NXdetector ``data`` with hot masked pixels, ``pixel_mask`` as given (1 = bad)."""
+    rng = np.random.default_rng(8)
+    data = rng.poisson(0.2, (n, *shape)).astype(np.uint32)  # weak flux: ~0.2 counts/pixel
+    bad = np.broadcast_to(np.asarray(mask, bool), data.shape)
+    data[bad] = 50_000 if fill is None else fill              # flagged pixels dominate the raw mean
+    with h5py.File(path, "w") as f:
+        entry = f.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        det = entry.create_group("instrument/detector")
+        det.attrs["NX_class"] = "NXdetector"
+        det.create_dataset("data", data=data, chunks=chunks)
+        det.create_dataset("pixel_mask", data=np.asarray(mask, np.uint32))
+        det.create_dataset("pixel_mask_applied", data=applied)
+    return data, bad
+
+
+def masked_means(data, bad):
+    return [float(frame[~m].mean()) for frame, m in zip(data, bad)]
+
+
+@pytest.mark.parametrize("chunk_frames", [None, 1], ids=["direct", "h5py"])
+@pytest.mark.parametrize("chunks", [None, (1, 12, 10)], ids=["contiguous", "chunked"])
+def test_lambda_pixel_mask_with_leading_frame_axis(tmp_path, chunks, chunk_frames):
+    """``pixel_mask`` of shape (1, H, W): the flagged pixels are excluded from every frame."""
+    mask = np.zeros((1, 12, 10), bool)
+    mask[0, 3, :] = True
+    mask[0, :, 7] = True
+    data, bad = write_lambda(tmp_path / "lambda.nxs", mask, chunks=chunks)
+    src = open_scan(tmp_path / "lambda.nxs")
+    assert src.pixel_mask is not None and np.array_equal(src.pixel_mask, mask[0])
+    assert src.frame_masks is None and src.pixel_mask_applied is False
+    table = xlabel.frame_stats(src, progress=False, chunk_frames=chunk_frames)
+    assert np.allclose(table["mean"], masked_means(data, bad))
+    assert table["mean"].max() < 1  # the raw mean would be in the thousands
+    assert (table["n_invalid"] == mask.sum()).all()
+
+
+def test_mask_applied_flag_is_read_and_zeroed_pixels_still_excluded(tmp_path):
+    """``pixel_mask_applied = 1``: the detector zeroed the masked pixels; they are still no
+    measurement, so they count neither in the mean nor as zero pixels."""
+    mask = np.zeros((1, 12, 10), bool)
+    mask[0, :4, :] = True
+    data, bad = write_lambda(tmp_path / "lambda.nxs", mask, applied=1, fill=0)
+    src = open_scan(tmp_path / "lambda.nxs")
+    assert src.pixel_mask_applied is True
+    table = xlabel.frame_stats(src, progress=False)
+    assert np.allclose(table["mean"], masked_means(data, bad))
+    zero = [float((frame[~m] == 0).mean()) for frame, m in zip(data, bad)]
+    assert np.allclose(table["frac_zero"], zero)
+
+
+def test_one_mask_per_frame_all_equal_is_a_static_mask(tmp_path):
+    mask = np.zeros((10, 12, 10), bool)
+    mask[:, 5, 5] = True
+    write_lambda(tmp_path / "lambda.nxs", mask)
+    src = open_scan(tmp_path / "lambda.nxs")
+    assert src.frame_masks is None and np.array_equal(src.pixel_mask, mask[0])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("chunk_frames", [None, 3], ids=["direct", "blocks"])
+def test_masks_that_change_per_frame_are_applied_frame_by_frame(tmp_path, workers,
+                                                                chunk_frames):
+    """``pixel_mask`` (n_frames, H, W) that changes along the scan: each frame's own mask."""
+    mask = np.zeros((10, 12, 10), bool)
+    mask[:, 0, 0] = True          # always bad
+    mask[4:, 6, :] = True         # a row goes bad from frame 4 on
+    mask[7, :, 2] = True          # one frame with a bad column
+    data, bad = write_lambda(tmp_path / "lambda.nxs", mask, chunks=(1, 12, 10))
+    src = open_scan(tmp_path / "lambda.nxs", mask=np.eye(12, 10, dtype=bool))
+    bad = bad | np.eye(12, 10, dtype=bool)
+    assert src.frame_masks is not None
+    table = xlabel.frame_stats(src, progress=False, workers=workers, chunk_frames=chunk_frames)
+    assert np.allclose(table["mean"], masked_means(data, bad))
+    assert table["n_invalid"].tolist() == bad.reshape(10, -1).sum(axis=1).tolist()
+    stack = src[2:8]
+    flagged = xlabel.io.invalid_pixels(stack, src, start=2)
+    assert np.array_equal(flagged, bad[2:8])
+    union = xlabel.io.invalid_pixels(stack, src)  # without frame numbers: any frame's mask
+    assert np.array_equal(union, np.broadcast_to(bad.any(axis=0), stack.shape))
+    import pickle
+    again = pickle.loads(pickle.dumps(src))
+    assert np.allclose(xlabel.frame_stats(again, progress=False)["mean"], table["mean"])

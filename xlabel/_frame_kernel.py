@@ -34,6 +34,8 @@ def range_stats(source, start, stop, opts, on_block=None, workers=1):
     called as blocks of ``n`` frames finish; ``workers``: threads.
     """
     params = kernel_params(source, opts)
+    if opts["exclude_invalid"] and source.frame_masks is not None:
+        params = _PerFrameParams(source, opts, params)
     out = np.full((stop - start, N_OUT), np.nan)
     tasks = _direct_tasks(source, start, stop, opts)
     if tasks is None:
@@ -55,6 +57,36 @@ def kernel_params(source, opts) -> KernelParams:
         source.frame_shape, source.dtype, pixel_mask=source.pixel_mask if exclude else None,
         flag_values=exclude and source.invalid_values == "auto",
         saturation=_saturation_level(source, opts["saturation"]), full=opts["full"])
+
+
+class _PerFrameParams:
+    """Kernel parameters for a source whose pixel mask changes from frame to frame.
+
+    ``runs(lo, hi)`` splits frames ``lo:hi`` into runs sharing one mask, each with its
+    parameters (made once per distinct mask; masks usually change rarely).
+    """
+
+    def __init__(self, source, opts, base: KernelParams):
+        self.source, self.opts, self.base = source, opts, base
+        self._cache = {}
+
+    def runs(self, lo, hi):
+        masks = self.source.frame_masks.read(lo, hi).reshape(hi - lo, -1)
+        change = np.flatnonzero((masks[1:] != masks[:-1]).any(axis=1)) + 1
+        bounds = [0, *change.tolist(), hi - lo]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            yield lo + a, lo + b, self._params(masks[a])
+
+    def _params(self, mask):
+        key = np.packbits(mask).tobytes()
+        if key not in self._cache:
+            static = self.source.pixel_mask if self.source.pixel_mask is not None else False
+            self._cache[key] = KernelParams.for_frames(
+                self.source.frame_shape, self.source.dtype,
+                pixel_mask=mask.reshape(self.source.frame_shape) | static,
+                flag_values=self.base.flag_value is not None or self.base.flag_negative,
+                saturation=self.base.saturation, full=self.base.full)
+        return self._cache[key]
 
 
 def _saturation_level(source, saturation):
@@ -138,7 +170,9 @@ def _run(tasks, params, out, start, stop, workers, on_block):
     def work(task):
         first, frames = task()
         lo, hi = max(first, start), min(first + len(frames), stop)
-        block_stats(frames[lo - first:hi - first], params, out[lo - start:hi - start])
+        runs = params.runs(lo, hi) if isinstance(params, _PerFrameParams) else [(lo, hi, params)]
+        for a, b, run_params in runs:
+            block_stats(frames[a - first:b - first], run_params, out[a - start:b - start])
         return hi - lo
 
     if workers <= 1:

@@ -61,6 +61,12 @@ class FrameSource:
       along the frame axis; 1 for one-frame chunks).
     - ``part_starts``: first frame of each part of a multi-file scan
       (``(0,)`` for a single part); ``iter_chunks`` never crosses a part boundary.
+    - ``frame_masks``: masks that differ from frame to frame (an object with
+      ``read(start, stop) -> bool (n, H, W)`` and ``union``, True = invalid), or
+      ``None``; they add to ``pixel_mask`` (see :func:`invalid_pixels`).
+    - ``pixel_mask_applied``: the file's NXdetector flag (the detector already
+      overwrote masked pixels), or ``None`` when unknown; masked pixels are
+      excluded either way.
 
     File-backed sources are picklable (they pickle their path and reopen
     lazily), so they can be sent to worker processes and Dask workers.
@@ -70,6 +76,8 @@ class FrameSource:
     path = None
     dataset = None
     pixel_mask = None
+    frame_masks = None
+    pixel_mask_applied = None
     invalid_values: str = "auto"
     chunk_frames: int = 1
     #: first frame index of each part (file) of the scan; ``(0,)`` for one part.
@@ -226,7 +234,8 @@ class ArraySource(FrameSource):
         return self._array[start:stop]
 
 
-def invalid_pixels(stack: np.ndarray, source: FrameSource | None = None) -> np.ndarray | None:
+def invalid_pixels(stack: np.ndarray, source: FrameSource | None = None,
+                   start: int | None = None) -> np.ndarray | None:
     """Boolean mask of the pixels to exclude from statistics (``True`` = invalid).
 
     The one place that decides which pixels are flagged: the source's static
@@ -235,7 +244,9 @@ def invalid_pixels(stack: np.ndarray, source: FrameSource | None = None) -> np.n
     conventions of photon-counting detectors: the dtype's maximum value for
     unsigned integers (Eiger gaps/defects) and negative values for signed
     integers (Pilatus -1/-2). Returns ``None`` when no pixel is invalid, so
-    callers can take the fast unmasked path.
+    callers can take the fast unmasked path. Sources with per-frame masks
+    (``source.frame_masks``) add the masks of frames ``start:start + len(stack)``;
+    without ``start``, every pixel masked in any frame (the union) is flagged.
 
     >>> import numpy as np
     >>> stack = np.array([[[1, 65535], [3, 4]]], dtype=np.uint16)
@@ -244,6 +255,10 @@ def invalid_pixels(stack: np.ndarray, source: FrameSource | None = None) -> np.n
     """
     mode = "auto" if source is None else source.invalid_values
     static = None if source is None else source.pixel_mask
+    per_frame = None if source is None else source.frame_masks
+    if per_frame is not None:
+        extra = per_frame.union if start is None else per_frame.read(start, start + len(stack))
+        static = extra if static is None else static | extra
     flagged = None
     if mode == "auto":
         if np.issubdtype(stack.dtype, np.unsignedinteger):

@@ -46,7 +46,8 @@ import h5py
 from ..errors import ScanError
 from .base import ConcatenatedSource, FrameSource, check_frame_shape
 
-__all__ = ["HDF5Source", "find_segments", "find_pixel_mask", "open_hdf5"]
+__all__ = ["HDF5Source", "find_segments", "find_pixel_mask", "find_masks", "FrameMasks",
+           "open_hdf5"]
 
 EIGER_PART = re.compile(r"^data_(\d+)$")
 MASK_LOCATIONS = (
@@ -446,41 +447,138 @@ def find_segments(path, dataset: str | None = None) -> list[tuple[str, str, int]
         return segments
 
 
-def find_pixel_mask(path, dataset: str | None = None) -> np.ndarray | None:
-    """The detector's static pixel mask in an HDF5/NeXus file (``True`` = invalid), or None.
+def _mask_names(f: h5py.File, dataset: str | None) -> list[str]:
+    """Where a detector pixel mask may be, in the order they are OR-ed."""
+    names = list(MASK_LOCATIONS)
+    if dataset:
+        names.append(f"{dataset.rpartition('/')[0]}/pixel_mask")
+    instrument = _get(f, "/entry/instrument")
+    if isinstance(instrument, h5py.Group):
+        for key in instrument:
+            obj = _get(instrument, key)
+            if isinstance(obj, h5py.Group) and _nx_class(obj) == "NXdetector":
+                names += [f"{obj.name}/pixel_mask", f"{obj.name}/detectorSpecific/pixel_mask"]
+    return list(dict.fromkeys(names))
+
+
+class DetectorMasks:
+    """The detector masks of one HDF5 file (True = invalid pixel).
+
+    ``static``: 2-D mask for every frame (or None); ``per_frame``: ``(file, dataset)``
+    of a ``(n_frames, H, W)`` mask whose frames differ (or None); ``applied``: the
+    NXdetector ``pixel_mask_applied`` flag (None when absent).
+    """
+
+    def __init__(self, static=None, per_frame=None, applied=None):
+        self.static, self.per_frame, self.applied = static, per_frame, applied
+
+
+def _or(a, b):
+    return b if a is None else a if b is None or a.shape != b.shape else a | b
+
+
+def _stacked_mask(obj: h5py.Dataset, n_frames, masks: DetectorMasks):
+    """A ``(1, H, W)`` or ``(n, H, W)`` mask: static when every frame's mask is the same."""
+    if obj.shape[0] == 1:
+        masks.static = _or(masks.static, obj[0] != 0)
+        return
+    if n_frames is None or obj.shape[0] != n_frames:
+        warnings.warn(f"{obj.file.filename}: {obj.name} of shape {obj.shape} has one mask per "
+                      f"frame but the scan has {n_frames} frames; ignored", stacklevel=4)
+        return
+    first, same = obj[0] != 0, True
+    step = max(1, (16 << 20) // max(1, first.size))  # ~16 MB of mask per read
+    for a in range(0, n_frames, step):
+        same = bool(((obj[a:a + step] != 0) == first).all())
+        if not same:
+            break
+    if same:
+        masks.static = _or(masks.static, first)
+    else:
+        masks.per_frame = (obj.file.filename, obj.name)
+
+
+def find_masks(path, dataset: str | None = None, n_frames: int | None = None) -> DetectorMasks:
+    """The detector masks of an HDF5/NeXus file: static, per frame, and whether applied.
 
     Looked up at the Eiger location ``/entry/instrument/detector/detectorSpecific/pixel_mask``,
     the NXdetector ``pixel_mask`` (``/entry/instrument/detector/pixel_mask`` or the
     NXdetector group holding ``dataset``) and in every NXdetector of
     ``/entry/instrument``. Any non-zero bit marks a pixel invalid (gap, dead, hot,
-    ...); several masks are OR-ed.
+    ...); several masks are OR-ed. A mask with a leading frame axis is honoured:
+    ``(1, H, W)`` (PETRA-III Lambda files) is one static mask; ``(n_frames, H, W)``
+    is one mask per frame (static if all are equal). ``pixel_mask_applied`` is
+    reported, and the masked pixels are excluded either way: an applied mask only
+    means the detector already overwrote their values (with 0 or a flag value),
+    which are no measurement either.
+    """
+    masks = DetectorMasks()
+    with _h5open(path) as f:
+        for name in _mask_names(f, dataset):
+            obj = _get(f, name)
+            if not isinstance(obj, h5py.Dataset):
+                continue
+            applied = _get(obj.parent, "pixel_mask_applied")
+            if isinstance(applied, h5py.Dataset) and applied.shape in ((), (1,)):
+                masks.applied = bool(np.asarray(applied[()]).reshape(-1)[0])
+            if obj.ndim == 2:
+                masks.static = _or(masks.static, obj[()] != 0)
+            elif obj.ndim == 3 and obj.shape[0] >= 1:
+                _stacked_mask(obj, n_frames, masks)
+    return masks
+
+
+def find_pixel_mask(path, dataset: str | None = None) -> np.ndarray | None:
+    """The detector's static pixel mask in an HDF5/NeXus file (``True`` = invalid), or None.
+
+    See :func:`find_masks` for where masks are looked up; a per-frame mask counts here
+    as the union of its frames.
 
     >>> find_pixel_mask("scan_master.h5").sum()                # doctest: +SKIP
     1234
     """
-    with _h5open(path) as f:
-        names = list(MASK_LOCATIONS)
-        if dataset:
-            names.append(f"{dataset.rpartition('/')[0]}/pixel_mask")
-        instrument = f.get("/entry/instrument")
-        if isinstance(instrument, h5py.Group):
-            for key in instrument:
-                try:
-                    obj = instrument[key]
-                except (KeyError, OSError, RuntimeError):
-                    continue
-                if isinstance(obj, h5py.Group) and _nx_class(obj) == "NXdetector":
-                    names += [f"{obj.name}/pixel_mask", f"{obj.name}/detectorSpecific/pixel_mask"]
-        mask = None
-        for name in dict.fromkeys(names):
-            try:
-                obj = f[name]
-            except (KeyError, OSError, RuntimeError, ValueError):
-                continue
-            if isinstance(obj, h5py.Dataset) and obj.ndim == 2:
-                bad = obj[()] != 0
-                mask = bad if mask is None or mask.shape != bad.shape else mask | bad
-        return mask
+    masks = find_masks(path, dataset)
+    if masks.per_frame is not None:
+        with _h5open(masks.per_frame[0]) as f:
+            union = FrameMasks._union(f[masks.per_frame[1]])
+        return _or(masks.static, union)
+    return masks.static
+
+
+class FrameMasks:
+    """One pixel mask per frame (True = invalid), read from HDF5 when asked for.
+
+    ``parts``: ``[(file, dataset, first frame, n_frames)]`` (a multi-file scan may have
+    per-frame masks in some files only; frames outside every part have no mask of
+    their own). ``union``: every pixel masked in any frame. Pickles as names.
+    """
+
+    def __init__(self, parts, frame_shape):
+        self.parts = [(str(p), d, int(a), int(n)) for p, d, a, n in parts]
+        self.frame_shape = tuple(frame_shape)
+        union = np.zeros(self.frame_shape, bool)
+        for path, name, _, _ in self.parts:
+            with _h5open(path) as f:
+                union |= self._union(f[name])
+        self.union = union
+
+    @staticmethod
+    def _union(ds: h5py.Dataset) -> np.ndarray:
+        union = np.zeros(ds.shape[1:], bool)
+        step = max(1, (16 << 20) // max(1, union.size))
+        for a in range(0, ds.shape[0], step):
+            union |= (ds[a:a + step] != 0).any(axis=0)
+        return union
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Masks of frames ``start:stop``: bool ``(stop - start, H, W)``."""
+        out = np.zeros((stop - start, *self.frame_shape), bool)
+        for path, name, first, n in self.parts:
+            a, b = max(start, first), min(stop, first + n)
+            if a < b:
+                with _h5open(path) as f:
+                    out[a - start:b - start] = f[name][a - first:b - first] != 0
+        return out
 
 
 # -- the source ---------------------------------------------------------------
@@ -626,23 +724,28 @@ def open_hdf5(paths, dataset=None, pixel_mask=None, invalid_values="auto", name=
     """One scan from one HDF5/NeXus file or several part files (in the given order).
 
     ``pixel_mask`` (user mask, True = invalid) is OR-ed with the file's detector
-    mask unless ``file_mask=False``.
+    mask unless ``file_mask=False``. Per-frame detector masks become
+    ``src.frame_masks`` (a :class:`FrameMasks`).
 
     >>> src = open_hdf5(["scan_part00000.nxs", "scan_part00001.nxs"])  # doctest: +SKIP
     """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    segments = []
-    mask = None
+    segments, mask, per_frame, applied = [], None, [], None
     for path in paths:
         segs = find_segments(path, dataset)
-        segments += segs
         if file_mask:
-            part_mask = find_pixel_mask(path, segs[0][1])
-            if part_mask is not None:
-                mask = part_mask if mask is None or mask.shape != part_mask.shape \
-                    else mask | part_mask
+            found = find_masks(path, segs[0][1], n_frames=sum(n for _, _, n in segs))
+            mask = _or(mask, found.static)
+            if found.per_frame is not None:
+                per_frame.append((*found.per_frame, sum(n for _, _, n in segments),
+                                  sum(n for _, _, n in segs)))
+            applied = found.applied if applied is None else applied
+        segments += segs
     src = HDF5Source(segments, name=name, invalid_values=invalid_values)
     src.pixel_mask = combine_masks(mask, pixel_mask, src)
+    src.pixel_mask_applied = applied
+    if per_frame:
+        src.frame_masks = FrameMasks(per_frame, src.frame_shape)
     return src
 
 
