@@ -19,7 +19,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import ScanError
+from ..errors import ScanArgumentError, ScanError
 
 __all__ = ["FrameSource", "ConcatenatedSource", "ArraySource", "invalid_pixels",
            "check_frame_shape"]
@@ -114,8 +114,8 @@ class FrameSource:
             if i < 0:
                 i += n
             if not 0 <= i < n:
-                raise ScanError(f"frame index {key} out of range for a scan of {n} frames",
-                                path=self.path, dataset=self.dataset)
+                raise ScanArgumentError(f"frame index {key} out of range for a scan of {n} frames",
+                                        path=self.path, dataset=self.dataset)
             return self._read(i, i + 1)[0]
         if isinstance(key, slice):
             start, stop, step = key.indices(n)
@@ -127,8 +127,8 @@ class FrameSource:
         if indices.dtype == bool:
             indices = np.flatnonzero(indices)
         if indices.ndim != 1:
-            raise ScanError("frame indices must be an int, a slice or a 1-D index array",
-                            path=self.path, dataset=self.dataset)
+            raise ScanArgumentError("frame indices must be an int, a slice or a 1-D index array",
+                                    path=self.path, dataset=self.dataset)
         if indices.size == 0:
             return np.empty((0, *self.frame_shape), self.dtype)
         return np.stack([self[int(i)] for i in indices])

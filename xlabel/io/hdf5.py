@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - hdf5plugin is a hard dependency
     hdf5plugin = None
 import h5py
 
-from ..errors import ScanError
+from ..errors import ScanArgumentError, ScanError
 from .base import ConcatenatedSource, FrameSource, check_frame_shape
 
 __all__ = ["HDF5Source", "find_segments", "find_pixel_mask", "find_masks", "FrameMasks",
@@ -762,7 +762,7 @@ def combine_masks(file_mask, user_mask, src: FrameSource):
     if user_mask is not None:
         user = np.asarray(user_mask).astype(bool)
         if user.shape != shape:
-            raise ScanError(f"mask of shape {user.shape} does not match the frame shape {shape}",
-                            path=src.path, dataset=src.dataset)
+            raise ScanArgumentError(f"mask of shape {user.shape} does not match the frame shape {shape}",
+                                    path=src.path, dataset=src.dataset)
         result = user.copy() if result is None else result | user
     return result

@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import ScanError
+from ..errors import ScanArgumentError, ScanError
 from .base import ArraySource, FrameSource
 from .hdf5 import combine_masks, open_hdf5
 from .images import FABIO_SUFFIXES, TIFF_SUFFIXES, ImageSeriesSource, NpySource
@@ -104,7 +104,7 @@ def _scan_name(files: list[str]) -> str:
 def _check_invalid_values(mode) -> str:
     mode = "none" if mode in (None, False) else mode
     if mode not in INVALID_VALUE_MODES:
-        raise ScanError(f"invalid_values must be one of {INVALID_VALUE_MODES}, got {mode!r}")
+        raise ScanArgumentError(f"invalid_values must be one of {INVALID_VALUE_MODES}, got {mode!r}")
     return mode
 
 
