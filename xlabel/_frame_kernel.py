@@ -1,17 +1,20 @@
 """How :func:`xlabel.features.frame_stats` walks one scan: blocks of frames on threads.
 
 For HDF5 scans in the usual detector layouts the frames come straight from the file
-(:mod:`xlabel.io.direct`): each thread reads and decodes its own chunks and runs the
-compiled statistics kernel (:mod:`xlabel._stats_kernel`) on them, all outside the GIL
-and outside h5py's lock. Every other source is read block by block by the calling
-thread (``source.iter_chunks``) while the threads compute statistics of the blocks
-already read. Either way, at most a few blocks are in memory at once.
+(``source.chunk_plans``, :mod:`xlabel.io.direct`): each pool thread reads and decodes
+its own chunks and runs the compiled statistics kernel (:mod:`xlabel._stats_kernel`)
+on them, all outside the GIL and outside h5py's lock. Every other source is read block
+by block by the calling thread (``source.iter_chunks``) while the pool computes
+statistics of the blocks already read. Either way, at most ``workers`` blocks wait at
+once. Threads: a ``concurrent.futures.ThreadPoolExecutor`` (it measured as fast as
+the hand-made crew it replaced; BENCHMARKS.md). Per-frame pixel masks
+(``source.frame_masks``) split blocks into runs of frames sharing one mask.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -106,33 +109,24 @@ def _saturation_level(source, saturation):
 # -- tasks: each returns (first frame, frames as (n, pixels)) -----------------------------
 
 def _direct_tasks(source, start, stop, opts):
-    """Tasks reading HDF5 chunks straight from the files, or None (use iter_chunks)."""
-    segments = getattr(source, "segments", None)
-    if segments is None or opts.get("chunk_frames") or not hasattr(source, "_dataset"):
+    """Tasks reading chunks straight from the files (``source.chunk_plans``), or None."""
+    plans = None if opts.get("chunk_frames") else source.chunk_plans(start, stop)
+    if plans is None:
         return None
-    from .io.direct import plan_dataset
-
     tasks = []
-    try:
-        for i, (path, name, n) in enumerate(segments):
-            first = int(source._offsets[i])
-            if first >= stop or first + n <= start:
-                continue
-            plan = plan_dataset(source._dataset(i), name=path, dataset=name, frame_offset=first)
-            if plan is None:
-                return None
-            ranges = plan.chunk_ranges(max(0, start - first), min(n, stop - first), TASK_BYTES)
-            tasks += [_DirectTask(plan, k0, k1, first) for k0, k1 in ranges]
-    finally:
-        source.close()  # the threads read the files themselves
+    for plan in plans:
+        first = plan.frame_offset
+        ranges = plan.chunk_ranges(max(0, start - first), min(plan.n_frames, stop - first),
+                                   TASK_BYTES)
+        tasks += [_DirectTask(plan, k0, k1) for k0, k1 in ranges]
     return tasks
 
 
 class _DirectTask:
     _local = threading.local()
 
-    def __init__(self, plan, k0, k1, offset):
-        self.plan, self.k0, self.k1, self.offset = plan, k0, k1, offset
+    def __init__(self, plan, k0, k1):
+        self.plan, self.k0, self.k1 = plan, k0, k1
 
     def __call__(self):
         from .io.direct import ReadBuffers
@@ -141,7 +135,7 @@ class _DirectTask:
         if buffers is None:
             buffers = self._local.buffers = ReadBuffers()
         first, frames = self.plan.read(self.k0, self.k1, buffers)
-        return self.offset + first, frames
+        return self.plan.frame_offset + first, frames
 
 
 def _block_tasks(source, start, stop, opts):
@@ -179,58 +173,32 @@ def _run(tasks, params, out, start, stop, workers, on_block):
         for task in tasks:
             on_block(work(task))
         return
-    _Crew(tasks, work, workers).run(on_block)
+    _run_threads(tasks, work, workers, on_block)
 
 
-class _Crew:
-    """Threads that take the next task from a shared iterator until it runs out.
+def _run_threads(tasks, work, workers, on_block):
+    """``work(task)`` for every task on a thread pool; progress reported by this thread.
 
-    Taking a task runs the iterator under a lock, so a source read through h5py is
-    read by one thread at a time while the others compute. The calling thread only
-    reports progress; the first error stops every thread and is raised.
+    Tasks are taken from the iterator by this thread (so a source read through h5py is
+    read here while the pool computes) and at most ``workers`` are submitted at once, which
+    bounds memory. The first error cancels what has not started and is raised.
     """
-
-    def __init__(self, tasks, work, workers):
-        self._tasks, self._work, self._workers = iter(tasks), work, workers
-        self._lock = threading.Lock()
-        self._done = queue.SimpleQueue()
-        self._stop = threading.Event()
-
-    def run(self, on_block):
-        threads = [threading.Thread(target=self._loop, name=f"frame_stats-{i}", daemon=True)
-                   for i in range(self._workers)]
-        for thread in threads:
-            thread.start()
-        error, running = None, len(threads)
+    with ThreadPoolExecutor(workers, thread_name_prefix="frame_stats") as pool:
+        pending = set()
         try:
-            while running:
-                kind, value = self._done.get()
-                if kind == "frames":
-                    on_block(value)
-                elif kind == "error" and error is None:
-                    error = value
-                    self._stop.set()
-                elif kind == "exit":
-                    running -= 1
-        finally:
-            self._stop.set()
-            for thread in threads:
-                thread.join()
-        if error is not None:
-            raise error
-
-    def _loop(self):
-        try:
-            while not self._stop.is_set():
-                with self._lock:
-                    task = next(self._tasks, None)
-                if task is None:
-                    break
-                self._done.put(("frames", self._work(task)))
-        except BaseException as err:  # noqa: BLE001 - handed to the calling thread
-            self._done.put(("error", err))
-        finally:
-            self._done.put(("exit", None))
+            for task in tasks:
+                if len(pending) >= workers:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        on_block(future.result())
+                pending.add(pool.submit(work, task))
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    on_block(future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _columns(out, n_pixels):

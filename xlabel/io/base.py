@@ -164,6 +164,15 @@ class FrameSource:
         chunks = max(1, target_bytes // (frame_bytes * per_chunk))
         return int(chunks * per_chunk)
 
+    def chunk_plans(self, start: int = 0, stop: int | None = None):
+        """How to read frames ``start:stop`` straight from their files, or None.
+
+        A list of :class:`xlabel.io.direct.ChunkPlan` (one per file part holding some of
+        those frames; ``plan.frame_offset`` is its first frame in the scan) when every
+        part can be read without h5py; ``None`` (the default) means: use ``iter_chunks``.
+        """
+        return None
+
     def read_all(self) -> np.ndarray:
         """Load the whole scan into memory (explicitly asked for; never done implicitly)."""
         return self._read(0, len(self))

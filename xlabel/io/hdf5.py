@@ -665,6 +665,27 @@ class HDF5Source(ConcatenatedSource):
     def __exit__(self, *exc):
         self.close()
 
+    def chunk_plans(self, start=0, stop=None):
+        from .direct import plan_dataset
+
+        stop = len(self) if stop is None else stop
+        plans = []
+        try:
+            for i, (path, name, n) in enumerate(self.segments):
+                first = int(self._offsets[i])
+                if first >= stop or first + n <= start:
+                    continue
+                plan = plan_dataset(self._dataset(i), name=path, dataset=name,
+                                    frame_offset=first)
+                if plan is None:
+                    return None
+                plans.append(plan)
+        finally:
+            self.close()  # the plans read the files themselves
+        return plans
+
+    chunk_plans.__doc__ = FrameSource.chunk_plans.__doc__
+
     def _dataset(self, i: int) -> h5py.Dataset:
         if self._pid != os.getpid():  # forked child: never reuse the parent's HDF5 handles
             self._handles, self._pid = {}, os.getpid()
