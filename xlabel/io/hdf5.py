@@ -179,12 +179,15 @@ def _get_dataset(f: h5py.File, name: str) -> h5py.Dataset:
 
 
 # -- virtual datasets --------------------------------------------------------------
-def _virtual_source_problem(master: str, filename: str, dset: str, opened: dict) -> str | None:
+def _virtual_source_problem(master: str, filename: str, dset: str, checked: dict) -> str | None:
     """Why one VDS source cannot give its data (None when it can).
 
     Relative names are looked up as HDF5 does: ``$HDF5_VDS_PREFIX``, the folder of
-    the file holding the virtual dataset, the working directory.
+    the file holding the virtual dataset, the working directory. ``checked`` caches
+    answers per (file, dataset): a VDS often maps many pieces of one source.
     """
+    if "%b" in filename:  # printf-style source names of unlimited mappings: not checked
+        return None
     if filename == ".":
         candidates = [master]
     elif os.path.isabs(filename):
@@ -193,30 +196,17 @@ def _virtual_source_problem(master: str, filename: str, dset: str, opened: dict)
         prefix = os.environ.get("HDF5_VDS_PREFIX", "")
         candidates = ([os.path.join(prefix, filename)] if prefix else []) + [
             os.path.join(os.path.dirname(os.path.abspath(master)), filename), filename]
-    if "%b" in filename:  # printf-style source names of unlimited mappings: not checked
-        return None
     found = next((c for c in candidates if os.path.isfile(c)), None)
     if found is None:
         return "is missing"
-    if found not in opened:
-        opened[found] = _members(found)
-    members = opened[found]
-    if isinstance(members, str):
-        return members
-    if dset.strip("/") not in members:
-        return f"has no dataset {dset}"
-    return None
-
-
-def _members(path: str):
-    """Set of object paths in ``path`` (no leading slash), or why it cannot be opened."""
-    try:
-        with h5py.File(path, "r") as g:
-            names = set()
-            g.visit(names.add)
-            return names
-    except (OSError, RuntimeError, ValueError, KeyError) as err:
-        return f"cannot be opened ({err})"
+    if (found, dset) not in checked:
+        try:
+            with h5py.File(found, "r") as g:
+                ok = isinstance(g.get(dset), h5py.Dataset)
+            checked[found, dset] = None if ok else f"has no dataset {dset}"
+        except (OSError, RuntimeError, ValueError, KeyError) as err:
+            checked[found, dset] = f"cannot be opened ({err})"
+    return checked[found, dset]
 
 
 def _check_virtual_sources(ds: h5py.Dataset, master: str, name: str):
@@ -227,10 +217,10 @@ def _check_virtual_sources(ds: h5py.Dataset, master: str, name: str):
     and trained on as if real.
     """
     dcpl = ds.id.get_create_plist()
-    problems, opened = {}, {}
+    problems, checked = {}, {}
     for j in range(dcpl.get_virtual_count()):
         filename, dset = dcpl.get_virtual_filename(j), dcpl.get_virtual_dsetname(j)
-        problem = _virtual_source_problem(master, filename, dset, opened)
+        problem = _virtual_source_problem(master, filename, dset, checked)
         if problem is None:
             continue
         try:
