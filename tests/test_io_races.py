@@ -105,12 +105,13 @@ def claim_end_of_file(path, eof):
         fh.write(struct.pack("<Q", eof))
 
 
-def race(tmp_path, path, how, cut, seconds=2.5):
+def race(path, how, cut, seconds=2.5):
     """Run reader and writer together; the reader's outcomes and the writer's cycles."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     reader = subprocess.Popen([sys.executable, "-c", READER, str(path), how, str(seconds)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    writer = None
     try:
         assert reader.stdout.readline().strip() == "ready", reader.stderr.read()[-3000:]
         writer = subprocess.Popen([sys.executable, "-c", WRITER, str(path), str(cut),
@@ -120,12 +121,12 @@ def race(tmp_path, path, how, cut, seconds=2.5):
         out, err = reader.communicate(timeout=120)
         cycles = int(writer.communicate(timeout=60)[0])
     finally:
-        for proc in (reader,):
-            if proc.poll() is None:
+        for proc in (reader, writer):
+            if proc is not None and proc.poll() is None:
                 proc.kill()
-    assert reader.returncode == 0, (
-        f"reader died ({signal.Signals(-reader.returncode).name if reader.returncode < 0 else reader.returncode}): "
-        f"{err[-3000:]}")
+    code = reader.returncode
+    died = signal.Signals(-code).name if code < 0 else code
+    assert code == 0, f"reader died ({died}): {err[-3000:]}"
     return json.loads(out.strip().splitlines()[-1]), cycles
 
 
@@ -148,7 +149,7 @@ def test_plan_read_survives_a_truncating_writer(tmp_path, chunked):
     _, first = write_scan(path, chunked)
     frame_bytes = SHAPE[0] * SHAPE[1] * 2
     cut = first + 30 * frame_bytes + 1000  # inside frame 30
-    outcomes, cycles = race(tmp_path, path, "plan", cut)
+    outcomes, cycles = race(path, "plan", cut)
     check(outcomes, cycles, first_missing=30)
 
 
@@ -163,7 +164,7 @@ def test_frame_stats_survives_a_truncating_writer(tmp_path):
     _, first = write_scan(path, chunked=True)
     cut = first + 30 * SHAPE[0] * SHAPE[1] * 2 + 1000
     claim_end_of_file(path, cut)
-    outcomes, cycles = race(tmp_path, path, "frame_stats", cut)
+    outcomes, cycles = race(path, "frame_stats", cut)
     check(outcomes, cycles, first_missing=30)
 
 
@@ -175,5 +176,5 @@ def test_npy_source_survives_a_truncating_writer(tmp_path):
     np.save(f"{path}.frames.npy", frames)
     header = os.path.getsize(path) - frames.nbytes
     cut = header + 30 * frames[0].nbytes + 1000
-    outcomes, cycles = race(tmp_path, path, "npy", cut)
+    outcomes, cycles = race(path, "npy", cut)
     check(outcomes, cycles, first_missing=30)

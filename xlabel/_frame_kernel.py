@@ -106,7 +106,7 @@ def _saturation_level(source, saturation):
     return np.inf
 
 
-# -- tasks: each returns (first frame, frames as (n, pixels)) -----------------------------
+# -- tasks: each returns pieces (first frame, frames as (n, pixels)) ----------------------
 
 def _direct_tasks(source, start, stop, opts):
     """Tasks reading chunks straight from the files (``source.chunk_plans``), or None."""
@@ -134,8 +134,9 @@ class _DirectTask:
         buffers = getattr(self._local, "buffers", None)
         if buffers is None:
             buffers = self._local.buffers = ReadBuffers()
-        first, frames = self.plan.read(self.k0, self.k1, buffers)
-        return self.plan.frame_offset + first, frames
+        offset = self.plan.frame_offset
+        for first, frames in self.plan.read_pieces(self.k0, self.k1, buffers):
+            yield offset + first, frames
 
 
 def _block_tasks(source, start, stop, opts):
@@ -143,7 +144,7 @@ def _block_tasks(source, start, stop, opts):
     for first, stack in source.iter_chunks(opts["chunk_frames"], start=start, stop=stop):
         _check_block(source, first, stack, stop)
         frames = stack.reshape(len(stack), -1)
-        yield lambda first=first, frames=frames: (first, frames)
+        yield lambda first=first, frames=frames: [(first, frames)]
 
 
 def _check_block(source, first, stack, stop):
@@ -162,12 +163,17 @@ def _check_block(source, first, stack, stop):
 
 def _run(tasks, params, out, start, stop, workers, on_block):
     def work(task):
-        first, frames = task()
-        lo, hi = max(first, start), min(first + len(frames), stop)
-        runs = params.runs(lo, hi) if isinstance(params, _PerFrameParams) else [(lo, hi, params)]
-        for a, b, run_params in runs:
-            block_stats(frames[a - first:b - first], run_params, out[a - start:b - start])
-        return hi - lo
+        done = 0
+        for first, frames in task():
+            lo, hi = max(first, start), min(first + len(frames), stop)
+            if lo >= hi:
+                continue
+            runs = params.runs(lo, hi) if isinstance(params, _PerFrameParams) \
+                else [(lo, hi, params)]
+            for a, b, run_params in runs:
+                block_stats(frames[a - first:b - first], run_params, out[a - start:b - start])
+            done += hi - lo
+        return done
 
     if workers <= 1:
         for task in tasks:

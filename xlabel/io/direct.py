@@ -50,6 +50,11 @@ _DEFLATE, _SHUFFLE, _BITSHUFFLE = 1, 2, 32008
 _BSHUF_LZ4, _BSHUF_ZSTD = 2, 3
 # Contiguous datasets are cut into pseudo-chunks of about this many bytes.
 _CONTIGUOUS_PIECE = 8 << 20
+#: Uncompressed frames are read in pieces of about this many bytes (at least one frame)
+#: into a reused buffer, so the statistics find them in the CPU cache: read whole, the
+#: copy out of the page cache cost 35% more than the memory map it replaced; in 256 KB
+#: pieces about 10% (BENCHMARKS.md, "Reading without mmap").
+PIECE_BYTES = 256 << 10
 
 
 class ReadBuffers:
@@ -141,10 +146,32 @@ class ChunkPlan:
                 self._decode_chunk(f, k, raw, int(self.offsets[k0]), dest[:self.frames_in(k) * self.frame_nbytes])
         return first, out.view(self.dtype).reshape(n, self.frame_pixels)
 
+    def read_pieces(self, k0, k1, buffers: ReadBuffers, piece_bytes=PIECE_BYTES):
+        """The frames of chunks ``k0:k1`` as ``(first frame, frames)`` pieces, in order.
+
+        Uncompressed chunks lying back to back in the file come in pieces of about
+        ``piece_bytes`` (whole frames, at least one), each read into the same small
+        buffer (valid until the next piece); anything else as the one piece
+        :meth:`read` gives. Errors as in :meth:`read`.
+        """
+        if self.filters or not self._one_span(k0, k1):
+            yield self.read(k0, k1, buffers)
+            return
+        first = int(self.starts[k0])
+        n = int(self.starts[k1 - 1]) + self.frames_in(k1 - 1) - first
+        per_piece = max(1, piece_bytes // self.frame_nbytes)
+        with self._open(k0) as f:
+            self._check_in_file(f, k0, k1)
+            for a in range(0, n, per_piece):
+                m = min(per_piece, n - a)
+                out = buffers.frame_bytes(m * self.frame_nbytes)
+                self._read_into(f, int(self.offsets[k0]) + a * self.frame_nbytes, out, k0)
+                yield first + a, out.view(self.dtype).reshape(m, self.frame_pixels)
+
     # -- reading ------------------------------------------------------------------
     # Plain reads into reusable buffers, never mmap: a mapped file that another process
     # truncates kills this process with SIGBUS when the pages are touched, while a read
-    # just comes back short. (Measured: no slower than mmap; see BENCHMARKS.md.)
+    # just comes back short (cost: see PIECE_BYTES).
     def _open(self, k):
         try:
             return open(self.file, "rb", buffering=0)

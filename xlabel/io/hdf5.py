@@ -773,7 +773,7 @@ def combine_masks(file_mask, user_mask, src: FrameSource):
     if user_mask is not None:
         user = np.asarray(user_mask).astype(bool)
         if user.shape != shape:
-            raise ScanArgumentError(f"mask of shape {user.shape} does not match the frame shape {shape}",
-                                    path=src.path, dataset=src.dataset)
+            raise ScanArgumentError(f"mask of shape {user.shape} does not match the frame "
+                                    f"shape {shape}", path=src.path, dataset=src.dataset)
         result = user.copy() if result is None else result | user
     return result

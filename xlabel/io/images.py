@@ -209,7 +209,8 @@ class NpySource(FrameSource):
         try:
             with open(self.path, "rb", buffering=0) as fh:
                 while got < out.nbytes:
-                    n = os.preadv(fh.fileno(), [view[got:]], self._offset + start * frame_nbytes + got)
+                    at = self._offset + start * frame_nbytes + got
+                    n = os.preadv(fh.fileno(), [view[got:]], at)
                     if n == 0:
                         break
                     got += n
