@@ -171,6 +171,29 @@ def test_contiguous_dataset_split_into_several_pieces(tmp_path):
     assert first == 0 and same_bytes(two, frames[:2 * plan.chunk_frames].reshape(-1, 64 * 64))
 
 
+@pytest.mark.parametrize("name", ["contiguous", "chunks1", "chunks3", "gzip", "bslz4"])
+def test_read_pieces_cover_the_range_in_order(tmp_path, name):
+    """read_pieces gives the frames read() gives, in pieces of whole frames (uncompressed:
+    about piece_bytes each; compressed: one piece), for every chunk range."""
+    frames = sample_frames(11, (37, 41), "uint16")
+    expected, plan = read_and_plan(write_scan(tmp_path / "s.h5", frames, layout(name, (37, 41))))
+    flat = expected.reshape(len(expected), -1)
+    piece_bytes = 3 * plan.frame_nbytes + 7  # three frames a piece
+    for k0 in range(plan.n_chunks):
+        for k1 in range(k0 + 1, plan.n_chunks + 1):
+            pieces = [(first, block.copy()) for first, block in
+                      plan.read_pieces(k0, k1, ReadBuffers(), piece_bytes)]
+            first, whole = plan.read(k0, k1, ReadBuffers())
+            assert pieces[0][0] == first
+            assert all(a[0] + len(a[1]) == b[0] for a, b in zip(pieces[:-1], pieces[1:]))
+            assert same_bytes(np.concatenate([b for _, b in pieces]), whole)
+            assert same_bytes(whole, flat[first:first + len(whole)])
+            if plan.filters:
+                assert len(pieces) == 1
+            else:
+                assert max(len(b) for _, b in pieces) <= 3
+
+
 @pytest.mark.parametrize("create", [
     dict(chunks=(1, 20, 16), maxshape=(None, 20, 16), compression="gzip"),  # extensible array
     dict(chunks=(3, 20, 16), **hdf5plugin.Bitshuffle(cname="lz4")),      # fixed array

@@ -41,9 +41,12 @@ def range_stats(source, start, stop, opts, on_block=None, workers=1):
         params = _PerFrameParams(source, opts, params)
     out = np.full((stop - start, N_OUT), np.nan)
     tasks = _direct_tasks(source, start, stop, opts)
+    # direct tasks hold no frames until they run: all are queued at once; blocks read
+    # here hold their frames, so only ``workers`` wait at a time (memory stays bounded)
+    max_pending = None if tasks is not None else workers
     if tasks is None:
         tasks = _block_tasks(source, start, stop, opts)
-    _run(tasks, params, out, start, stop, workers, on_block or (lambda n: None))
+    _run(tasks, params, out, (start, stop), workers, max_pending, on_block or (lambda n: None))
     return _columns(out, int(np.prod(source.frame_shape)))
 
 
@@ -161,7 +164,9 @@ def _check_block(source, first, stack, stop):
 
 # -- running -----------------------------------------------------------------------------
 
-def _run(tasks, params, out, start, stop, workers, on_block):
+def _run(tasks, params, out, frame_range, workers, max_pending, on_block):
+    start, stop = frame_range
+
     def work(task):
         done = 0
         for first, frames in task():
@@ -179,21 +184,22 @@ def _run(tasks, params, out, start, stop, workers, on_block):
         for task in tasks:
             on_block(work(task))
         return
-    _run_threads(tasks, work, workers, on_block)
+    _run_threads(tasks, work, workers, on_block, max_pending)
 
 
-def _run_threads(tasks, work, workers, on_block):
+def _run_threads(tasks, work, workers, on_block, max_pending=None):
     """``work(task)`` for every task on a thread pool; progress reported by this thread.
 
     Tasks are taken from the iterator by this thread (so a source read through h5py is
-    read here while the pool computes) and at most ``workers`` are submitted at once, which
-    bounds memory. The first error cancels what has not started and is raised.
+    read here while the pool computes); with ``max_pending`` at most that many wait or
+    run at once, which bounds memory. The first error cancels what has not started and
+    is raised.
     """
     with ThreadPoolExecutor(workers, thread_name_prefix="frame_stats") as pool:
         pending = set()
         try:
             for task in tasks:
-                if len(pending) >= workers:
+                if max_pending is not None and len(pending) >= max_pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         on_block(future.result())
