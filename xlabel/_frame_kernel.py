@@ -14,7 +14,7 @@ the hand-made crew it replaced; BENCHMARKS.md). Per-frame pixel masks
 from __future__ import annotations
 
 import threading
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 
 import numpy as np
 
@@ -196,18 +196,20 @@ def _run_threads(tasks, work, workers, on_block, max_pending=None):
     is raised.
     """
     with ThreadPoolExecutor(workers, thread_name_prefix="frame_stats") as pool:
-        pending = set()
         try:
+            if max_pending is None:  # everything queued at once: the pool never waits on us
+                for future in as_completed([pool.submit(work, task) for task in tasks]):
+                    on_block(future.result())
+                return
+            pending = set()
             for task in tasks:
-                if max_pending is not None and len(pending) >= max_pending:
+                if len(pending) >= max_pending:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         on_block(future.result())
                 pending.add(pool.submit(work, task))
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    on_block(future.result())
+            for future in as_completed(pending):
+                on_block(future.result())
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
