@@ -502,3 +502,21 @@ def test_a_skops_file_with_another_sklearn_estimator_is_refused(tmp_path, foreig
     skops.io.dump(other, folder / "model.skops")
     with pytest.raises(ModelError, match="allow-list.*LogisticRegression"):
         load_model(folder)
+
+
+def test_filter_gives_frames_without_usable_features_the_unsafe_class_and_a_reason(tmp_path):
+    """A scan opening with 60 shutter-closed frames (issue 11): none of them is kept as good."""
+    from xlabel.cli import filter_scan
+    from xlabel.io import open_scan
+    table, labels = separable_table()
+    model = train_mlp(table, labels, preset="256-128-64", max_iter=30)
+    frames = np.random.default_rng(5).poisson(200.0, (200, 8, 8)).astype(np.uint16)
+    frames[:60] = 0
+    path = write_frames(tmp_path / "closed_start.h5", frames)
+    summary = filter_scan(model, open_scan(path), tmp_path, "good", progress=False)
+    written = pd.read_csv(summary["csv"], keep_default_na=False, na_values=[""])
+    written["reason"] = written["reason"].fillna("")
+    assert not written["keep"][:60].any() and (written["prediction"][:60] == "bad").all()
+    no_probability = written["p_bad"].isna()
+    assert ((written["reason"] != "") == no_probability).all()
+    assert written.loc[no_probability, "reason"].str.startswith("no usable feature").all()
