@@ -101,9 +101,9 @@ def _split_every_class(codes, names, labels, label_names, test_size, seed, n_blo
         raise ModelError(_impossible(codes, names, labels, label_names))
     if len(names) >= 2:
         warnings.warn("no choice of whole scans puts every class on both sides of the split "
-                      f"({_where_classes(codes, names, labels, label_names)}): held out contiguous blocks "
-                      "within scans instead, an optimistic test; label every class in more "
-                      "scans", HeldOutWarning, stacklevel=3)
+                      f"({_where_classes(codes, names, labels, label_names)}): held out "
+                      "contiguous blocks within scans instead, an optimistic test; label every "
+                      "class in more scans", HeldOutWarning, stacklevel=3)
     return found
 
 
