@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,7 +28,6 @@ from .label_csv import read_label_csv
 
 __all__ = ["main", "read_label_csv", "filter_scan"]
 
-KINDS = ("mlp-features", "mlp-pixels", "cnn")
 #: ``xlabel train`` warns when a labeled class has a training-set recall below this.
 SEPARATION_RECALL = 0.95
 
@@ -99,7 +99,10 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         _check_inputs(args)
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            return args.run(args) or 0
     except XLabelError as err:
         print(f"xlabel: error: {err}", file=sys.stderr)
         return 2
@@ -111,6 +114,13 @@ def main(argv=None) -> int:
 def warn(message: str) -> None:
     """One ``xlabel: warning: ...`` line on stderr."""
     print(f"xlabel: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Python warnings (held-out split, NaN rows, scikit-learn) as ``xlabel: warning:`` lines."""
+    name = "" if issubclass(category, UserWarning) and category.__module__.startswith("xlabel") \
+        else f"{category.__name__}: "
+    warn(f"{name}{message}")
 
 
 def _check_inputs(args):
@@ -185,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--allow-partial", action="store_true",
                        help="accept labels CSVs that leave frames unlabeled (train and "
                             "evaluate on the labeled frames only)")
-    train.add_argument("--kind", choices=KINDS, default="mlp-features",
+    train.add_argument("--kind", choices=_kinds(), default="mlp-features",
                        help="mlp-features (default): an MLP on per-frame statistics, fast, "
                             "any frame shape; mlp-pixels: an MLP on binned frames; cnn: a "
                             "small CNN on binned frames (needs torch). Pixel models need "
@@ -200,7 +210,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="class names, comma-separated (default good,bad)")
     train.add_argument("--size", type=int, default=None,
                        help="binned frame size of pixel models (default 32 mlp-pixels, 64 cnn)")
-    train.add_argument("--epochs", type=int, default=30, help="CNN epochs (at most)")
+    train.add_argument("--epochs", type=int, default=None,
+                       help="CNN epochs (at most; default: the model's, 30)")
     train.add_argument("--test-size", type=float, default=0.25,
                        help="fraction of scans (or blocks of one scan) held out (default 0.25)")
     train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -224,6 +235,11 @@ def _parser() -> argparse.ArgumentParser:
     _progress_argument(filt)
     filt.set_defaults(run=_run_filter)
     return parser
+
+
+def _kinds():
+    from .models import registry
+    return registry.names()
 
 
 def _run_stats(args):
@@ -276,7 +292,7 @@ def _features(sources, args, client=None):
 
 
 def _run_train(args):
-    from .models import evaluate, split
+    from .models import evaluate, registry, split
     from .models.persist import save_model
     if len(args.labels) != len(args.scans):
         raise XLabelError(f"{len(args.scans)} scans but {len(args.labels)} label files "
@@ -286,21 +302,29 @@ def _run_train(args):
     labels = np.concatenate([read_label_csv(path, len(src), classes, args.allow_partial)
                              for path, src in zip(args.labels, sources)])
     groups = np.concatenate([np.full(len(src), i) for i, src in enumerate(sources)])
-    table = _features(sources, args) if args.kind == "mlp-features" else None
-    train_idx, test_idx = split(groups, test_size=args.test_size, seed=args.seed)
+    cls = registry.get(args.kind)
+    model = cls(**_model_params(cls, args, classes))
+    data = sources if cls.uses_frames else _features(sources, args)
+    scan_names = np.asarray([str(p) for p in args.scans], dtype=object)[groups]
+    train_idx, test_idx = split(scan_names, test_size=args.test_size, seed=args.seed,
+                                labels=labels)
     train_labels = labels.copy()
     train_labels[test_idx] = ""
-    model = _train(args, sources, table, train_labels, classes, groups)
+    from .models.mlp import fit_progress
+    with fit_progress(not args.no_progress):
+        model.fit(data, train_labels, groups=groups)
     train_idx = train_idx[labels[train_idx] != ""]
     _warn_unseparated(model, labels[train_idx],
-                      model.predict(_subset(model, sources, table, train_idx), progress=False))
+                      model.predict(_subset(sources, data, train_idx), progress=False))
     test_idx = test_idx[labels[test_idx] != ""]
-    _warn_missing_classes(labels[test_idx], model.classes)
-    predicted = model.predict(_subset(model, sources, table, test_idx), progress=False)
-    evaluation = evaluate(labels[test_idx], predicted, model.classes)
+    predicted = model.predict(_subset(sources, data, test_idx), progress=False)
+    evaluation = evaluate(labels[test_idx], predicted, model.classes,
+                          groups=scan_names[test_idx])
     model.info.update({"trained_on": [str(p) for p in args.scans],
-                       "held_out": sorted({str(args.scans[g]) for g in groups[test_idx]}),
+                       "held_out": sorted(set(scan_names[test_idx])),
+                       "held_out_frames": int(len(test_idx)),
                        "balanced_accuracy": evaluation.balanced_accuracy,
+                       "worst_scan": evaluation.worst_scan,
                        "per_class": evaluation.per_class.to_dict(orient="index")})
     folder = save_model(model, args.out)
     print(f"held-out evaluation ({len(test_idx)} frames):")
@@ -316,7 +340,7 @@ def _warn_unseparated(model, truth, predicted):
             continue
         hits = int((predicted[mine] == name).sum())
         if hits / mine.sum() < SEPARATION_RECALL:
-            what = (f"the features {list(model.columns)}" if not model.uses_frames
+            what = (f"the features {list(model.columns_)}" if not model.uses_frames
                     else f"the {model.kind} model")
             warn(f"{what} do not separate the labeled classes on the training data: only "
                  f"{hits} of {int(mine.sum())} training frames labeled {name!r} are "
@@ -324,32 +348,25 @@ def _warn_unseparated(model, truth, predicted):
                  f"{SEPARATION_RECALL}); try other --columns or --kind, or check the labels")
 
 
-def _warn_missing_classes(truth, classes):
-    missing = [c for c in classes if not (truth == c).any()]
-    if missing:
-        warn(f"the held-out frames hold no frame labeled {', '.join(map(repr, missing))}: "
-             "the evaluation below cannot measure how well those are found (their "
-             "precision/recall read 0); hold out other scans (--seed, --test-size) or add "
-             "labeled scans")
+def _model_params(cls, args, classes) -> dict:
+    """The estimator's parameters from the options given; an option it does not take is an error."""
+    columns = None if args.columns is None else [c.strip() for c in args.columns.split(",")]
+    given = {"preset": args.preset, "columns": columns, "size": args.size,
+             "epochs": args.epochs}
+    accepted = set(cls._get_param_names())
+    wrong = [name for name, value in given.items() if value is not None and name not in accepted]
+    if wrong:
+        raise XLabelError(f"--{wrong[0]} does not apply to --kind {args.kind}")
+    params = {"class_names": classes, "seed": args.seed, "progress": not args.no_progress,
+              **given}
+    return {name: value for name, value in params.items()
+            if value is not None and name in accepted}
 
 
-def _train(args, sources, table, labels, classes, groups):
-    from . import models
-    if args.kind == "mlp-features":
-        columns = None if args.columns is None else [c.strip() for c in args.columns.split(",")]
-        return models.train_mlp(table, labels, preset=args.preset or "512-256-128",
-                                columns=columns, classes=classes, seed=args.seed)
-    if args.kind == "mlp-pixels":
-        return models.train_pixel_mlp(sources, labels, preset=args.preset or "256-128-64",
-                                      size=args.size or 32, classes=classes, seed=args.seed)
-    return models.train_cnn(sources, labels, classes=classes, size=args.size or 64,
-                            epochs=args.epochs, groups=groups, seed=args.seed)
-
-
-def _subset(model, sources, table, indices):
-    """Rows of the table, or the frames, at ``indices`` of the concatenated scans."""
-    if table is not None:
-        return table.iloc[indices]
+def _subset(sources, data, indices):
+    """Rows of the feature table, or the frames, at ``indices`` of the concatenated scans."""
+    if isinstance(data, pd.DataFrame):
+        return data.iloc[indices]
     offsets = np.cumsum([0] + [len(s) for s in sources])
     parts = [sources[k][indices[(indices >= offsets[k]) & (indices < offsets[k + 1])] - offsets[k]]
              for k in range(len(sources))]
@@ -385,8 +402,8 @@ def filter_scan(model, source, out: Path, keep: str, progress=True, workers=None
     else:
         from .features import frame_stats
         table = frame_stats(source, progress=progress, workers=workers, client=client)
-        proba = model.predict_proba(table)
-    result = decide(model, proba, keep, table)
+        proba = model.predict_proba(table, progress=progress)
+    result = decide(model, proba, keep, source if table is None else table)
     name = Path(str(source.name)).stem or "scan"
     csv = out / f"{name}_filter.csv"
     result.to_csv(csv, index=False)
@@ -402,52 +419,34 @@ def filter_scan(model, source, out: Path, keep: str, progress=True, workers=None
     return summary
 
 
-def decide(model, proba, keep: str, table=None) -> pd.DataFrame:
+def decide(model, proba, keep: str, data) -> pd.DataFrame:
     """Per-frame decision table: prediction, probabilities, keep and the reason of a drop.
 
-    Frames whose model features are undefined (NaN: no valid pixel, no beam on the whole
-    scan) are not given to the model's guess: they are dropped with the reason
-    "undefined features: ...", prediction the first class other than ``keep`` and NaN
-    probabilities.
+    ``data``: what the model was given (a ``frame_stats`` table, or frames). Frames the
+    model cannot judge (features NaN: no valid pixel, no beam on the whole scan...) get
+    the model's unsafe class, NaN probabilities and are never kept; their reason says
+    "undefined features: <why> (<the NaN columns>)". Frames dropped by the model read
+    "model says <class>" (plus "; no beam" where ``no_beam`` is 1).
     """
-    classes = np.asarray(model.classes, dtype=object)
-    proba = np.array(proba, dtype=np.float64)
-    best = proba.argmax(axis=1)
-    prediction = classes[best]
-    undefined = _undefined_reasons(model, table, len(proba))
-    safe = next(c for c in model.classes if c != keep)
-    prediction[undefined != ""] = safe
-    proba[undefined != "", :] = np.nan
+    proba = np.asarray(proba, dtype=np.float64)
+    prediction = model.classes_from_proba(proba)
+    unsafe = np.asarray(model.explain_unsafe(data), dtype=object)
     result = pd.DataFrame({"frame": np.arange(len(proba)), "prediction": prediction,
-                           "probability": proba[np.arange(len(proba)), best]})
+                           "probability": proba.max(axis=1)})  # NaN: no probability
     for i, name in enumerate(model.classes):
         result[f"p_{name}"] = proba[:, i]
-    result["keep"] = (prediction == keep) & (undefined == "")
-    no_beam = (table["no_beam"].to_numpy() == 1) if table is not None and "no_beam" in table \
-        else np.zeros(len(proba), bool)
-    by_model = np.where(no_beam, "model says " + prediction.astype(str) + "; no beam",
-                        "model says " + prediction.astype(str))
-    reason = np.where(undefined != "", undefined, by_model)
+    result["keep"] = (prediction == keep) & (unsafe == "")
+    table = data if isinstance(data, pd.DataFrame) else pd.DataFrame(index=range(len(proba)))
+    no_beam = table.get("no_beam", pd.Series(0.0, index=table.index)).to_numpy() == 1
+    problem = table.get("problem", pd.Series("", index=table.index)).to_numpy()
+    said = "model says " + prediction.astype(str)
+    reason = np.where(no_beam, said + "; no beam", said).astype(object)
+    for i in np.flatnonzero(unsafe != ""):
+        why = ("no valid pixels" if problem[i] == "no valid pixels"
+               else "no beam" if no_beam[i] else "NaN features")
+        reason[i] = f"undefined features: {why} ({str(unsafe[i]).split(': ', 1)[-1]})"
     result["reason"] = np.where(result["keep"], "", reason)
     return result
-
-
-def _undefined_reasons(model, table, n) -> np.ndarray:
-    """"undefined features: <why>" for frames whose model columns are NaN, else ""."""
-    reasons = np.full(n, "", dtype=object)
-    if table is None or model.uses_frames:
-        return reasons
-    nan = table[list(model.columns)].isna().to_numpy()
-    for i in np.flatnonzero(nan.any(axis=1)):
-        row = table.iloc[i]
-        if row.get("problem", "") == "no valid pixels":
-            why = "no valid pixels"
-        elif row.get("no_beam", 0) == 1 or row.get("mean", 1) == 0:
-            why = "no beam"
-        else:
-            why = "NaN " + ", ".join(c for c, bad in zip(model.columns, nan[i]) if bad)
-        reasons[i] = f"undefined features: {why}"
-    return reasons
 
 
 def _write_filtered(source, result, out, name, wanted):

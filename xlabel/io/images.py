@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ScanError
+from ..errors import MissingDependencyError, ScanError, missing_file_message
 from .base import ConcatenatedSource, FrameSource
 
 __all__ = ["ImageSeriesSource", "NpySource", "TIFF_SUFFIXES", "FABIO_SUFFIXES"]
@@ -149,7 +149,7 @@ class NpySource(FrameSource):
     def _open(self) -> np.ndarray:
         if self._array is None:
             if not os.path.exists(self.path):
-                raise ScanError("file not found", path=self.path)
+                raise ScanError(missing_file_message("file", self.path), path=self.path)
             try:
                 self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
             except (ValueError, OSError, EOFError) as err:

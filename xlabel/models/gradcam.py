@@ -1,7 +1,7 @@
 """Class activation maps for one-channel detector frames: Grad-CAM, Grad-CAM++, XGradCAM.
 
-Works on xlabel's CNN (a :class:`~xlabel.models.TrainedModel` of kind "cnn": frames are
-preprocessed as in training and maps come back at raw frame resolution) and on any
+Works on xlabel's frame models with a network (e.g. :class:`~xlabel.models.CNNClassifier`:
+frames are preprocessed as in training and maps come back at raw frame resolution) and on any
 user ``torch.nn.Module`` taking ``(n, 1, H, W)`` (frames are fed as float, unchanged).
 
 >>> import torch
@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ModelError
 from ._deps import require_torch
 from .evaluate import encode_labels
-from .trained import TrainedModel
+from .base import FrameModel
 
 torch = require_torch()
 
@@ -33,9 +33,9 @@ _EPS = 1e-7
 def cam(model, frames, target=None, layer=None, method="gradcam", batch_size=16) -> np.ndarray:
     """Class activation maps ``(n, H, W)`` at frame resolution, each scaled to [0, 1].
 
-    ``model``: a TrainedModel of kind "cnn" or a ``torch.nn.Module`` classifier.
-    ``frames``: ``(n, H, W)`` or one ``(H, W)`` frame (a FrameSource also works for a
-    TrainedModel). ``target``: class explained: ``None`` (the predicted class of each
+    ``model``: an xlabel frame model with a ``network`` (CNNClassifier) or a
+    ``torch.nn.Module`` classifier. ``frames``: ``(n, H, W)`` or one ``(H, W)`` frame (a
+    FrameSource also works for an xlabel model). ``target``: class explained: ``None`` (the predicted class of each
     frame), a class index or name, or one per frame. ``layer``: module name as in
     ``model.named_modules()`` (default: the last ``Conv2d``). ``method``: "gradcam",
     "gradcam++" or "xgradcam".
@@ -72,16 +72,14 @@ def default_layer(network) -> str:
 
 def _inputs(model, frames):
     """(network, float input tensor (n, 1, h, w), output map shape, class names or None)."""
-    if isinstance(model, TrainedModel):
-        from .cnn import normalized_tensor
-        from .frames import prepare_frames
-        network = model.network
-        source = model.check_frames(frames)
-        stack = source.read_all()
-        prepared = prepare_frames(stack, model.preprocessing.get("size"), source)
-        return network, normalized_tensor(model, prepared), tuple(source.frame_shape), model.classes
+    if isinstance(model, FrameModel):
+        if not hasattr(model, "network_input"):
+            raise ModelError(f"a {model.kind!r} model has no neural network layers for Grad-CAM")
+        prepared = model.prepared(frames)
+        return (model.network, model.network_input(prepared), model.frame_shape_,
+                model.classes)
     if not isinstance(model, torch.nn.Module):
-        raise ModelError(f"cam() needs a torch.nn.Module or a CNN TrainedModel, "
+        raise ModelError(f"cam() needs a torch.nn.Module or an xlabel CNN model, "
                          f"got {type(model).__name__}")
     array = np.asarray(frames, dtype=np.float32)
     if array.ndim == 2:
@@ -110,7 +108,7 @@ def _targets(target, n, classes):
         indices = encode_labels(values, classes)
     else:
         if any(isinstance(v, str) for v in values):
-            raise ModelError("class names as target need a TrainedModel; pass class indices")
+            raise ModelError("class names as target need an xlabel model; pass class indices")
         indices = values.astype(np.int64)
     if len(indices) == 1:
         indices = np.repeat(indices, n)
