@@ -146,3 +146,48 @@ def test_train_warns_when_the_features_do_not_separate_the_classes(tmp_path):
                     "256-128-64", "--test-size", "0.1", "--out", tmp_path / "seeing")
     assert seeing.returncode == 0, seeing.stderr
     assert "do not separate" not in seeing.stderr
+
+
+def small_model(folder, seed=5):
+    """A scan with a ramp and a beam loss, and a small feature MLP (default columns)."""
+    from xlabel.features import frame_stats
+    from xlabel.models import save_model, train_mlp
+    scan = make_scan(160, (16, 16), seed=seed, ramp_frames=6, losses=[(80, 10)])
+    master = write_scan(scan, folder / "scan")
+    model = train_mlp(frame_stats(master, progress=False), scan.truth["label"], preset=(16,))
+    return master, save_model(model, folder / "model")
+
+
+def test_filter_on_a_dask_cluster_and_with_threads_writes_the_same_table(tmp_path, capsys):
+    from distributed import LocalCluster
+    master, model = small_model(tmp_path)
+    base = ["filter", str(master), "--model", str(model), "--no-progress"]
+    assert cli.main([*base, "--out", str(tmp_path / "one"), "--workers", "1"]) == 0
+    assert cli.main([*base, "--out", str(tmp_path / "two"), "--workers", "2"]) == 0
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:
+        assert cli.main([*base, "--out", str(tmp_path / "dask"),
+                         "--scheduler", cluster.scheduler_address]) == 0
+    tables = [pd.read_csv(next((tmp_path / name).glob("*_filter.csv")))
+              for name in ("one", "two", "dask")]
+    pd.testing.assert_frame_equal(tables[0], tables[1])
+    pd.testing.assert_frame_equal(tables[0], tables[2])
+    assert (~tables[0]["keep"]).sum() >= 10
+    capsys.readouterr()
+    assert cli.main([*base, "--out", str(tmp_path / "x"), "--scheduler",
+                     "tcp://127.0.0.1:9"]) == 2
+    assert "cannot connect to the Dask scheduler 'tcp://127.0.0.1:9'" in capsys.readouterr().err
+
+
+def test_train_shows_the_mlp_epochs_as_a_progress_bar(tmp_path):
+    master, _ = small_model(tmp_path)
+    scan = make_scan(160, (16, 16), seed=5, ramp_frames=6, losses=[(80, 10)])
+    csv = labels_csv(tmp_path / "labels.csv", np.arange(160), scan.truth["label"].to_numpy())
+    shown = xlabel("train", master, "--labels", csv, "--preset", "256-128-64",
+                   "--out", tmp_path / "m1")
+    assert shown.returncode == 0, shown.stderr
+    assert "training MLP" in shown.stderr and "epoch" in shown.stderr and "loss" in shown.stderr
+    quiet = xlabel("train", master, "--labels", csv, "--preset", "256-128-64",
+                   "--no-progress", "--out", tmp_path / "m2")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "%|" not in quiet.stderr and "Iteration" not in quiet.stdout

@@ -273,7 +273,7 @@ def _dask_client(address):
         raise MissingDependencyError("--scheduler needs dask.distributed: "
                                      "pip install 'xlabel[dask]'") from None
     try:
-        client = Client(address, timeout="20s")
+        client = Client(address, timeout="10s")
     except (OSError, TimeoutError, ValueError) as err:
         raise XLabelError(f"cannot connect to the Dask scheduler {address!r}: {err}") from None
     try:

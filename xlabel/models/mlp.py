@@ -35,10 +35,14 @@ __all__ = ["PRESETS", "DEFAULT_COLUMNS", "BASELINE_COLUMNS", "build_pipeline", "
 
 #: The two architectures of the PETRA-III study (hidden layer sizes).
 PRESETS = {"512-256-128": (512, 256, 128), "256-128-64": (256, 128, 64)}
-#: Default feature columns: flux relative to its scan's running median generalizes across
-#: scans of different exposure; raw mean, std or flux_rank tie a model to the training
-#: scans' levels and bad-frame fractions (measured in bench/bench_models.py).
-DEFAULT_COLUMNS = ("flux_rel", "frac_saturated")
+#: Default feature columns (issue 11, measured in bench/bench_safe_defaults.py on the real
+#: K11, APS 2-BM and Savu scans and on synthetic ramps/losses/saturation): flux relative to
+#: the running median of the frames *with beam* (flux_local: ~0 inside a block of darks or
+#: at a closed-shutter start, where flux_rel reads ~1 or NaN), flux relative to the scan's
+#: beam-on reference (flux_scan: sees losses longer than the window) and frac_saturated.
+#: Scale-free, so a model trained on one detector applies to another; raw mean, std or
+#: flux_rank tie a model to the training scans' levels and bad-frame fractions.
+DEFAULT_COLUMNS = ("flux_local", "flux_scan", "frac_saturated")
 #: The domain's plain baseline: raw mean flux only.
 BASELINE_COLUMNS = ("mean",)
 
