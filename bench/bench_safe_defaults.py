@@ -13,6 +13,9 @@ synthetic samples, then applied to:
 - ``savu``: the Savu TIFF series (a third camera): its averaged dark and flat repeated 10
   times each, then the 91 projections (dark bad);
 - ``zero60``: K11's projections opening with 60 all-zero (shutter closed) frames (zeros bad);
+- ``half200``: K11 projections 100-1099 with frames 300-499 at 40 % beam (a beam loss
+  longer than the 51-frame window; those 200 bad);
+- ``dump200``: the same with frames 300-499 replaced by K11 darks (a beam dump; bad);
 - ``synth``: three fresh ``xlabel.synth`` scans (ramps, beam losses, saturation; seeds 1000+).
 
 Per target: bad frames caught / bad, good frames dropped / good. Frames whose model columns
@@ -75,6 +78,17 @@ def zero60(k11_source):
     return frame_stats(frames, progress=False), np.arange(len(frames)) < 60
 
 
+def long_losses(k11_source):
+    """K11 projections with a 200-frame loss at 40 % beam, and with a 200-frame dump."""
+    frames = k11_source[100:1100]
+    bad = (np.arange(len(frames)) >= 300) & (np.arange(len(frames)) < 500)
+    half = frames.copy()
+    half[bad] = (half[bad] * 0.4).astype(half.dtype)
+    dump = frames.copy()
+    dump[bad] = k11_source[50:100][np.arange(bad.sum()) % 50]
+    return (frame_stats(half, progress=False), bad), (frame_stats(dump, progress=False), bad)
+
+
 def synth(n=3):
     tables, bad = [], []
     for i in range(n):
@@ -104,14 +118,20 @@ def main(argv=None):
     from xlabel.models import train_mlp
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated indices into CANDIDATES (default: all)")
     args = parser.parse_args(argv)
     preset = "256-128-64" if args.quick else "512-256-128"
     k11_table, k11_bad, k11_source = k11()
+    half, dump = long_losses(k11_source)
     targets = {"k11": (k11_table, k11_bad), "aps": aps(), "savu": savu(),
-               "zero60": zero60(k11_source), "synth": synth(1 if args.quick else 3)}
+               "zero60": zero60(k11_source), "half200": half, "dump200": dump,
+               "synth": synth(1 if args.quick else 3)}
     trainings = {"K11": (k11_table, np.where(k11_bad, "bad", "good")),
                  "samples": sample_training()}
     candidates = CANDIDATES[:4] if args.quick else CANDIDATES
+    if args.only:
+        candidates = [CANDIDATES[int(i)] for i in args.only.split(",")]
     print(f"| trained on | columns | {' | '.join(targets)} |")
     print("|---|---|" + "---|" * len(targets))
     for train_name, (table, labels) in trainings.items():

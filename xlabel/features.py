@@ -24,7 +24,8 @@ from ._frame_kernel import PIXEL_COLUMNS, range_stats
 from .errors import FeatureError, MissingDependencyError, XLabelError
 from .io.base import FrameSource
 
-__all__ = ["frame_stats", "FEATURE_COLUMNS", "COLUMNS"]
+__all__ = ["frame_stats", "beam_context", "FEATURE_COLUMNS", "COLUMNS", "BEAM_LEVEL_QUANTILE",
+           "BEAM_ON_FRACTION"]
 
 #: Numeric columns usable by clustering and models.
 FEATURE_COLUMNS = ["mean", "sum", "median", "std", "min", "max", "frac_saturated",
