@@ -205,7 +205,7 @@ def _parser() -> argparse.ArgumentParser:
                             "256-128-64 (default for mlp-pixels)")
     train.add_argument("--columns", default=None,
                        help="comma-separated feature columns for mlp-features (default: "
-                            "the model's DEFAULT_COLUMNS; see xlabel stats for all)")
+                            f"{','.join(_default_columns())}; xlabel stats lists all)")
     train.add_argument("--classes", default="good,bad",
                        help="class names, comma-separated (default good,bad)")
     train.add_argument("--size", type=int, default=None,
@@ -235,6 +235,11 @@ def _parser() -> argparse.ArgumentParser:
     _progress_argument(filt)
     filt.set_defaults(run=_run_filter)
     return parser
+
+
+def _default_columns():
+    from .models.mlp import DEFAULT_COLUMNS
+    return DEFAULT_COLUMNS
 
 
 def _kinds():
@@ -282,13 +287,12 @@ def _dask_client(address):
         client.close()
 
 
-def _features(sources, args, client=None):
+def _features(sources, args):
+    """frame_stats of the scans, on this machine (``--workers``) or a Dask cluster."""
     from .features import frame_stats
-    if client is None and getattr(args, "scheduler", None):
-        with _dask_client(args.scheduler) as own:
-            return _features(sources, args, own)
-    return frame_stats(sources, workers=getattr(args, "workers", None), client=client,
-                       progress=not getattr(args, "no_progress", False))
+    with _dask_client(args.scheduler) as client:
+        return frame_stats(sources, workers=args.workers, client=client,
+                           progress=not args.no_progress)
 
 
 def _run_train(args):
