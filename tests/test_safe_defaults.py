@@ -11,6 +11,7 @@ Everything runs through the real command (``python -m xlabel.cli``) with default
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import h5py
@@ -18,8 +19,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.test_cli import xlabel
+from tests.test_cli import command
 from xlabel.io import open_scan
+
+
+def xlabel(*args):
+    """``python -m xlabel.cli ARGS`` with time for the default 512-256-128 MLP on 3,201
+    frames (minutes on a loaded 2-core machine)."""
+    return subprocess.run(command(*args), capture_output=True, text=True, timeout=1800)
 
 
 def write_stack(path, frames):
