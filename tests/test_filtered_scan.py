@@ -102,3 +102,9 @@ def test_no_frame_kept_gives_an_empty_stack_and_non_hdf5_is_refused(tmp_path):
     with pytest.raises(ScanError, match="3 keep flags"):
         write_filtered_scan(open_scan(path), np.ones(3, bool), tmp_path / "y.h5")
     assert os.path.exists(path)
+
+
+def test_an_unwritable_output_is_a_clear_error(tmp_path):
+    path, _ = nexus_with_metadata(tmp_path / "scan.nxs")
+    with pytest.raises(ScanError, match="cannot write the filtered scan"):
+        write_filtered_scan(open_scan(path), np.ones(20, bool), tmp_path / "no" / "x.h5")

@@ -60,13 +60,16 @@ def write_filtered_scan(source, keep, path) -> Path:
     master = Path(segments[0][0])
     target = _stack_path(segments)
     kept = np.flatnonzero(keep)
-    with h5py.File(master, "r", locking=False) as src, h5py.File(path, "w") as out:
-        _copy_group(src["/"], out["/"], _Context(src, out, path, len(source), kept,
-                                                   {d for _, d, _ in segments}))
-        _write_stack(out, target, segments, kept, source, path)
-        out.attrs["xlabel_source"] = str(master.resolve())
-        out.attrs["xlabel_dataset"] = target
-        out.create_dataset("xlabel/kept_frames", data=kept.astype(np.int64))
+    try:
+        with h5py.File(master, "r", locking=False) as src, h5py.File(path, "w") as out:
+            _copy_group(src["/"], out["/"], _Context(src, out, path, len(source), kept,
+                                                       {d for _, d, _ in segments}))
+            _write_stack(out, target, segments, kept, source, path)
+            out.attrs["xlabel_source"] = str(master.resolve())
+            out.attrs["xlabel_dataset"] = target
+            out.create_dataset("xlabel/kept_frames", data=kept.astype(np.int64))
+    except OSError as err:  # output not writable or locked by a reader, master unreadable
+        raise ScanError(f"cannot write the filtered scan: {err}", path=path) from None
     return path
 
 
