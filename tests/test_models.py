@@ -34,6 +34,7 @@ def separable_table(n=300, seed=0):
     labels = np.where(rng.random(n) < 0.1, "bad", "good")
     flux_rel = np.where(labels == "bad", rng.uniform(0.05, 0.7, n), rng.uniform(0.93, 1.07, n))
     table = pd.DataFrame({"scan": "s", "frame": np.arange(n), "flux_rel": flux_rel,
+                          "flux_local": flux_rel, "flux_scan": flux_rel,
                           "frac_saturated": 0.0, "mean": flux_rel * 30})
     return table, labels
 
