@@ -4,6 +4,7 @@
     xlabel samples
     xlabel train SCAN... --labels LABELS.csv... [--kind mlp-features] [--preset NAME] --out MODEL
     xlabel filter SCAN... --model MODEL [--out OUT]
+    xlabel review SCAN... --labels LABELS.csv... --out suspects.csv
 
 Errors are printed as one line (``xlabel: error: ...``) with exit status 2, no traceback.
 """
@@ -76,6 +77,15 @@ def _parser() -> argparse.ArgumentParser:
     filt.add_argument("--dataset", default=None)
     filt.add_argument("--no-progress", action="store_true")
     filt.set_defaults(run=_run_filter)
+
+    review = commands.add_parser("review", help="rank frames whose label is probably wrong")
+    review.add_argument("scans", nargs="+", metavar="SCAN")
+    review.add_argument("--labels", nargs="+", required=True, metavar="LABELS.csv",
+                        help="one CSV (columns frame,label) per scan, in the same order")
+    review.add_argument("--out", required=True, help="suspects CSV to write")
+    review.add_argument("--seed", type=int, default=0)
+    review.add_argument("--dataset", default=None)
+    review.set_defaults(run=_run_review)
     return parser
 
 
@@ -156,6 +166,23 @@ def _run_train(args):
     print(f"held-out evaluation ({len(test_idx)} frames):")
     print(evaluation.summary())
     print(f"model ({model.kind}) saved to {folder}")
+
+
+def _run_review(args):
+    from .review import find_label_issues
+    if len(args.labels) != len(args.scans):
+        raise XLabelError(f"{len(args.scans)} scans but {len(args.labels)} label files "
+                          "(give one labels CSV per scan, in the same order)")
+    sources = _open_all(args.scans, args.dataset)
+    labels = np.concatenate([read_label_csv(path, len(src))
+                             for path, src in zip(args.labels, sources)])
+    table = _features(sources)
+    table["scan"] = np.concatenate([np.full(len(src), str(path), dtype=object)
+                                    for path, src in zip(args.scans, sources)])
+    issues = find_label_issues(table, labels, seed=args.seed)
+    issues[["frame", "scan", "label", "suggested", "score"]].to_csv(args.out, index=False)
+    print(f"{int(issues['flagged'].sum())} of {len(issues)} labeled frames flagged as "
+          f"probably mislabeled -> {args.out}")
 
 
 def _model_params(cls, args, classes) -> dict:

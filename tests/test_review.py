@@ -1,0 +1,112 @@
+"""Suspected label errors (xlabel.review) on synthetic scans with known flipped labels,
+and the ``xlabel review`` command run as a subprocess on real HDF5 files."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlabel.features import frame_stats
+from xlabel.review import (ReviewError, find_label_issues, flip_labels, out_of_fold_proba,
+                           rank_label_issues)
+from xlabel.synth import make_scan, write_scan
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    """Six 1000-frame scans, 3 % of labels flipped (half near the class boundary)."""
+    scans = [make_scan(1000, (32, 32), seed=s, name=f"s{s}") for s in range(6)]
+    table = frame_stats([s.source() for s in scans], progress=False)
+    labels, flipped = zip(*[flip_labels(s.truth, seed=s.seed) for s in scans])
+    return table, np.concatenate(labels), np.concatenate(flipped)
+
+
+def test_flipped_labels_are_ranked_first(noisy):
+    table, labels, flipped = noisy
+    issues = find_label_issues(table, labels)
+    k = int(flipped.sum())
+    ranked = flipped[issues["row"].to_numpy()]
+    assert k == 180
+    assert ranked[:k].mean() >= 0.80          # precision at k
+    assert ranked[:2 * k].sum() >= 0.90 * k   # 90 % of the flipped frames within the top 2k
+    assert (issues["suggested"] != issues["label"]).all()
+
+
+def test_true_labels_are_not_flagged_much(noisy):
+    table, _, _ = noisy
+    truth = np.concatenate([make_scan(1000, (32, 32), seed=s).truth["label"] for s in range(6)])
+    issues = find_label_issues(table, truth)
+    assert issues["flagged"].mean() < 0.01
+
+
+def test_folds_keep_whole_scans_apart():
+    """A scan whose frames all carry the other class's label: a model that saw the scan
+    would learn its labels; out of fold, every one of them is suspect."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 2))
+    truth = np.where(x[:, 0] > 0, "bad", "good").astype(object)
+    groups = np.repeat(np.arange(4), 100)
+    x[300:, 1] += 50  # scan 3 sits apart in feature space...
+    labels = truth.copy()
+    labels[300:] = np.where(truth[300:] == "bad", "good", "bad")  # ...with every label wrong
+    proba = out_of_fold_proba(x, labels, groups, ("good", "bad"))
+    wrong = (proba[300:, 1] > 0.5) != (labels[300:] == "bad")
+    assert wrong.mean() > 0.9
+
+
+def test_unlabeled_frames_are_not_ranked():
+    proba = np.array([[0.9, 0.1], [0.2, 0.8], [np.nan, np.nan]])
+    issues = rank_label_issues(np.array(["good", "good", ""], dtype=object), proba,
+                               ("good", "bad"))
+    assert sorted(issues["row"]) == [0, 1]
+
+
+@pytest.mark.parametrize("labels, groups, message", [
+    (["good", "bad"] * 50, [0] * 100, "at least 2 scans"),
+    (["good"] * 100, [0, 1] * 50, "at least 2 classes"),
+    (["good", "maybe"] * 50, [0, 1] * 50, "not among the classes"),
+])
+def test_clear_errors(labels, groups, message):
+    x = np.random.default_rng(0).normal(size=(100, 2))
+    with pytest.raises(ReviewError, match=message):
+        out_of_fold_proba(x, np.array(labels, dtype=object), np.array(groups), ("good", "bad"))
+
+
+def test_cli_review_writes_suspects_most_suspicious_first(tmp_path):
+    masters, csvs, flips = [], [], []
+    for seed in (1, 2, 3):
+        scan = make_scan(400, (32, 32), seed=seed, name=f"scan{seed}", losses=3, ramp_frames=10)
+        masters.append(write_scan(scan, tmp_path / f"scan{seed}"))
+        labels, flipped = flip_labels(scan.truth, seed=seed)
+        csvs.append(tmp_path / f"scan{seed}.csv")
+        pd.DataFrame({"frame": scan.truth["frame"], "label": labels}).to_csv(csvs[-1], index=False)
+        flips.append(set(np.flatnonzero(flipped)))
+    out = tmp_path / "suspects.csv"
+    result = subprocess.run([sys.executable, "-m", "xlabel.cli", "review", *map(str, masters),
+                             "--labels", *map(str, csvs), "--out", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    suspects = pd.read_csv(out, keep_default_na=False)
+    assert list(suspects.columns) == ["frame", "scan", "label", "suggested", "score"]
+    assert suspects["score"].is_monotonic_decreasing
+    assert set(suspects["scan"]) == set(map(str, masters))
+    k = sum(len(f) for f in flips)
+    top = suspects.head(k)
+    hits = sum(frame in flips[masters.index(next(m for m in masters if str(m) == scan))]
+               for frame, scan in zip(top["frame"], top["scan"]))
+    assert hits >= 0.6 * k
+
+
+def test_cli_review_one_scan_is_a_clear_error(tmp_path):
+    scan = make_scan(200, (32, 32), seed=1, name="only")
+    master = write_scan(scan, tmp_path / "only")
+    csv = tmp_path / "only.csv"
+    scan.truth[["frame", "label"]].to_csv(csv, index=False)
+    result = subprocess.run([sys.executable, "-m", "xlabel.cli", "review", str(master),
+                             "--labels", str(csv), "--out", str(tmp_path / "s.csv")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "at least 2 scans" in result.stderr.strip().splitlines()[-1]
