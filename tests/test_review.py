@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from xlabel.features import frame_stats
-from xlabel.review import (ReviewError, find_label_issues, flip_labels, out_of_fold_proba,
+from xlabel.review import (ReviewError, find_label_issues, flip_labels, next_to_label,
+                           out_of_fold_proba,
                            rank_label_issues)
 from xlabel.synth import make_scan, write_scan
 
@@ -110,3 +111,42 @@ def test_cli_review_one_scan_is_a_clear_error(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "at least 2 scans" in result.stderr.strip().splitlines()[-1]
+
+
+def test_next_to_label_picks_uncertain_and_diverse_frames():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4000, 2))
+    truth = np.where(x[:, 0] + 0.5 * x[:, 1] > 0, "bad", "good").astype(object)
+    labels = truth.copy()
+    labels[rng.random(4000) < 0.9] = ""
+    picks = next_to_label(x, labels, ("good", "bad"), n=12)
+    rows = picks["row"].to_numpy()
+    assert len(set(rows)) == 12 and (labels[rows] == "").all()
+    distance = np.abs(x[:, 0] + 0.5 * x[:, 1])
+    assert np.median(distance[rows]) < np.quantile(distance, 0.2)   # near the boundary
+    assert np.ptp(x[rows, 1]) > 2.0                                 # spread along it
+    assert picks["score"].is_monotonic_decreasing
+
+
+def test_uncertainty_order_beats_random_order():
+    """Accuracy after labeling 5 rounds x 8 frames: uncertainty order >= random order."""
+    from sklearn.linear_model import LogisticRegression
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3000, 2))
+    truth = np.where(x[:, 0] - 0.3 * x[:, 1] > 0.4, "bad", "good").astype(object)
+    start = np.concatenate([np.flatnonzero(truth == "bad")[:3], np.flatnonzero(truth == "good")[:3]])
+
+    def accuracy(order):
+        labels = np.full(3000, "", dtype=object)
+        labels[start] = truth[start]
+        for _ in range(5):
+            rows = order(labels)
+            labels[rows] = truth[rows]
+        known = labels != ""
+        fit = LogisticRegression().fit(x[known], labels[known])
+        return (fit.predict(x) == truth).mean()
+
+    active = accuracy(lambda labels: next_to_label(
+        x, labels, ("good", "bad"), n=8, model=LogisticRegression())["row"].to_numpy())
+    random = accuracy(lambda labels: rng.choice(np.flatnonzero(labels == ""), 8, replace=False))
+    assert active >= random and active > 0.97

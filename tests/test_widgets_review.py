@@ -80,3 +80,24 @@ def test_the_key_pad_forwards_front_end_messages(setup):
 def test_bad_suspects_are_clear_errors(suspects, message):
     with pytest.raises(XLabelError, match=message):
         ReviewQueue(LabelStore(10), suspects)
+
+
+def test_active_learning_suggestions_feed_the_queue():
+    from xlabel.review import DEFAULT_COLUMNS, next_to_label
+    scans = [make_scan(300, (16, 16), seed=s, name=f"s{s}", losses=3) for s in (1, 2)]
+    features = frame_stats([s.source() for s in scans], progress=False)
+    truth = np.concatenate([s.truth["label"] for s in scans]).astype(object)
+    labels = np.full(len(truth), "", dtype=object)
+    known = np.r_[np.flatnonzero(truth == "bad")[::3], np.flatnonzero(truth == "good")[::20]]
+    labels[known] = truth[known]
+    store = LabelStore(len(truth), frames=features[["scan", "frame"]])
+    store.assign(known[truth[known] == "bad"], "bad")
+    store.assign(known[truth[known] == "good"], "good")
+    picks = next_to_label(features[DEFAULT_COLUMNS], labels, ("good", "bad"), n=5)
+    queue = ReviewQueue(store, picks, features=features)
+    for row in picks["row"]:
+        assert queue.current == row
+        queue.relabel(truth[row])
+    assert queue.done
+    assert (store.labels[picks["row"]] >= 0).all()
+    assert {store.provenance(r)["source"] for r in picks["row"]} == {"review"}
