@@ -150,3 +150,72 @@ def test_uncertainty_order_beats_random_order():
         x, labels, ("good", "bad"), n=8, model=LogisticRegression())["row"].to_numpy())
     random = accuracy(lambda labels: rng.choice(np.flatnonzero(labels == ""), 8, replace=False))
     assert active >= random and active > 0.97
+
+
+def xlabel_cli(*args):
+    return subprocess.run([sys.executable, "-m", "xlabel.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def filtered_with_audit(tmp_path_factory):
+    """A model trained on two scans, filtering a third with --audit 10 (twice, same seed)."""
+    folder = tmp_path_factory.mktemp("audit")
+    made = []
+    for seed in (1, 2, 3):
+        scan = make_scan(400, (32, 32), seed=seed, name=f"scan{seed}", losses=3, ramp_frames=10)
+        master = write_scan(scan, folder / f"scan{seed}")
+        csv = folder / f"scan{seed}.csv"
+        scan.truth[["frame", "label"]].to_csv(csv, index=False)
+        made.append((master, csv, scan.truth))
+    # --test-size: the held-out split of train; flux_rel/frac_saturated separate the classes
+    train = xlabel_cli("train", made[0][0], made[1][0], "--labels", made[0][1], made[1][1],
+                       "--columns", "flux_rel,frac_saturated", "--out", folder / "model")
+    assert train.returncode == 0, train.stderr
+    runs = [xlabel_cli("filter", made[2][0], "--model", folder / "model", "--out",
+                       folder / f"out{i}", "--audit", 10, "--no-progress") for i in (1, 2)]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    return folder, made[2][2]
+
+
+def test_filter_audit_writes_a_seeded_sample_of_dropped_and_kept(filtered_with_audit):
+    folder, truth = filtered_with_audit
+    audit = pd.read_csv(folder / "out1" / "scan3_audit.csv", keep_default_na=False)
+    again = pd.read_csv(folder / "out2" / "scan3_audit.csv", keep_default_na=False)
+    pd.testing.assert_frame_equal(audit, again)
+    result = pd.read_csv(folder / "out1" / "scan3_filter.csv", keep_default_na=False)
+    assert (audit["keep"] == False).sum() == 10 and (audit["keep"] == True).sum() == 10  # noqa: E712
+    assert audit["frame"].is_unique
+    decided = result.set_index("frame").loc[audit["frame"], "keep"].to_numpy()
+    assert (decided == audit["keep"].to_numpy()).all()
+    assert (audit["judged"] == "").all() and set(audit["keep_class"]) == {"good"}
+
+
+def test_audit_summary_of_a_judged_sample(filtered_with_audit):
+    folder, truth = filtered_with_audit
+    path = folder / "out1" / "scan3_audit.csv"
+    audit = pd.read_csv(path, keep_default_na=False)
+    judged = truth.set_index("frame").loc[audit["frame"], "label"].to_numpy().copy()
+    judged[-1] = ""                                  # one frame not judged yet
+    audit["judged"] = judged
+    audit.to_csv(path, index=False)
+    result = xlabel_cli("audit", path)
+    assert result.returncode == 0, result.stderr
+    import json
+    summary = json.loads(path.with_suffix(".summary.json").read_text())
+    dropped = audit[~audit["keep"]]
+    kept = audit[audit["keep"] & (audit["judged"] != "")]
+    assert summary["false_reject"]["errors"] == int((dropped["judged"] == "good").sum())
+    assert summary["false_keep"]["judged"] == len(kept) == 9
+    assert summary["false_keep"]["errors"] == int((kept["judged"] != "good").sum())
+    assert summary["not_judged"] == 1
+    low, high = summary["false_reject"]["ci95"]
+    assert 0 <= low <= summary["false_reject"]["rate"] <= high <= 1 and high > 0.2  # n = 10
+    assert "false-reject" in result.stdout and "95% CI" in result.stdout
+
+    audit.loc[3, "judged"] = "godo"                  # a typo is an error naming the line
+    audit.to_csv(path, index=False)
+    result = xlabel_cli("audit", path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "line 5" in result.stderr and "'godo'" in result.stderr

@@ -76,7 +76,15 @@ def _parser() -> argparse.ArgumentParser:
                       help="class of frames to keep (default: 'good' or the first class)")
     filt.add_argument("--dataset", default=None)
     filt.add_argument("--no-progress", action="store_true")
+    filt.add_argument("--audit", type=int, default=None, metavar="N",
+                      help="also write <scan>_audit.csv: a seeded sample of N dropped and N kept "
+                           "frames to judge (then: xlabel audit <scan>_audit.csv)")
+    filt.add_argument("--seed", type=int, default=0, help="seed of the --audit sample")
     filt.set_defaults(run=_run_filter)
+
+    audit = commands.add_parser("audit", help="false-reject/false-keep rates of judged audits")
+    audit.add_argument("audits", nargs="+", metavar="AUDIT.csv")
+    audit.set_defaults(run=_run_audit)
 
     review = commands.add_parser("review", help="rank frames whose label is probably wrong")
     review.add_argument("scans", nargs="+", metavar="SCAN")
@@ -227,6 +235,43 @@ def _run_filter(args):
         summary = filter_scan(model, source, out, keep, progress=not args.no_progress)
         print(f"{summary['scan']}: kept {summary['kept']}, dropped {summary['dropped']} "
               f"of {summary['frames']} frames -> {summary['csv']}")
+        if args.audit is not None:
+            _write_audit(args, model, keep, summary)
+
+
+def _write_audit(args, model, keep, summary):
+    from .review import audit_sample
+    table = pd.read_csv(summary["csv"], keep_default_na=False)
+    sample = audit_sample(table, args.audit, keep, model.classes, scan=summary["scan"],
+                          seed=args.seed)
+    path = Path(summary["csv"]).with_name(Path(summary["csv"]).name
+                                          .replace("_filter.csv", "_audit.csv"))
+    sample.to_csv(path, index=False)
+    print(f"audit sample: {int((~sample['keep']).sum())} dropped, {int(sample['keep'].sum())} "
+          f"kept frames to judge -> {path}")
+
+
+def _run_audit(args):
+    from .review import audit_summary
+    for path in args.audits:
+        try:
+            audit = pd.read_csv(path, keep_default_na=False, dtype={"judged": str})
+        except (OSError, ValueError, pd.errors.ParserError) as err:
+            raise XLabelError(f"cannot read the audit: {err}", path=path) from None
+        missing = {"keep", "keep_class", "classes", "judged"} - set(audit.columns)
+        if missing:
+            raise XLabelError(f"not an audit CSV: no columns {sorted(missing)}", path=path)
+        audit["keep"] = audit["keep"].astype(str).str.lower() == "true"
+        summary = audit_summary(audit, where=str(path))
+        out = Path(path).with_suffix(".summary.json")
+        out.write_text(json.dumps(summary, indent=2))
+        for name in ("false_reject", "false_keep"):
+            entry = summary[name]
+            rate = "n/a" if entry["rate"] is None else (
+                f"{entry['rate']:.1%} (95% CI {entry['ci95'][0]:.1%}-{entry['ci95'][1]:.1%})")
+            print(f"{path}: {name.replace('_', '-')} {rate}: {entry['errors']} of "
+                  f"{entry['judged']} judged")
+        print(f"{summary['not_judged']} frame(s) not judged yet -> {out}")
 
 
 def filter_scan(model, source, out: Path, keep: str, progress=True) -> dict:

@@ -30,7 +30,7 @@ import pandas as pd
 from .errors import XLabelError
 
 __all__ = ["out_of_fold_proba", "rank_label_issues", "find_label_issues", "DEFAULT_COLUMNS",
-           "flip_labels", "next_to_label"]
+           "flip_labels", "next_to_label", "audit_sample", "audit_summary"]
 
 #: Feature columns of a ``frame_stats`` table used by default (all numeric, scan-relative
 #: ones included so that exposure differences between scans matter less).
@@ -321,3 +321,81 @@ def _diverse(points, uncertainty, n, seed, kmeans, limits) -> np.ndarray:
         clusters = kmeans(n_clusters=n, n_init=1, random_state=seed).fit_predict(points)
     return np.array([np.flatnonzero(clusters == c)[uncertainty[clusters == c].argmax()]
                      for c in np.unique(clusters)])
+
+
+# ----------------------------------------------------------------- filter audit
+
+AUDIT_COLUMNS = ["row", "frame", "scan", "prediction", "suggested", "keep", "keep_class",
+                 "classes", "judged"]
+
+
+def audit_sample(filter_table: pd.DataFrame, n: int, keep_class: str, classes, *, scan="",
+                 seed=0):
+    """A seeded sample of ``n`` dropped and ``n`` kept frames of a filter result, to judge.
+
+    ``filter_table`` is a ``<scan>_filter.csv`` table (``frame``, ``prediction``, ``keep``);
+    ``classes`` the model's classes (the answers ``judged`` may hold, kept as ``a|b``).
+    Returns :data:`AUDIT_COLUMNS`, dropped frames first; ``judged`` is empty: the expert
+    writes each frame's true class there (or decides it in a
+    :class:`~xlabel.widgets.ReviewQueue`: ``row`` is the frame, ``suggested`` the prediction).
+    Fewer frames are taken where fewer were dropped or kept.
+
+    >>> table = pd.DataFrame({"frame": range(10), "prediction": ["good"] * 8 + ["bad"] * 2,
+    ...                       "keep": [True] * 8 + [False] * 2})
+    >>> audit_sample(table, 3, "good", classes=("good", "bad"))["keep"].tolist()
+    [False, False, True, True, True]
+    """
+    if int(n) < 1:
+        raise ReviewError(f"the audit needs at least 1 frame per side, got {n}")
+    rng = np.random.default_rng(seed)
+    parts = []
+    for kept in (False, True):
+        frames = filter_table.loc[filter_table["keep"].astype(bool) == kept]
+        take = rng.choice(len(frames), size=min(int(n), len(frames)), replace=False)
+        parts.append(frames.iloc[take])
+    sample = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame({"row": sample["frame"].to_numpy(), "frame": sample["frame"].to_numpy(),
+                         "scan": scan, "prediction": sample["prediction"].to_numpy(),
+                         "suggested": sample["prediction"].to_numpy(),
+                         "keep": sample["keep"].astype(bool).to_numpy(), "keep_class": keep_class,
+                         "classes": "|".join(classes), "judged": ""})[AUDIT_COLUMNS]
+
+
+def audit_summary(audit: pd.DataFrame, judged=None, *, where="audit") -> dict:
+    """False-reject and false-keep rates of a judged audit sample, with 95 % intervals.
+
+    ``judged`` (default: the ``judged`` column) is each sampled frame's true class (``""`` =
+    not judged yet: left out and counted). False-reject rate: the share of dropped frames
+    whose true class is the keep class; false-keep rate: the share of kept frames whose
+    true class is not. Intervals are exact Clopper-Pearson (``scipy.stats.binomtest``).
+
+    >>> audit = pd.DataFrame({"keep": [False] * 4 + [True] * 4, "keep_class": "good",
+    ...                       "classes": "good|bad",
+    ...                       "judged": ["bad", "bad", "good", "bad", "good"] + ["good"] * 3})
+    >>> s = audit_summary(audit)
+    >>> s["false_reject"]["rate"], s["false_keep"]["errors"], s["false_keep"]["judged"]
+    (0.25, 0, 4)
+    """
+    from scipy.stats import binomtest
+    judged = audit["judged"] if judged is None else pd.Series(judged, index=audit.index)
+    judged = judged.fillna("").astype(str).str.strip()
+    keep_class = str(audit["keep_class"].iloc[0]) if len(audit) else ""
+    classes = set(str(audit["classes"].iloc[0]).split("|")) if len(audit) else set()
+    wrong = np.flatnonzero(~judged.isin(classes | {""}).to_numpy())
+    if len(wrong):
+        raise ReviewError(f"{where}: line {wrong[0] + 2} (CSV row {wrong[0]}) is judged "
+                          f"{judged.iloc[wrong[0]]!r}, not one of the classes {sorted(classes)}")
+    summary = {"keep_class": keep_class, "not_judged": int((judged == "").sum())}
+    for name, kept in (("false_reject", False), ("false_keep", True)):
+        side = judged[(audit["keep"].astype(bool) == kept) & (judged != "")]
+        errors = int((side == keep_class).sum()) if not kept else int((side != keep_class).sum())
+        entry = {"judged": int(len(side)), "errors": errors, "rate": None, "ci95": None}
+        if len(side):
+            interval = binomtest(errors, len(side)).proportion_ci(0.95, method="exact")
+            entry.update(rate=errors / len(side), ci95=[float(interval.low),
+                                                        float(interval.high)])
+        summary[name] = entry
+    if summary["false_reject"]["judged"] + summary["false_keep"]["judged"] == 0:
+        raise ReviewError(f"{where}: no frame is judged yet (fill the 'judged' column with "
+                          "each frame's true class)")
+    return summary
