@@ -101,3 +101,25 @@ def test_active_learning_suggestions_feed_the_queue():
     assert queue.done
     assert (store.labels[picks["row"]] >= 0).all()
     assert {store.provenance(r)["source"] for r in picks["row"]} == {"review"}
+
+
+def test_an_audit_sample_opens_in_the_queue():
+    from xlabel.review import audit_sample, audit_summary
+    scan = make_scan(300, (16, 16), seed=5, name="s5", losses=2)
+    truth = scan.truth["label"].to_numpy()
+    predicted = truth.copy()
+    predicted[np.flatnonzero(truth == "good")[::40]] = "bad"  # the filter dropped good frames
+    result = pd.DataFrame({"frame": np.arange(300), "prediction": predicted,
+                           "keep": predicted == "good"})
+    audit = audit_sample(result, 8, "good", ("good", "bad"), scan="s5", seed=1)
+    store = LabelStore(300)
+    queue = ReviewQueue(store, audit, source=scan.source())
+    for row in audit["row"]:   # the expert: the prediction if right, else the true class
+        assert queue.current == row
+        queue.relabel() if predicted[row] == truth[row] else queue.relabel(truth[row])
+    judged = [store.class_name(int(store.labels[r])) for r in audit["row"]]
+    assert judged == truth[audit["row"]].tolist()
+    summary = audit_summary(audit, judged)
+    dropped_good = int(((~audit["keep"]) & (truth[audit["row"]] == "good")).sum())
+    assert summary["false_reject"]["errors"] == dropped_good > 0
+    assert summary["false_keep"]["errors"] == 0

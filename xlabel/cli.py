@@ -4,6 +4,7 @@
     xlabel samples
     xlabel train SCAN... --labels LABELS.csv... [--kind mlp-features] [--preset NAME] --out MODEL
     xlabel filter SCAN... --model MODEL [--out OUT]
+    xlabel filter SCAN... --model MODEL --audit N     (then judge and: xlabel audit AUDIT.csv...)
     xlabel review SCAN... --labels LABELS.csv... --out suspects.csv
 
 Errors are printed as one line (``xlabel: error: ...``) with exit status 2, no traceback.
@@ -140,15 +141,21 @@ def read_label_csv(path, n_frames: int) -> np.ndarray:
     return labels
 
 
-def _run_train(args):
-    from .models import evaluate, registry, split
-    from .models.persist import save_model
+def _labeled_scans(args):
+    """The opened ``args.scans`` and their concatenated labels from ``args.labels``."""
     if len(args.labels) != len(args.scans):
         raise XLabelError(f"{len(args.scans)} scans but {len(args.labels)} label files "
                           "(give one labels CSV per scan, in the same order)")
     sources = _open_all(args.scans, args.dataset)
     labels = np.concatenate([read_label_csv(path, len(src))
                              for path, src in zip(args.labels, sources)])
+    return sources, labels
+
+
+def _run_train(args):
+    from .models import evaluate, registry, split
+    from .models.persist import save_model
+    sources, labels = _labeled_scans(args)
     groups = np.concatenate([np.full(len(src), i) for i, src in enumerate(sources)])
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
     cls = registry.get(args.kind)
@@ -178,12 +185,7 @@ def _run_train(args):
 
 def _run_review(args):
     from .review import find_label_issues
-    if len(args.labels) != len(args.scans):
-        raise XLabelError(f"{len(args.scans)} scans but {len(args.labels)} label files "
-                          "(give one labels CSV per scan, in the same order)")
-    sources = _open_all(args.scans, args.dataset)
-    labels = np.concatenate([read_label_csv(path, len(src))
-                             for path, src in zip(args.labels, sources)])
+    sources, labels = _labeled_scans(args)
     table = _features(sources)
     table["scan"] = np.concatenate([np.full(len(src), str(path), dtype=object)
                                     for path, src in zip(args.scans, sources)])
