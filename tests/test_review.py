@@ -64,6 +64,14 @@ def test_unlabeled_frames_are_not_ranked():
     assert sorted(issues["row"]) == [0, 1]
 
 
+def test_rank_refuses_unknown_labels_and_wrong_shapes():
+    proba = np.array([[0.9, 0.1], [0.2, 0.8]])
+    with pytest.raises(ReviewError, match="not among"):
+        rank_label_issues(np.array(["good", "godo"], dtype=object), proba, ("good", "bad"))
+    with pytest.raises(ReviewError, match="shape"):
+        rank_label_issues(np.array(["good"], dtype=object), proba, ("good", "bad"))
+
+
 @pytest.mark.parametrize("labels, groups, message", [
     (["good", "bad"] * 50, [0] * 100, "at least 2 scans"),
     (["good"] * 100, [0, 1] * 50, "at least 2 classes"),

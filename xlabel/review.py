@@ -61,7 +61,7 @@ def smooth_model():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import SplineTransformer, StandardScaler
     return make_pipeline(StandardScaler(), SplineTransformer(n_knots=5),
-                         LogisticRegression(C=1.0, max_iter=1000))
+                         LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced"))
 
 
 def out_of_fold_proba(features, labels, groups, classes=None, *, model=None, n_splits=5,
@@ -145,12 +145,20 @@ def rank_label_issues(labels, proba, classes) -> pd.DataFrame:
     Returns
     -------
     DataFrame with ``row``, ``label``, ``suggested`` (the most probable other class),
-    ``score`` (in [0, 2]: 1 + margin for flagged rows, ``1 - p(label)`` times 0.999 for the
-    rest, so flagged rows always come first) and ``flagged`` (confident-learning off-diagonal).
+    ``score`` (in [0, 2]: ``1.5 + margin / 2`` for flagged rows, margin = p(suggested) -
+    p(label); ``0.999 * (1 - p(label))`` for the rest, so flagged rows always come first) and
+    ``flagged`` (confident-learning off-diagonal).
     """
     labels = np.asarray(labels, dtype=object)
     proba = np.asarray(proba, dtype=np.float64)
     classes = tuple(classes)
+    if proba.shape != (len(labels), len(classes)):
+        raise ReviewError(f"probabilities of shape {proba.shape} for {len(labels)} labels "
+                          f"and {len(classes)} classes")
+    unknown = sorted({str(lab) for lab in labels if lab not in classes and lab not in ("", None)
+                      and lab == lab})
+    if unknown:
+        raise ReviewError(f"labels {unknown} are not among the classes {classes}")
     labeled = np.array([lab in classes for lab in labels])
     rows = np.flatnonzero(labeled & np.isfinite(proba).all(axis=1))
     index = {name: i for i, name in enumerate(classes)}
