@@ -4,6 +4,8 @@
     xlabel samples
     xlabel train SCAN... --labels LABELS.csv... [--kind mlp-features] [--preset NAME] --out MODEL
     xlabel filter SCAN... --model MODEL [--out OUT] [--workers N | --scheduler ADDRESS]
+    xlabel filter SCAN... --model MODEL --audit N     (then judge and: xlabel audit AUDIT.csv...)
+    xlabel review SCAN... --labels LABELS.csv... --out suspects.csv
 
 Errors are printed as one line (``xlabel: error: ...``) with exit status 2, no traceback;
 warnings as ``xlabel: warning: ...`` lines on stderr. The help texts below are plain text
@@ -233,7 +235,39 @@ def _parser() -> argparse.ArgumentParser:
                       help="do not write <scan>_filtered.h5")
     _compute_arguments(filt)
     _progress_argument(filt)
+    filt.add_argument("--audit", type=int, default=None, metavar="N",
+                      help="also write <scan>_audit.csv: a seeded sample of N dropped and N kept "
+                           "frames to judge (then: xlabel audit <scan>_audit.csv)")
+    filt.add_argument("--seed", type=int, default=0, help="seed of the --audit sample")
     filt.set_defaults(run=_run_filter)
+
+    audit = _command(commands, "audit", "false-reject/false-keep rates of judged audits",
+                     "Summarise judged audit samples written by xlabel filter --audit N: fill "
+                     "the\n'judged' column with the true class of each frame, then run this. "
+                     "Prints the\nfalse-reject and false-keep rates with exact 95 % intervals "
+                     "and writes\n<audit>.summary.json.",
+                     "example:\n  xlabel audit filtered/scan_audit.csv")
+    audit.add_argument("audits", nargs="+", metavar="AUDIT.csv",
+                       help="judged audit CSV(s) written by xlabel filter --audit")
+    audit.set_defaults(run=_run_audit)
+
+    review = _command(commands, "review", "rank frames whose label is probably wrong",
+                      "Rank labeled frames whose label is probably wrong (out-of-fold "
+                      "probabilities,\nfolds keep whole scans apart; confident learning). "
+                      "Writes frame, scan, label,\nsuggested, score; most suspicious first.",
+                      "example:\n  xlabel review a.h5 b.h5 --labels a.csv b.csv --out suspects.csv")
+    _scans_argument(review, "labeled scan(s), at least two")
+    review.add_argument("--labels", nargs="+", required=True, metavar="LABELS.csv",
+                        help="one CSV (columns frame,label) per scan, in the same order")
+    review.add_argument("--allow-partial", action="store_true",
+                        help="accept labels CSVs that leave frames unlabeled")
+    review.add_argument("--classes", default="good,bad",
+                        help="class names, comma-separated (default good,bad)")
+    review.add_argument("--out", required=True, help="suspects CSV to write")
+    review.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _compute_arguments(review)
+    _progress_argument(review)
+    review.set_defaults(run=_run_review)
     return parser
 
 
@@ -295,9 +329,8 @@ def _features(sources, args):
                            progress=not args.no_progress)
 
 
-def _run_train(args):
-    from .models import evaluate, registry, split
-    from .models.persist import save_model
+def _labeled_scans(args):
+    """The opened ``args.scans`` and their concatenated labels from ``args.labels``."""
     if len(args.labels) != len(args.scans):
         raise XLabelError(f"{len(args.scans)} scans but {len(args.labels)} label files "
                           "(give one labels CSV per scan, in the same order)")
@@ -305,6 +338,13 @@ def _run_train(args):
     sources = _open_all(args.scans, args.dataset)
     labels = np.concatenate([read_label_csv(path, len(src), classes, args.allow_partial)
                              for path, src in zip(args.labels, sources)])
+    return sources, labels
+
+
+def _run_train(args):
+    from .models import evaluate, registry, split
+    from .models.persist import save_model
+    sources, labels = _labeled_scans(args)
     groups = np.concatenate([np.full(len(src), i) for i, src in enumerate(sources)])
     cls = registry.get(args.kind)
     model = cls(**_model_params(cls, args, classes))
@@ -352,6 +392,18 @@ def _warn_unseparated(model, truth, predicted):
                  f"{SEPARATION_RECALL}); try other --columns or --kind, or check the labels")
 
 
+def _run_review(args):
+    from .review import find_label_issues
+    sources, labels = _labeled_scans(args)
+    table = _features(sources, args)
+    table["scan"] = np.concatenate([np.full(len(src), str(path), dtype=object)
+                                    for path, src in zip(args.scans, sources)])
+    issues = find_label_issues(table, labels, seed=args.seed)
+    issues[["frame", "scan", "label", "suggested", "score"]].to_csv(args.out, index=False)
+    print(f"{int(issues['flagged'].sum())} of {len(issues)} labeled frames flagged as "
+          f"probably mislabeled -> {args.out}")
+
+
 def _model_params(cls, args, classes) -> dict:
     """The estimator's parameters from the options given; an option it does not take is an error."""
     columns = None if args.columns is None else [c.strip() for c in args.columns.split(",")]
@@ -394,6 +446,43 @@ def _run_filter(args):
             print(f"{summary['scan']}: kept {summary['kept']}, dropped {summary['dropped']} "
                   f"of {summary['frames']} frames -> {summary['csv']}"
                   + (f", {summary['filtered_scan']}" if summary["filtered_scan"] else ""))
+            if args.audit is not None:
+                _write_audit(args, model, keep, summary)
+
+
+def _write_audit(args, model, keep, summary):
+    from .review import audit_sample
+    table = pd.read_csv(summary["csv"], keep_default_na=False)
+    sample = audit_sample(table, args.audit, keep, model.classes, scan=summary["scan"],
+                          seed=args.seed)
+    path = Path(summary["csv"]).with_name(Path(summary["csv"]).name
+                                          .replace("_filter.csv", "_audit.csv"))
+    sample.to_csv(path, index=False)
+    print(f"audit sample: {int((~sample['keep']).sum())} dropped, {int(sample['keep'].sum())} "
+          f"kept frames to judge -> {path}")
+
+
+def _run_audit(args):
+    from .review import audit_summary
+    for path in args.audits:
+        try:
+            audit = pd.read_csv(path, keep_default_na=False, dtype={"judged": str})
+        except (OSError, ValueError, pd.errors.ParserError) as err:
+            raise XLabelError(f"cannot read the audit: {err}", path=path) from None
+        missing = {"keep", "keep_class", "classes", "judged"} - set(audit.columns)
+        if missing:
+            raise XLabelError(f"not an audit CSV: no columns {sorted(missing)}", path=path)
+        audit["keep"] = audit["keep"].astype(str).str.lower() == "true"
+        summary = audit_summary(audit, where=str(path))
+        out = Path(path).with_suffix(".summary.json")
+        out.write_text(json.dumps(summary, indent=2))
+        for name in ("false_reject", "false_keep"):
+            entry = summary[name]
+            rate = "n/a" if entry["rate"] is None else (
+                f"{entry['rate']:.1%} (95% CI {entry['ci95'][0]:.1%}-{entry['ci95'][1]:.1%})")
+            print(f"{path}: {name.replace('_', '-')} {rate}: {entry['errors']} of "
+                  f"{entry['judged']} judged")
+        print(f"{summary['not_judged']} frame(s) not judged yet -> {out}")
 
 
 def filter_scan(model, source, out: Path, keep: str, progress=True, workers=None, client=None,
