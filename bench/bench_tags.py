@@ -27,7 +27,7 @@ MODELS = (("image CNN (tags-cnn)", TagCNN), ("coefficient view (tags-polar)", Ta
           ("joint (tags-joint)", TagJointCNN))
 
 
-def run(n_batches, frames, shape, size, epochs, threads, seed):
+def run(n_batches, frames, shape, size, epochs, threads, seed, channels):
     start = time.perf_counter()
     batches = make_tagged_batches(n_batches, frames, (shape, shape), seed=seed, progress=True)
     print(f"generated {n_batches} x {frames} frames of {shape}x{shape} in "
@@ -38,7 +38,8 @@ def run(n_batches, frames, shape, size, epochs, threads, seed):
     results = {}
     for name, cls in MODELS:
         start = time.perf_counter()
-        model = cls(size=size, epochs=epochs, threads=threads, seed=seed, progress=False)
+        model = cls(size=size, epochs=epochs, threads=threads, seed=seed, progress=False,
+                    channels=channels)
         model.fit([b.source() for b in train], tags)
         seconds = time.perf_counter() - start
         proba = model.predict_proba(test.source())
@@ -67,13 +68,15 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=64, help="binned model input size")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--channels", default="8,16,32", help="conv widths")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
     if args.quick:
         args.batches, args.frames, args.epochs = 4, 40, 3
+    channels = tuple(int(c) for c in args.channels.split(","))
     results = run(args.batches, args.frames, args.shape, args.size, args.epochs, args.threads,
-                  args.seed)
+                  args.seed, channels)
     print(pd.DataFrame({k: {c: v[c] for c in ("mAP", "train_s", "train_ratio", "epochs")}
                         for k, v in results.items()}).T.to_string())
     if args.json:

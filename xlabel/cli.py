@@ -3,6 +3,7 @@
     xlabel stats SCAN... --out stats.csv
     xlabel samples
     xlabel train SCAN... --labels LABELS.csv... [--kind mlp-features] [--preset NAME] --out MODEL
+    xlabel train SCAN... --labels TAGS.csv... [--kind tags-joint] [--tags a,b] --out MODEL
     xlabel filter SCAN... --model MODEL [--out OUT]
 
 Errors are printed as one line (``xlabel: error: ...``) with exit status 2, no traceback.
@@ -52,8 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a classifier on labeled scans")
     train.add_argument("scans", nargs="+", metavar="SCAN")
     train.add_argument("--labels", nargs="+", required=True, metavar="LABELS.csv",
-                       help="one CSV (columns frame,label) per scan, in the same order")
-    train.add_argument("--kind", choices=_kinds(), default="mlp-features")
+                       help="one CSV (columns frame,label, or frame + one 0/1 column per "
+                            "tag) per scan, in the same order")
+    train.add_argument("--kind", choices=_kinds(), default=None,
+                       help="default: tags-joint for a CSV with tag columns, else mlp-features")
+    train.add_argument("--tags", default=None,
+                       help="comma-separated tag columns (default: every 0/1 column)")
     train.add_argument("--preset", default=None,
                        help="MLP hidden layers: 512-256-128 (default) or 256-128-64")
     train.add_argument("--columns", default=None,
@@ -128,6 +133,14 @@ def _run_train(args):
     if len(args.labels) != len(args.scans):
         raise XLabelError(f"{len(args.scans)} scans but {len(args.labels)} label files "
                           "(give one labels CSV per scan, in the same order)")
+    from . import _cli_tags
+    if args.kind is None:
+        has_tags = _cli_tags.csv_has_tags(args.labels[0])
+        args.kind = _cli_tags.DEFAULT_TAG_KIND if has_tags else "mlp-features"
+    if args.kind.startswith("tags-"):
+        return _cli_tags.run_train(args, registry.get(args.kind), _open_all(args.scans, args.dataset))
+    if args.tags is not None:
+        raise XLabelError(f"--tags applies to the tags-* kinds, not --kind {args.kind}")
     sources = _open_all(args.scans, args.dataset)
     labels = np.concatenate([read_label_csv(path, len(src))
                              for path, src in zip(args.labels, sources)])
@@ -191,6 +204,8 @@ def _subset(sources, data, indices):
 def _run_filter(args):
     from .models.persist import load_model
     model = load_model(args.model)
+    if model.kind.startswith("tags-"):
+        return _filter_tags(args, model)
     keep = args.keep or ("good" if "good" in model.classes else model.classes[0])
     if keep not in model.classes:
         raise XLabelError(f"--keep {keep!r} is not a class of the model {model.classes}")
@@ -200,6 +215,18 @@ def _run_filter(args):
         summary = filter_scan(model, source, out, keep, progress=not args.no_progress)
         print(f"{summary['scan']}: kept {summary['kept']}, dropped {summary['dropped']} "
               f"of {summary['frames']} frames -> {summary['csv']}")
+
+
+def _filter_tags(args, model):
+    from ._cli_tags import filter_tags
+    if args.keep is not None:
+        raise XLabelError("--keep does not apply to a tag model: it predicts tags, not a class")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for source in _open_all(args.scans, args.dataset):
+        summary = filter_tags(model, source, out, progress=not args.no_progress)
+        print(f"{summary['scan']}: {summary['frames']} frames, tagged {summary['counts']} "
+              f"-> {summary['csv']}")
 
 
 def filter_scan(model, source, out: Path, keep: str, progress=True) -> dict:

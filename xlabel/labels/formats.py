@@ -26,10 +26,11 @@ KNOWN_COLUMNS = ("scan", "frame", "label", "source", "time", "note")
 
 # ------------------------------------------------------------------ CSV
 
-def read_label_csv(csv_path) -> pd.DataFrame:
+def read_label_csv(csv_path, tags=None) -> pd.DataFrame:
     """The rows of a ``frame,label[,scan,source,time,note]`` CSV, checked.
 
-    ``time`` comes back in Unix seconds."""
+    ``time`` comes back in Unix seconds. ``label`` may be missing when the CSV has tag
+    columns (``tags`` names them, else 0/1 columns are looked for)."""
     try:
         table = pd.read_csv(csv_path, dtype={"label": str, "scan": str, "source": str,
                                              "note": str, "time": str},
@@ -39,7 +40,8 @@ def read_label_csv(csv_path) -> pd.DataFrame:
                          path=csv_path) from None
     except (OSError, ValueError, pd.errors.ParserError) as err:
         raise LabelError(f"cannot read labels CSV: {err}", path=csv_path) from err
-    if "label" not in table.columns and "frame" in table.columns and tag_columns(table):
+    named = tags is not None and len(tags) and set(tags) <= set(table.columns)
+    if "label" not in table.columns and "frame" in table.columns and (named or tag_columns(table)):
         table["label"] = ""   # a tags-only CSV (frame + one 0/1 column per tag)
     missing = {"frame", "label"} - set(table.columns)
     if missing:
