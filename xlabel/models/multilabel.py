@@ -29,7 +29,6 @@ LabelStore's tags); a row with a missing value (NaN or -1) is unlabeled.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from dataclasses import dataclass
 
@@ -40,7 +39,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 from ..errors import ModelError
 from ._deps import require_torch
 from .base import FrameModel
-from .cnn import _flip, _torch_settings
+from .cnn import _fit, _torch_settings
 from .data import MIN_FRAMES_PER_CLASS, concat_prepared
 from .persist import load_weights, save_weights
 from .registry import register
@@ -271,10 +270,12 @@ class TagModel(FrameModel):
         pos_weight = (len(fit_idx) - positives) / np.maximum(positives, 1)
         with _torch_settings(self.seed, self.threads):
             network = self._build().to(self._device())
-            history = _fit(network, x, y, fit_idx, val_idx, torch.tensor(pos_weight).float(),
-                           epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                           patience=self.patience, augment=self.augment,
-                           progress=self.progress)
+            loss_fn = nn.BCEWithLogitsLoss(
+                pos_weight=torch.tensor(pos_weight).float().to(self._device()))
+            history = _fit(network, x, y, fit_idx, val_idx, None, epochs=self.epochs,
+                           batch_size=self.batch_size, lr=self.lr, patience=self.patience,
+                           augment=self.augment, progress=self.progress, loss_fn=loss_fn,
+                           desc=f"train {self.kind}")
         self.network_ = network.eval()
         val_proba = self._proba_block(stack[val_idx])
         self.thresholds_ = _best_thresholds(values[val_idx], val_proba, self.classes_)
@@ -376,46 +377,6 @@ def train_tags(frames, tags, view="joint", **params) -> TagModel:
 def _validation_split(groups, val_fraction, seed):
     """Validation frames from other scans (whole batches) where there are several."""
     return split(groups, test_size=val_fraction, seed=seed)
-
-
-def _fit(network, x, y, fit_idx, val_idx, pos_weight, *, epochs, batch_size, lr, patience,
-         augment, progress):
-    device = next(network.parameters()).device
-    loss_fn = nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(device))
-    optimizer = torch.optim.Adam(network.parameters(), lr=lr)
-    best, best_state, waited, history = np.inf, copy.deepcopy(network.state_dict()), 0, []
-    epochs_bar = range(epochs)
-    if progress:
-        from tqdm.auto import tqdm
-        epochs_bar = tqdm(epochs_bar, desc=f"train tags ({network.view})", unit="epoch")
-    for _ in epochs_bar:
-        network.train()
-        for batch in torch.randperm(len(fit_idx)).split(batch_size):
-            idx = torch.from_numpy(fit_idx)[batch]
-            inputs = (_flip(x[idx]) if augment else x[idx]).to(device)
-            optimizer.zero_grad()
-            loss_fn(network(inputs), y[idx].to(device)).backward()
-            optimizer.step()
-        val_loss = _loss(network, loss_fn, x, y, val_idx if len(val_idx) else fit_idx)
-        history.append(val_loss)
-        if val_loss < best - 1e-6:
-            best, best_state, waited = val_loss, copy.deepcopy(network.state_dict()), 0
-        else:
-            waited += 1
-            if waited >= patience:
-                break
-    network.load_state_dict(best_state)
-    return history
-
-
-def _loss(network, loss_fn, x, y, idx) -> float:
-    network.eval()
-    device = next(network.parameters()).device
-    with torch.no_grad():
-        total = 0.0
-        for part in torch.from_numpy(idx).split(256):
-            total += float(loss_fn(network(x[part].to(device)), y[part].to(device))) * len(part)
-        return total / max(len(idx), 1)
 
 
 def _best_thresholds(truth, proba, names) -> np.ndarray:
