@@ -23,11 +23,12 @@ import pandas as pd
 from xlabel.models.multilabel import TagCNN, TagJointCNN, TagPolarCNN, evaluate_tags
 from xlabel.synth import make_tagged_batches
 
-MODELS = (("image CNN (tags-cnn)", TagCNN), ("coefficient view (tags-polar)", TagPolarCNN),
-          ("joint (tags-joint)", TagJointCNN))
+MODELS = {"cnn": ("image CNN (tags-cnn)", TagCNN),
+          "polar": ("coefficient view (tags-polar)", TagPolarCNN),
+          "joint": ("joint (tags-joint)", TagJointCNN)}
 
 
-def run(n_batches, frames, shape, size, epochs, threads, seed, channels):
+def run(n_batches, frames, shape, size, epochs, threads, seed, channels, models=tuple(MODELS)):
     start = time.perf_counter()
     batches = make_tagged_batches(n_batches, frames, (shape, shape), seed=seed, progress=True)
     print(f"generated {n_batches} x {frames} frames of {shape}x{shape} in "
@@ -36,7 +37,7 @@ def run(n_batches, frames, shape, size, epochs, threads, seed, channels):
     tags = pd.concat([b.tags for b in train], ignore_index=True)
     terciles = pd.qcut(test.truth["level"], 3, labels=["low", "mid", "high"]).to_numpy()
     results = {}
-    for name, cls in MODELS:
+    for name, cls in (MODELS[key] for key in models):
         start = time.perf_counter()
         model = cls(size=size, epochs=epochs, threads=threads, seed=seed, progress=False,
                     channels=channels)
@@ -53,8 +54,8 @@ def run(n_batches, frames, shape, size, epochs, threads, seed, channels):
         print(f"{name}: macro mAP {scores.mean_ap:.3f}, {seconds:.0f} s, "
               f"{model.info['epochs_run']} epochs; by exposure {by_exposure}\n"
               f"{scores.per_tag.round(3).to_string()}", flush=True)
-    base = results[MODELS[0][0]]["train_s"]
-    for entry in results.values():
+    base = next(iter(results.values()))["train_s"]
+    for entry in results.values():   # ratio to the first model run in this process
         entry["train_ratio"] = round(entry["train_s"] / base, 2)
     return results
 
@@ -69,6 +70,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--channels", default="8,16,32", help="conv widths")
+    parser.add_argument("--models", default="cnn,polar,joint",
+                        help="which models, in order (cnn, polar, joint)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args(argv)
@@ -76,7 +79,7 @@ def main(argv=None):
         args.batches, args.frames, args.epochs = 4, 40, 3
     channels = tuple(int(c) for c in args.channels.split(","))
     results = run(args.batches, args.frames, args.shape, args.size, args.epochs, args.threads,
-                  args.seed, channels)
+                  args.seed, channels, args.models.split(","))
     print(pd.DataFrame({k: {c: v[c] for c in ("mAP", "train_s", "train_ratio", "epochs")}
                         for k, v in results.items()}).T.to_string())
     if args.json:
