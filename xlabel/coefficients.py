@@ -65,24 +65,33 @@ def polar_matrix(shape, n_radial=24, n_azimuth=32, center=None) -> sparse.csr_ma
     return matrix
 
 
-def polar_view(frames, n_radial=24, n_azimuth=32, center=None) -> np.ndarray:
-    """Polar cells ``(n, n_radial, n_azimuth)`` of frames ``(n, H, W)`` (or one ``(H, W)``)."""
+def polar_view(frames, n_radial=24, n_azimuth=32, center=None, valid=None) -> np.ndarray:
+    """Polar cells ``(n, n_radial, n_azimuth)`` of frames ``(n, H, W)`` (or one ``(H, W)``).
+
+    ``valid``: optional ``(H, W)`` weights in [0, 1], the share of valid pixels of each
+    (binned) pixel whose invalid pixels hold 0 (as ``prepare_frames`` gives them): cells are
+    then means over valid pixels only, so detector gaps do not darken the cells they cross.
+    """
     frames = np.asarray(frames, dtype=np.float32)
     if frames.ndim == 2:
         frames = frames[None]
     matrix = polar_matrix(frames.shape[1:], n_radial, n_azimuth,
                           None if center is None else tuple(center))
     flat = frames.reshape(len(frames), -1)
-    return np.asarray(matrix @ flat.T).T.reshape(len(frames), n_radial, n_azimuth)
+    cells = np.asarray(matrix @ flat.T).T
+    if valid is not None:
+        share = matrix @ np.asarray(valid, dtype=np.float32).ravel()
+        cells = cells / np.maximum(share, 0.05)
+    return cells.reshape(len(frames), n_radial, n_azimuth)
 
 
-def radial_profile(frames, n_radial=24, center=None) -> np.ndarray:
-    """Mean over azimuth of each ring ``(n, n_radial)``."""
-    return polar_view(frames, n_radial, 32, center).mean(axis=2)
+def radial_profile(frames, n_radial=24, center=None, valid=None) -> np.ndarray:
+    """Mean over azimuth of each ring ``(n, n_radial)`` (``valid``: see :func:`polar_view`)."""
+    return polar_view(frames, n_radial, 32, center, valid).mean(axis=2)
 
 
-def azimuthal_contrast(frames, n_radial=24, n_azimuth=32, center=None) -> np.ndarray:
+def azimuthal_contrast(frames, n_radial=24, n_azimuth=32, center=None, valid=None) -> np.ndarray:
     """Max over azimuth minus the median, per ring ``(n, n_radial)``: high for spots and
     streaks (one bright sector), low for rings and halos (uniform in azimuth)."""
-    view = polar_view(frames, n_radial, n_azimuth, center)
+    view = polar_view(frames, n_radial, n_azimuth, center, valid)
     return view.max(axis=2) - np.median(view, axis=2)

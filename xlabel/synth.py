@@ -795,11 +795,13 @@ def _tag_contrast(present, r, phi, dy, dx, size, rng):
         radius, width = rng.uniform(0.15, 0.35) * size, rng.uniform(0.05, 0.12) * size
         contrast += (rng.uniform(0.5, 2.0) * np.exp(-0.5 * ((r - radius) / width) ** 2)).astype(np.float32)
     if present["streak"]:
+        # starts outside the largest beamstop shadow (0.08 size), so a tagged streak is visible
         along, across = _ray_distance(dy, dx, rng.uniform(0, 2 * np.pi))
-        length, width = rng.uniform(0.3, 0.7) * size, max(rng.uniform(0.8, 2.0) * size / 256, 0.6)
-        on_ray = (along > 0) & (along < length)
+        start, length = 0.1 * size, rng.uniform(0.25, 0.5) * size
+        width = max(rng.uniform(1.0, 2.5) * size / 256, 0.6)
+        on_ray = (along > start) & (along < start + length)
         contrast += np.where(on_ray, rng.uniform(1.5, 6.0) * np.exp(-0.5 * (across / width) ** 2)
-                             * np.exp(-along / length), 0).astype(np.float32)
+                             * np.exp(-0.5 * (along - start) / length), 0).astype(np.float32)
     transmission = np.ones(r.shape, np.float32)
     if present["beamstop"]:
         along, across = _ray_distance(dy, dx, rng.choice([0.5, 1.0, 1.5, 2.0]) * np.pi
@@ -818,8 +820,8 @@ def make_tagged(n_frames: int = 200, frame_shape=(256, 256), seed: int = 0, *,
     Every frame has a diffuse background (a Lorentzian-like falloff from the beam centre
     plus a flat part) times ``1 + contrast`` of its features: Debye-Scherrer ``rings``
     (1-4, textured, 0.4-3x the background), Bragg ``spots`` (3-40 Gaussian peaks, 3-30x),
-    an amorphous ``halo`` (a broad ring, 0.5-2x), a ``streak`` (a ray from the beam centre,
-    1.5-6x) and a ``beamstop`` shadow (disc plus holder arm, 0.5-3 % transmission).
+    an amorphous ``halo`` (a broad ring, 0.5-2x), a ``streak`` (a ray pointing away from the
+    beam centre, starting outside the beamstop shadow, 1.5-6x) and a ``beamstop`` shadow (disc plus holder arm, 0.5-3 % transmission).
     Tags are drawn independently (``tag_rates``, default :data:`TAG_RATES`), so overlaps
     are common and some frames have none or all. Exposure: ``level`` is the scan's median
     mean counts per pixel (default: log-uniform in :data:`TAG_LEVEL_RANGE`); frames spread
