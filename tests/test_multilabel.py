@@ -43,6 +43,15 @@ def test_polar_cells_cover_the_frame_and_average_it():
     assert np.allclose(polar_view(flat, 10, 16), 3.0)
 
 
+def test_valid_weights_keep_gaps_out_of_the_cell_means():
+    frame = np.full((32, 32), 3.0)
+    frame[:, 15:17] = 0.0                       # a module gap through the centre, zeroed
+    valid = np.ones((32, 32))
+    valid[:, 15:17] = 0.0
+    plain, masked = polar_view(frame, 8, 16), polar_view(frame, 8, 16, valid=valid)
+    assert plain.min() < 2.0 and np.allclose(masked[masked > 0], 3.0)
+
+
 def test_ring_and_spot_show_in_the_profiles():
     yy, xx = np.mgrid[:64, :64]
     r = np.hypot(yy - 31.5, xx - 31.5)
