@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 import random
-import select
-import signal
 import sys
-import time
 import warnings
 
 import h5py
@@ -17,6 +14,8 @@ import pytest
 
 from xlabel.errors import JournalError, LabelError
 from xlabel.labels import JournalRecoveryWarning, LabelStore
+
+from . import test_labels_crash as label_crash
 
 
 def _tagged_store(path=None):
@@ -192,37 +191,16 @@ def _child(path, write_fd):
             store.snapshot()
 
 
-def _run_round(path, delay) -> list:
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child never returns
-        try:
-            os.close(read_fd)
-            _child(path, write_fd)
-        finally:
-            os._exit(1)
-    os.close(write_fd)
-    output = b""
-    deadline = time.monotonic() + delay
-    while (left := deadline - time.monotonic()) > 0:
-        if select.select([read_fd], [], [], left)[0]:
-            output += os.read(read_fd, 65536)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    while chunk := os.read(read_fd, 65536):
-        output += chunk
-    os.close(read_fd)
-    return [int(line.split()[1]) for line in output.decode().split("\n")[:-1]]
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="needs os.fork and SIGKILL")
-def test_sigkill_while_tagging_loses_no_reported_step(tmp_path):
+def test_sigkill_while_tagging_loses_no_reported_step(tmp_path, monkeypatch):
+    # the fork/kill harness of the label crash test, with a child that tags
+    monkeypatch.setattr(label_crash, "_child", _child)
     path = tmp_path / "crash.xlabel"
     LabelStore(N_FRAMES, path=path).close()
     reported = []
     delays = random.Random(7)
     for _ in range(12):
-        reported += _run_round(path, delays.uniform(0.05, 0.4))
+        reported += label_crash._run_round(path, delays.uniform(0.05, 0.4))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", JournalRecoveryWarning)
             store = LabelStore.open(path)
