@@ -185,7 +185,8 @@ def test_selection_shows_thumbnails_in_a_gallery(store):
     scatter = FluxScatter(store, make_features(), source=ArraySource(frames), n_thumbnails=3)
     lasso(scatter, [40, 7, 9, 12])
     assert scatter.gallery is not None
-    assert scatter.gallery.indices.tolist() == [7, 9, 12]
+    assert scatter.gallery.indices.tolist() == [7, 9, 12, 40]     # all, paged by 3
+    assert scatter.gallery.page_indices.tolist() == [7, 9, 12]
     lasso(scatter, [100, 101])
     assert scatter.gallery.indices.tolist() == [100, 101]
 

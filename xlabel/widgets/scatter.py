@@ -42,7 +42,8 @@ class FluxScatter(SelectionMixin, widgets.VBox):
     source : optional FrameSource; selected frames then show as thumbnails below.
     log_y : start with a log y axis.
     color_by : "label" (the store's classes) or "scan".
-    n_thumbnails : how many selected frames the gallery shows.
+    n_thumbnails : thumbnails per page of the gallery of selected frames (it pages through
+        all of them, frames whose label disagrees with their neighbours first).
 
     Keys (with the plot focused): 1..9 assign class 1..9, 0 clears labels,
     Ctrl+Z undo, Ctrl+Shift+Z / Ctrl+Y redo, Escape clears the selection.
@@ -180,19 +181,18 @@ class FluxScatter(SelectionMixin, widgets.VBox):
         self._show_thumbnails()
 
     def _show_thumbnails(self):
-        if self.source is None or not len(self._selected):
+        """Every selected frame, paged, those disagreeing with their neighbours first."""
+        if self.source is None or (self.gallery is None and not len(self._selected)):
             return
         from .gallery import FrameGallery
 
-        shown = np.sort(self._selected)[:self.n_thumbnails]
         try:
             if self.gallery is None:
-                self.gallery = FrameGallery(self.source, indices=shown, features=self.features,
-                                             store=self.store, per_page=self.n_thumbnails,
-                                             scale="log")
+                self.gallery = FrameGallery(self.source, features=self.features, store=self.store,
+                                             per_page=self.n_thumbnails, order="review",
+                                             columns=min(self.n_thumbnails, 6))
                 self._gallery_box.children = [self.gallery]
-            else:
-                self.gallery.show(shown)
+            self.gallery.show(self._selected)
         except Exception as err:  # thumbnails are a convenience; never break the lasso
             log.exception("FrameGallery failed")
             self.plot.status = f"{len(self._selected)} selected · ⚠ thumbnails failed: {err}"

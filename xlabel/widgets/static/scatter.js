@@ -297,7 +297,8 @@ class ScatterView {
     const gap = n > 1 ? 0.04 : 0;
     const layout = {
       height: m.get("height"),
-      margin: { l: 60, r: 10, t: n > 1 ? 30 : 10, b: 45 },
+      // panel titles sit below the modebar (about 26 px high), not under it
+      margin: { l: 60, r: 10, t: n > 1 ? 56 : 10, b: 45 },
       dragmode: m.get("dragmode"),
       hovermode: "closest",
       uirevision: "xlabel",
