@@ -109,7 +109,7 @@ class TagNet(nn.Module):
     """
 
     def __init__(self, n_tags, input_shape, view="image", channels=(16, 32, 64), n_radial=24,
-                 n_azimuth=32, hidden=64):
+                 n_azimuth=64, hidden=64):
         super().__init__()
         if view not in ("image", "polar", "joint"):
             raise ModelError(f"unknown view {view!r}: image, polar or joint")
@@ -119,7 +119,7 @@ class TagNet(nn.Module):
             self.polar = PolarTransform(input_shape, n_radial, n_azimuth)
             self.polar_features = _conv_blocks(channels[:2], _PolarConv)
             radial_after = -(-n_radial // 2 ** (len(channels[:2]) - 1))
-            width += 2 * channels[:2][-1] * radial_after + n_radial
+            width += 2 * channels[:2][-1] * radial_after + n_radial + n_azimuth
         if view in ("image", "joint"):
             self.image_features = _conv_blocks(
                 channels, lambda i, o: nn.Conv2d(i, o, kernel_size=3, padding=1))
@@ -131,8 +131,11 @@ class TagNet(nn.Module):
         if self.view != "image":
             polar = self.polar(x)
             maps = self.polar_features(polar)                       # (n, c, r', phi')
+            # + the radial profile, and the azimuthal profile sorted (rotation invariant):
+            # a streak or the beamstop arm is one bright or dark sector at many radii
+            azimuthal = torch.sort(polar.mean(dim=2).flatten(1), dim=1).values
             parts += [maps.mean(dim=3).flatten(1), maps.amax(dim=3).flatten(1),
-                      polar.mean(dim=3).flatten(1)]                  # + radial profile
+                      polar.mean(dim=3).flatten(1), azimuthal]
         if self.view != "polar":
             maps = self.image_features(x)
             parts += [maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))]
@@ -213,7 +216,7 @@ class TagModel(FrameModel):
     view = "image"
 
     def __init__(self, tag_names=None, size=64, channels=(16, 32, 64), n_radial=24,
-                 n_azimuth=32, epochs=30, batch_size=32, lr=2e-3, patience=5,
+                 n_azimuth=64, epochs=30, batch_size=32, lr=2e-3, patience=5,
                  val_fraction=0.2, augment=True, seed=0, threads=None, progress=True,
                  device=None):
         self.tag_names = tag_names
