@@ -20,9 +20,12 @@ DEFAULT_TAG_KIND = "tags-joint"
 
 
 def csv_has_tags(path) -> bool:
-    """Whether the labels CSV at ``path`` has tag columns (0/1 columns other than frame,label...)."""
+    """Whether the labels CSV at ``path`` is a tags CSV: tag columns (0/1 columns other than
+    frame, label...) and no class labels (a CSV with both trains a class model unless
+    ``--kind tags-*`` says otherwise)."""
     from .labels.formats import read_label_csv, tag_columns
-    return bool(tag_columns(read_label_csv(path)))
+    table = read_label_csv(path)
+    return bool(tag_columns(table)) and not (table["label"] != "").any()
 
 
 def read_tag_csv(path, n_frames: int, tags=None):

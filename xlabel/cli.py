@@ -56,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="one CSV (columns frame,label, or frame + one 0/1 column per "
                             "tag) per scan, in the same order")
     train.add_argument("--kind", choices=_kinds(), default=None,
-                       help="default: tags-joint for a CSV with tag columns, else mlp-features")
+                       help="default: tags-joint for a CSV with tag columns and no class "
+                            "labels, else mlp-features")
     train.add_argument("--tags", default=None,
                        help="comma-separated tag columns (default: every 0/1 column)")
     train.add_argument("--preset", default=None,
