@@ -3,6 +3,7 @@
     xlabel stats SCAN... --out stats.csv
     xlabel samples
     xlabel train SCAN... --labels LABELS.csv... [--kind mlp-features] [--preset NAME] --out MODEL
+    xlabel train SCAN... --labels TAGS.csv... [--kind tags-joint] [--tags a,b] --out MODEL
     xlabel filter SCAN... --model MODEL [--out OUT] [--workers N | --scheduler ADDRESS]
     xlabel filter SCAN... --model MODEL --audit N     (then judge and: xlabel audit AUDIT.csv...)
     xlabel review SCAN... --labels LABELS.csv... --out suspects.csv
@@ -193,15 +194,20 @@ def _parser() -> argparse.ArgumentParser:
                      TRAIN_EXAMPLES)
     _scans_argument(train, "labeled scan(s)")
     train.add_argument("--labels", nargs="+", required=True, metavar="LABELS.csv",
-                       help="one CSV (columns frame,label) per scan, in the same order")
+                       help="one CSV (columns frame,label, or frame + one 0/1 column per "
+                            "tag) per scan, in the same order")
     train.add_argument("--allow-partial", action="store_true",
                        help="accept labels CSVs that leave frames unlabeled (train and "
                             "evaluate on the labeled frames only)")
-    train.add_argument("--kind", choices=_kinds(), default="mlp-features",
-                       help="mlp-features (default): an MLP on per-frame statistics, fast, "
-                            "any frame shape; mlp-pixels: an MLP on binned frames; cnn: a "
-                            "small CNN on binned frames (needs torch). Pixel models need "
-                            "one frame shape")
+    train.add_argument("--kind", choices=_kinds(), default=None,
+                       help="mlp-features (default for frame,label CSVs): an MLP on per-frame "
+                            "statistics, fast, any frame shape; mlp-pixels: an MLP on binned "
+                            "frames; cnn: a small CNN on binned frames (needs torch); "
+                            "tags-joint (default for CSVs with 0/1 tag columns), tags-cnn, "
+                            "tags-polar: multi-label tag models. Pixel models need one frame "
+                            "shape")
+    train.add_argument("--tags", default=None,
+                       help="comma-separated tag columns (default: every 0/1 column)")
     train.add_argument("--preset", default=None,
                        help="MLP hidden layers: 512-256-128 (default for mlp-features) or "
                             "256-128-64 (default for mlp-pixels)")
@@ -344,8 +350,21 @@ def _labeled_scans(args):
 def _run_train(args):
     from .models import evaluate, registry, split
     from .models.persist import save_model
+    from . import _cli_tags
+    if args.kind is None:
+        has_tags = _cli_tags.csv_has_tags(args.labels[0])
+        args.kind = _cli_tags.DEFAULT_TAG_KIND if has_tags else "mlp-features"
+    if args.kind.startswith("tags-"):
+        if len(args.labels) != len(args.scans):
+            raise XLabelError(f"{len(args.scans)} scans but {len(args.labels)} label files "
+                              "(give one labels CSV per scan, in the same order)")
+        return _cli_tags.run_train(args, registry.get(args.kind),
+                                   _open_all(args.scans, args.dataset))
+    if args.tags is not None:
+        raise XLabelError(f"--tags applies to the tags-* kinds, not --kind {args.kind}")
     sources, labels = _labeled_scans(args)
     groups = np.concatenate([np.full(len(src), i) for i, src in enumerate(sources)])
+    classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
     cls = registry.get(args.kind)
     model = cls(**_model_params(cls, args, classes))
     data = sources if cls.uses_frames else _features(sources, args)
@@ -433,6 +452,8 @@ def _subset(sources, data, indices):
 def _run_filter(args):
     from .models.persist import load_model
     model = load_model(args.model)
+    if model.kind.startswith("tags-"):
+        return _filter_tags(args, model)
     keep = args.keep or ("good" if "good" in model.classes else model.classes[0])
     if keep not in model.classes:
         raise XLabelError(f"--keep {keep!r} is not a class of the model {model.classes}")
@@ -483,6 +504,18 @@ def _run_audit(args):
             print(f"{path}: {name.replace('_', '-')} {rate}: {entry['errors']} of "
                   f"{entry['judged']} judged")
         print(f"{summary['not_judged']} frame(s) not judged yet -> {out}")
+
+
+def _filter_tags(args, model):
+    from ._cli_tags import filter_tags
+    if args.keep is not None:
+        raise XLabelError("--keep does not apply to a tag model: it predicts tags, not a class")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for source in _open_all(args.scans, args.dataset):
+        summary = filter_tags(model, source, out, progress=not args.no_progress)
+        print(f"{summary['scan']}: {summary['frames']} frames, tagged {summary['counts']} "
+              f"-> {summary['csv']}")
 
 
 def filter_scan(model, source, out: Path, keep: str, progress=True, workers=None, client=None,

@@ -907,3 +907,179 @@ def _hot_pixels(shape, valid, spots, count, rng):
 
 
 __all__ += ["SpotScan", "make_spot_scan"]
+
+
+# ---------------------------------------------------------------------------
+# Multi-label scattering frames (NSLS-II style tags, issue 13 A)
+# ---------------------------------------------------------------------------
+#: Tags of :func:`make_tagged` frames, in column order.
+TAGS = ("rings", "spots", "halo", "streak", "beamstop")
+#: Probability that a frame carries each tag (drawn independently, so a frame has 0 to 5).
+TAG_RATES = {"rings": 0.45, "spots": 0.4, "halo": 0.4, "streak": 0.3, "beamstop": 0.55}
+#: Range of a batch's median exposure (mean counts per pixel, log-uniform); frames of a
+#: batch spread a further x/÷ 3 around it, so the whole set spans about 0.7 to 1500.
+TAG_LEVEL_RANGE = (2.0, 500.0)
+
+
+@dataclass(repr=False)
+class TagScan:
+    """Scattering frames with multi-label truth (see :func:`make_tagged`).
+
+    Attributes: ``frames`` (n, H, W) uint32 counts (gap pixels hold the dtype max);
+    ``tags`` DataFrame of bool, one column per name in :data:`TAGS`; ``truth``
+    DataFrame (``frame``, ``level`` (mean counts/pixel before features), ``n_rings``,
+    ``n_spots``); ``pixel_mask`` (True = gap/dead); ``name``; ``seed``;
+    ``beam_center`` (row, col); ``params``.
+    """
+
+    frames: np.ndarray
+    tags: pd.DataFrame
+    truth: pd.DataFrame
+    pixel_mask: np.ndarray
+    name: str
+    seed: int = 0
+    beam_center: tuple = (128.0, 128.0)
+    params: dict = field(default_factory=dict)
+
+    def source(self):
+        """The frames as an :class:`xlabel.io.ArraySource` (with the pixel mask)."""
+        from .io.base import ArraySource
+        return ArraySource(self.frames, name=self.name, pixel_mask=self.pixel_mask)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __repr__(self) -> str:
+        n, h, w = self.frames.shape
+        counts = {tag: int(self.tags[tag].sum()) for tag in self.tags.columns}
+        return f"<TagScan {self.name!r} {n} frames {h}x{w}, tagged {counts}>"
+
+
+def _ray_distance(dy, dx, angle):
+    """Distance along and across a ray from the beam centre at ``angle``."""
+    along = dy * np.sin(angle) + dx * np.cos(angle)
+    across = -dy * np.cos(angle) + dx * np.sin(angle)
+    return along, across
+
+
+def _tag_contrast(present, r, phi, dy, dx, size, rng):
+    """Feature contrast (relative to the diffuse background) and beamstop transmission of
+    one frame; returns ``(contrast, transmission, n_rings, n_spots)``."""
+    contrast = np.zeros(r.shape, np.float32)
+    n_rings = n_spots = 0
+    if present["rings"]:
+        n_rings = int(rng.integers(1, 5))
+        for _ in range(n_rings):
+            radius, width = rng.uniform(0.1, 0.45) * size, rng.uniform(0.8, 2.5) * size / 256
+            texture = 1 + rng.uniform(0, 0.8) * np.cos(rng.integers(1, 4) * (phi - rng.uniform(0, np.pi)))
+            contrast += (rng.uniform(0.4, 3.0) * texture
+                         * np.exp(-0.5 * ((r - radius) / max(width, 0.6)) ** 2)).astype(np.float32)
+    if present["spots"]:
+        n_spots = int(rng.integers(3, 41))
+        ys, xs = rng.uniform(0, r.shape[0], n_spots), rng.uniform(0, r.shape[1], n_spots)
+        sigmas = rng.uniform(0.7, 2.0, n_spots) * size / 256
+        for y, x, sigma, peak in zip(ys, xs, np.maximum(sigmas, 0.6), rng.uniform(3, 30, n_spots)):
+            lo_y, hi_y = int(max(y - 4 * sigma, 0)), int(min(y + 4 * sigma + 1, r.shape[0]))
+            lo_x, hi_x = int(max(x - 4 * sigma, 0)), int(min(x + 4 * sigma + 1, r.shape[1]))
+            yy, xx = np.mgrid[lo_y:hi_y, lo_x:hi_x]
+            contrast[lo_y:hi_y, lo_x:hi_x] += peak * np.exp(
+                -0.5 * ((yy - y) ** 2 + (xx - x) ** 2) / sigma ** 2)
+    if present["halo"]:
+        radius, width = rng.uniform(0.15, 0.35) * size, rng.uniform(0.05, 0.12) * size
+        contrast += (rng.uniform(0.5, 2.0) * np.exp(-0.5 * ((r - radius) / width) ** 2)).astype(np.float32)
+    if present["streak"]:
+        # starts outside the largest beamstop shadow (0.08 size), so a tagged streak is visible
+        along, across = _ray_distance(dy, dx, rng.uniform(0, 2 * np.pi))
+        start, length = 0.1 * size, rng.uniform(0.25, 0.5) * size
+        width = max(rng.uniform(1.0, 2.5) * size / 256, 0.6)
+        on_ray = (along > start) & (along < start + length)
+        contrast += np.where(on_ray, rng.uniform(1.5, 6.0) * np.exp(-0.5 * (across / width) ** 2)
+                             * np.exp(-0.5 * (along - start) / length), 0).astype(np.float32)
+    transmission = np.ones(r.shape, np.float32)
+    if present["beamstop"]:
+        along, across = _ray_distance(dy, dx, rng.choice([0.5, 1.0, 1.5, 2.0]) * np.pi
+                                      + rng.normal(0, 0.1))
+        arm = (along > 0) & (np.abs(across) < rng.uniform(0.01, 0.02) * size)
+        shadow = (r < rng.uniform(0.04, 0.08) * size) | arm
+        transmission[shadow] = rng.uniform(0.005, 0.03)
+    return contrast, transmission, n_rings, n_spots
+
+
+def make_tagged(n_frames: int = 200, frame_shape=(256, 256), seed: int = 0, *,
+                name: str | None = None, level: float | None = None, tag_rates=None,
+                gaps: bool = True, modules=(2, 2), hot_pixels: int | None = None) -> TagScan:
+    """Simulate scattering frames that each carry 0 to all of :data:`TAGS`.
+
+    Every frame has a diffuse background (a Lorentzian-like falloff from the beam centre
+    plus a flat part) times ``1 + contrast`` of its features: Debye-Scherrer ``rings``
+    (1-4, textured, 0.4-3x the background), Bragg ``spots`` (3-40 Gaussian peaks, 3-30x),
+    an amorphous ``halo`` (a broad ring, 0.5-2x), a ``streak`` (a ray pointing away from the
+    beam centre, starting outside the beamstop shadow, 1.5-6x) and a ``beamstop`` shadow (disc plus holder arm, 0.5-3 % transmission).
+    Tags are drawn independently (``tag_rates``, default :data:`TAG_RATES`), so overlaps
+    are common and some frames have none or all. Exposure: ``level`` is the scan's median
+    mean counts per pixel (default: log-uniform in :data:`TAG_LEVEL_RANGE`); frames spread
+    x/÷ 3 around it; Poisson noise. Module ``gaps`` (masked, dtype max), dead and hot pixels
+    as in :func:`make_scan`. The beam centre sits within 4 % of the frame centre.
+
+    >>> scan = make_tagged(40, (64, 64), seed=1)
+    >>> scan.frames.shape, list(scan.tags.columns) == list(TAGS)
+    ((40, 64, 64), True)
+    >>> bool(scan.tags.sum(axis=1).between(0, 5).all())
+    True
+    """
+    dtype, cutoff = _check_args(n_frames, frame_shape, "uint32", level if level else 1.0)
+    n, shape = int(n_frames), (int(frame_shape[0]), int(frame_shape[1]))
+    rates = dict(TAG_RATES, **(tag_rates or {}))
+    unknown = set(rates) - set(TAGS)
+    if unknown:
+        raise SynthError(f"unknown tags {sorted(unknown)}; known: {TAGS}")
+    tag_rng, content_rng, detector_rng, noise_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    if level is None:
+        level = float(np.exp(tag_rng.uniform(*np.log(TAG_LEVEL_RANGE))))
+    levels = level * np.exp(tag_rng.uniform(-np.log(3), np.log(3), n))
+    present = pd.DataFrame({tag: tag_rng.random(n) < rates[tag] for tag in TAGS})
+    flags, hot = _detector(shape, detector_rng, gaps, modules, hot_pixels)
+    valid = flags == 0
+    size = min(shape)
+    center = (shape[0] / 2 + detector_rng.uniform(-0.04, 0.04) * shape[0],
+              shape[1] / 2 + detector_rng.uniform(-0.04, 0.04) * shape[1])
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    dy, dx = yy - center[0], xx - center[1]
+    r, phi = np.hypot(dy, dx), np.arctan2(dy, dx)
+    frames = np.empty((n, *shape), dtype)
+    n_rings, n_spots = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for i in range(n):
+        falloff = content_rng.uniform(0.05, 0.2) * size
+        background = _normalised(content_rng.uniform(0.1, 0.5) + 1 / (1 + (r / falloff) ** 2))
+        contrast, transmission, n_rings[i], n_spots[i] = _tag_contrast(
+            present.iloc[i], r, phi, dy, dx, size, content_rng)
+        lam = levels[i] * background * (1 + contrast) * transmission
+        lam[hot] = levels[i] * detector_rng.uniform(10, 60, int(hot.sum()))
+        frames[i] = np.minimum(noise_rng.poisson(lam), cutoff)
+    frames[:, ~valid] = np.iinfo(dtype).max
+    truth = pd.DataFrame({"frame": np.arange(n), "level": levels, "n_rings": n_rings,
+                          "n_spots": n_spots})
+    params = dict(n_frames=n, frame_shape=shape, seed=seed, level=level, tag_rates=rates,
+                  gaps=gaps, modules=tuple(modules), hot_pixels=int(hot.sum()))
+    return TagScan(frames=frames, tags=present, truth=truth, pixel_mask=~valid,
+                   name=name or f"tagged_{seed}", seed=seed, beam_center=center, params=params)
+
+
+def make_tagged_batches(n_batches: int = 10, frames_per_batch: int = 200, frame_shape=(256, 256),
+                        seed: int = 0, progress: bool = False, **knobs) -> list:
+    """``n_batches`` independent :func:`make_tagged` scans (``tags_b0`` ..), as in the NSLS-II
+    study (10 batches: train on the first 9, test on the last). Each batch has its own
+    seed, exposure, beam centre and detector defects.
+
+    >>> batches = make_tagged_batches(3, 8, (32, 32))
+    >>> [b.name for b in batches], len(batches[0])
+    (['tags_b0', 'tags_b1', 'tags_b2'], 8)
+    """
+    seeds = np.random.SeedSequence(seed).generate_state(n_batches)
+    items = range(n_batches)
+    if progress:
+        from tqdm.auto import tqdm
+        items = tqdm(items, desc="tagged batches", unit="batch")
+    return [make_tagged(frames_per_batch, frame_shape, int(seeds[i]), name=f"tags_b{i}", **knobs)
+            for i in items]
