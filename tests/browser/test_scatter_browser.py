@@ -231,9 +231,9 @@ def test_drag_below_lowest_points_and_axis_change(open_notebook, tmp_path):
     # Pan the x axis on its drag handle, then change the x column: ranges and the
     # lasso outline reset.
     box = p.evaluate(f"() => {{ const gd = {GD}; const xa = gd._fullLayout.xaxis;"
-                     f" const b = gd.getBoundingClientRect(); return [b.left + xa._offset"
-                     f" + xa._length / 2, b.top + xa._counterDomainMin * 0 + "
-                     f"gd._fullLayout.yaxis._offset + gd._fullLayout.yaxis._length + 10]; }}")
+                     f" const ya = gd._fullLayout.yaxis; const b = gd.getBoundingClientRect();"
+                     f" return [b.left + xa._offset + xa._length / 2,"
+                     f" b.top + ya._offset + ya._length + 10]; }}")
     p.mouse.move(*box)
     p.mouse.down()
     p.mouse.move(box[0] + 60, box[1], steps=5)

@@ -125,9 +125,24 @@ class ScatterView {
     root.addEventListener("keydown", (ev) => this.onKey(ev));
     // A press in the plot gives the widget keyboard focus (plotly's drag layer would
     // not), so 1/2/Ctrl+Z work right after a lasso; it also ends any tooltip.
-    this.plotDiv.addEventListener("mousedown", () => {
+    // No tooltip from the press until the mouse moves on after the release: plotly
+    // would otherwise leave one standing over the legend after every lasso.
+    this.plotDiv.addEventListener("mousedown", (ev) => {
       this.hideTooltip();
+      this.dragging = true;
       root.focus({ preventScroll: true });
+    }, true);
+    this.onMouseUp = (ev) => {
+      if (!this.dragging) return;
+      this.dragging = false;
+      this.quietAt = [ev.clientX, ev.clientY];
+      this.hideTooltip();
+    };
+    window.addEventListener("mouseup", this.onMouseUp, true);
+    this.plotDiv.addEventListener("mousemove", (ev) => {
+      if (this.quietAt && (ev.clientX !== this.quietAt[0] || ev.clientY !== this.quietAt[1])) {
+        this.quietAt = null;
+      }
     }, true);
     this.plotDiv.addEventListener("mousemove", (ev) => this.onMouseMove(ev));
     this.plotDiv.addEventListener("mouseleave", () => { this.mouse = null; this.hideTooltip(); });
@@ -542,6 +557,7 @@ class ScatterView {
   }
 
   placeTooltip(lines, e) {
+    if (this.dragging || this.quietAt) return;
     this.tooltip.textContent = lines.join("\n");
     const box = this.root.getBoundingClientRect();
     this.tooltip.style.left = `${(e.clientX || 0) - box.left + 12}px`;
@@ -555,13 +571,11 @@ class ScatterView {
     gd.on("plotly_deselect", () => this.onSelected(null));
     gd.on("plotly_hover", (ev) => this.onHover(ev));
     gd.on("plotly_unhover", () => this.hideTooltip());
-    gd.on("plotly_selecting", () => this.hideTooltip());
     gd.on("plotly_relayout", (ev) => this.onRelayout(ev));
   }
 
   onSelected(ev) {
     if (this.busy) return;
-    this.hideTooltip();
     this.root.focus({ preventScroll: true });
     if (this.raster) { this.sendPolygon(ev); return; }
     const points = (ev && ev.points ? ev.points : []).filter((p) => p.curveNumber < this.nPanels);
@@ -671,7 +685,7 @@ class ScatterView {
   }
 
   onHover(ev) {
-    const point = ev && ev.points && ev.points[0];
+    const point = ev && ev.points && ev.points.find((q) => q.curveNumber < this.nPanels);
     if (!point || !this.data) return;
     const i = point.pointIndex;
     const d = this.data;
@@ -716,6 +730,7 @@ async function render({ model, el: root }) {
   model.send({ type: "ready" });
   return () => {
     model.off("msg:custom", onMsg);
+    window.removeEventListener("mouseup", view.onMouseUp, true);
     if (view.plotted) window.Plotly.purge(view.plotDiv);
   };
 }
