@@ -270,13 +270,19 @@ def test_keys_after_lasso_and_no_tooltip_after_mouse_up(open_notebook, tmp_path,
     assert page.kernel_json("int((store.labels != -1).sum())") == 0
 
 
-def test_log_y_ticks_and_no_share_button(open_notebook, tmp_path):
-    cells = scene_cells(tmp_path / "labels.xlabel", 200, log_y=True)
-    cells[0] = cells[0].replace("features = pd.DataFrame", "mean = np.linspace(8, 45, n)\n"
+@pytest.mark.parametrize("raster", [False, True], ids=["markers", "raster"])
+def test_log_y_ticks_and_no_share_button(open_notebook, tmp_path, raster):
+    cells = scene_cells(tmp_path / "labels.xlabel", 200, raster=raster, log_y=True)
+    cells[0] = cells[0].replace("features = pd.DataFrame", "mean = np.linspace(12, 150, n)\n"
                                 "features = pd.DataFrame")
-    page = open_notebook("logy.ipynb", cells)
+    page = open_notebook(f"logy_{raster}.ipynb", cells)
     wait_rendered(page)
     p = page.page
+    # Frames sit where the log axis puts them (the kernel maps log10 in raster mode).
+    frames = [5, 60, 150]
+    xy = [(f, float(np.log10(v))) for f, v in
+          zip(frames, page.kernel_json(f"mean[{frames}].tolist()"))]
+    assert (pixel_colors_xy(p, xy).max(axis=1) < 230).all()
     ticks = p.evaluate("() => Array.from(document.querySelectorAll('.xlabel-plot .ytick text'))"
                        ".map((t) => t.textContent)")
     assert "20" in ticks and "30" in ticks, ticks
