@@ -32,12 +32,13 @@ dependency.
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
 
 import numba
 import numpy as np
+
+from .imaging import encode_png
 
 #: From this many frames on, the scatter widgets draw points in the kernel
 #: (measured: bench/bench_widgets_browser.py, BENCHMARKS.md "Scatter: kernel raster").
@@ -297,12 +298,8 @@ def render_rgba(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
 
 
 def png_bytes(rgba: np.ndarray) -> bytes:
-    """PNG encoding of an RGBA image (Pillow, fastest compression)."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buffer, format="PNG", compress_level=1)
-    return buffer.getvalue()
+    """PNG encoding of an RGBA image (xlabel's zlib encoder, fastest compression)."""
+    return encode_png(rgba, level=1)
 
 
 class RasterLayer:
