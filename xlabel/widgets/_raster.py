@@ -33,6 +33,7 @@ dependency.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numba
@@ -316,6 +317,14 @@ class RasterLayer:
 
     def __init__(self, x, y, log_y=False):
         self.set_xy(x, y, log_y)
+        # Compile (or load from numba's cache) the lasso and hover kernels for these dtypes
+        # while the user looks at the first image, not on the first lasso.
+        threading.Thread(target=self._warm_up, daemon=True).start()
+
+    def _warm_up(self):
+        x, y = self.x[:1], self.y[:1]
+        points_in_polygon(x, y, self.x_axis, self.y_axis, [0.0, 1.0, 0.0], [0.0, 0.0, 1.0])
+        nearest_point(x, y, self.x_axis, self.y_axis, View(0.0, 1.0, 0.0, 1.0, 1, 1), 0.0, 0.0)
 
     def set_xy(self, x, y, log_y=False):
         """New axis data (e.g. after an x/y column or log-y change)."""
