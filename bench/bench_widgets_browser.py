@@ -227,7 +227,9 @@ def _tick_mapping(p):
     return (lambda v: float(np.polyval(fx, v))), (lambda v: float(np.polyval(fy, v)))
 
 
-def measure_jscatter(opener, base: Path, n: int) -> dict:
+def measure_jscatter(opener, base: Path, n: int, result=None) -> dict:
+    """jupyter-scatter's times (see module doc); ``result`` keeps what was measured."""
+    result = {} if result is None else result
     page = opener(f"jscatter_{n}.ipynb", jscatter_cells(n))
     p = page.page
     start = time.perf_counter()
@@ -241,7 +243,7 @@ def measure_jscatter(opener, base: Path, n: int) -> dict:
         pixels = _canvas_pixels(p, box)
         return (np.abs(pixels - pixels[0, 0]).sum(axis=2) > 60).sum() > 500
 
-    result = {"n": n, "cell_to_render_s": _poll(drawn, RENDER_TIMEOUT_MS / 1000) - start}
+    result.update(n=n, cell_to_render_s=_poll(drawn, RENDER_TIMEOUT_MS / 1000) - start)
     box = boxes["canvas"]
     p.evaluate(MOUSEUP_JS)
     # A lasso (its lasso tool) around the first tenth of the frames, placed with the
@@ -308,11 +310,13 @@ def main(sizes=(200_000, 1_000_000), modes=("auto", "markers", "jscatter"), repe
             for n in sizes:
                 for k in range(repeats):
                     for mode in modes:          # systems interleaved
+                        partial = {}
                         try:
-                            r = runners[mode](opener, base, n)
+                            r = (measure_jscatter(opener, base, n, partial) if mode == "jscatter"
+                                 else runners[mode](opener, base, n))
                         except Exception as err:  # noqa: BLE001 - report what failed
                             print(f"n={n:>10,} {mode}: FAILED {type(err).__name__}: "
-                                  f"{str(err)[:300]}", flush=True)
+                                  f"{str(err)[:300]}; measured before: {partial}", flush=True)
                             continue
                         print(f"n={n:>10,} run {k + 1}: {_describe(mode, r)}", flush=True)
     print(f"load average after: {os.getloadavg()}")

@@ -203,12 +203,17 @@ def test_lasso_one_outlier_among_a_million_frames(open_notebook):
 
 # ---------------------------------------------------------------- issue 11: lasso traps
 
-@pytest.mark.parametrize("raster", [False, True], ids=["markers", "raster"])
-def test_new_lasso_inside_old_outline_makes_new_selection(open_notebook, tmp_path, raster):
-    page = open_notebook(f"inside_{raster}.ipynb",
+def open_scene(open_notebook, tmp_path, name, raster=None):
+    """The 130-frame scene (about 10 px per frame) rendered; returns (LabPage, page)."""
+    page = open_notebook(f"{name}_{raster}.ipynb",
                          scene_cells(tmp_path / "labels.xlabel", 130, raster=raster))
     wait_rendered(page)
-    p = page.page
+    return page, page.page
+
+
+@pytest.mark.parametrize("raster", [False, True], ids=["markers", "raster"])
+def test_new_lasso_inside_old_outline_makes_new_selection(open_notebook, tmp_path, raster):
+    page, p = open_scene(open_notebook, tmp_path, "inside", raster)
     rectangle_lasso(p, 29.5, 50.5, 940, 1060)
     wait_status(page, "21 selected")
     # The second drag starts inside the first outline.
@@ -218,9 +223,7 @@ def test_new_lasso_inside_old_outline_makes_new_selection(open_notebook, tmp_pat
 
 
 def test_drag_below_lowest_points_and_axis_change(open_notebook, tmp_path):
-    page = open_notebook("axes.ipynb", scene_cells(tmp_path / "labels.xlabel", 130))
-    wait_rendered(page)
-    p = page.page
+    page, p = open_scene(open_notebook, tmp_path, "axes")
     # A lasso that starts 10 px below the lowest frame (the ramp's first, mean 0).
     (x0, y0), (x1, y1) = page_xy(page, [(-0.5, 0.0), (4.5, 300.0)])
     lasso(p, [(x0, y0 + 10), (x1, y0 + 10), (x1, y1), (x0, y1)])
@@ -249,10 +252,7 @@ def test_drag_below_lowest_points_and_axis_change(open_notebook, tmp_path):
 
 @pytest.mark.parametrize("raster", [False, True], ids=["markers", "raster"])
 def test_keys_after_lasso_and_no_tooltip_after_mouse_up(open_notebook, tmp_path, raster):
-    page = open_notebook(f"keys_{raster}.ipynb",
-                         scene_cells(tmp_path / "labels.xlabel", 130, raster=raster))
-    wait_rendered(page)
-    p = page.page
+    page, p = open_scene(open_notebook, tmp_path, "keys", raster)
     (hx, hy), = page_xy(page, [(30, page.kernel_json("float(mean[30])"))])
     p.mouse.move(hx, hy)
     page.wait_js("() => document.querySelector('.xlabel-tooltip').style.display === 'block'")
