@@ -1,10 +1,10 @@
 """FluxScatter in a real browser: time to first render and mouse-up to recolored.
 
 Run: .venv/bin/python -m bench.bench_widgets_browser [--sizes 200000 1000000]
-     [--modes auto markers jscatter] [--repeats 1]
+     [--modes auto markers raster jscatter] [--repeats 1]
 
 ``auto`` is FluxScatter as users get it (kernel raster from 50,000 frames on),
-``markers`` forces today's scattergl markers, ``jscatter`` is jupyter-scatter (WebGL,
+``markers`` / ``raster`` force one mode (to place the threshold), ``jscatter`` is jupyter-scatter (WebGL,
 regl-scatterplot; bench-only: ``pip install jupyter-scatter``) on the same data in the
 same browser, interleaved per size.
 
@@ -231,6 +231,13 @@ def measure_jscatter(opener, base: Path, n: int, result=None) -> dict:
     """jupyter-scatter's times (see module doc); ``result`` keeps what was measured."""
     result = {} if result is None else result
     page = opener(f"jscatter_{n}.ipynb", jscatter_cells(n))
+    try:
+        return _measure_jscatter(page, n, result)
+    finally:
+        page.page.close()         # a stuck WebGL page must not slow the next system
+
+
+def _measure_jscatter(page, n, result):
     p = page.page
     start = time.perf_counter()
     boxes = {}
@@ -277,7 +284,6 @@ def measure_jscatter(opener, base: Path, n: int, result=None) -> dict:
         return (np.abs(_canvas_pixels(p, box) - before).sum(axis=2) > 60).sum() > 50
 
     result["assign_to_recolored_ms"] = (_poll(recolored, EVENT_TIMEOUT_MS / 1000) - start) * 1000
-    p.close()
     return result
 
 
@@ -302,6 +308,7 @@ def main(sizes=(200_000, 1_000_000), modes=("auto", "markers", "jscatter"), repe
     print(f"load average before: {os.getloadavg()}")
     runners = {"auto": lambda o, b, n: measure(o, b, n),
                "markers": lambda o, b, n: measure(o, b, n, raster=False),
+               "raster": lambda o, b, n: measure(o, b, n, raster=True),
                "jscatter": measure_jscatter}
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
@@ -326,7 +333,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200_000, 1_000_000])
     parser.add_argument("--modes", nargs="+", default=["auto", "markers", "jscatter"],
-                        choices=["auto", "markers", "jscatter"])
+                        choices=["auto", "markers", "raster", "jscatter"])
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     main(tuple(args.sizes), tuple(args.modes), args.repeats)
