@@ -42,8 +42,10 @@ import numpy as np
 from .imaging import encode_png
 
 #: From this many frames on, the scatter widgets draw points in the kernel
-#: (measured: bench/bench_widgets_browser.py, BENCHMARKS.md "Scatter: kernel raster").
-RASTER_THRESHOLD = 50_000
+#: (measured: bench/bench_widgets_browser.py, BENCHMARKS.md "Scatter: kernel raster": at
+#: 20,000 frames software-WebGL markers already take 0.9 s to draw and 0.39 s to recolor,
+#: the raster 0.54 s and 0.07 s).
+RASTER_THRESHOLD = 20_000
 #: Opacity of pixels without a selected frame while something is selected.
 UNSELECTED_ALPHA = 0.2
 #: Hover finds the nearest frame within this many pixels.

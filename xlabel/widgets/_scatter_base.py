@@ -11,10 +11,14 @@ loses lasso events (plotly.py issue 3910), and JSON lists are slow at 1M points.
   none), mapped by a discrete colorscale; after a label change only the changed
   indices and codes are sent (or the whole code array when most points changed).
 * A lasso arrives as ``{"type": "selected", "panel": k}`` with the indices as one
-  Int32 buffer; the owner's ``on_selected(indices, panel)`` is called.
+  Int32 buffer; the owner's ``selected(indices, panel)`` callback is called.
+* Big scatters (``RASTER_THRESHOLD`` frames and more) are drawn in the kernel
+  (:mod:`xlabel.widgets._raster`): the browser gets one PNG per panel for the visible
+  range and sends back lasso outlines (``polygon``), plot sizes/ranges (``view``) and
+  mouse positions (``hover``).
 
-The owner widget (FluxScatter, ClusterComparison) supplies callbacks and keeps all
-state; this class only encodes and decodes messages.
+The owner widget (FluxScatter, ClusterComparison) keeps all state and hands the plot
+its callbacks (:class:`ScatterCallbacks`); this class only encodes and decodes messages.
 """
 
 from __future__ import annotations

@@ -43,7 +43,7 @@ class FluxScatter(SelectionMixin, widgets.VBox):
     color_by : "label" (the store's classes) or "scan".
     n_thumbnails : how many selected frames the gallery shows.
     raster : None (default: draw the points in the kernel from
-        ``RASTER_THRESHOLD`` = 50,000 frames on), True or False to force a mode. Both
+        ``RASTER_THRESHOLD`` = 20,000 frames on), True or False to force a mode. Both
         modes behave the same for code, keys and the gallery.
 
     Keys (with the plot focused): 1..9 assign class 1..9, 0 clears labels,
