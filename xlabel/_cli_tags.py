@@ -24,7 +24,15 @@ def csv_has_tags(path) -> bool:
     frame, label...) and no class labels (a CSV with both trains a class model unless
     ``--kind tags-*`` says otherwise)."""
     from .labels.formats import read_label_csv, tag_columns
-    table = read_label_csv(path)
+    try:
+        table = read_label_csv(path)
+    except XLabelError:
+        # A class-labels CSV with a doubtful row: let the strict class reader
+        # (xlabel.label_csv) name the row.
+        with open(path, newline="") as file:
+            if "label" in [name.strip() for name in file.readline().split(",")]:
+                return False
+        raise
     return bool(tag_columns(table)) and not (table["label"] != "").any()
 
 

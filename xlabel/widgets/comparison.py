@@ -23,10 +23,9 @@ import numpy as np
 
 from ..cluster import compare
 from ..errors import LabelError
-from ._scatter_base import (EDIT_BUTTONS, QUALITATIVE, UNLABELED_COLOR, ScatterPlot,
-                            SelectionMixin, as_feature_table, check_column, check_store,
-                            class_buttons, data_message, frame_numbers, legend_entries,
-                            non_finite_summary, scan_codes)
+from ._scatter_base import (EDIT_BUTTONS, QUALITATIVE, UNLABELED_COLOR, SelectionMixin,
+                            check_column, class_buttons, data_message, frame_numbers,
+                            legend_entries, non_finite_summary, scan_codes)
 
 __all__ = ["ClusterComparison"]
 
@@ -46,7 +45,7 @@ class ClusterComparison(SelectionMixin, widgets.VBox):
     names : names of the two clusterings; also the provenance source of adopted labels.
     mapping : cluster id -> class (name/index/None) used when adopting; default: cluster
         id i is class i.
-    x, y, log_y, height : axes as in :class:`~xlabel.widgets.FluxScatter`.
+    x, y, log_y, height, raster : as in :class:`~xlabel.widgets.FluxScatter`.
 
     A lasso in one panel highlights the same frames in the others.
     """
@@ -54,21 +53,17 @@ class ClusterComparison(SelectionMixin, widgets.VBox):
     _name = "ClusterComparison"
 
     def __init__(self, features, a, b, store=None, names=("left", "right"), mapping=None,
-                 x="frame", y="mean", log_y=False, height=420):
-        self.features = as_feature_table(features, self._name)
-        self._n = len(self.features)
-        check_store(store, self._n, self._name)
-        self.store = store
+                 x="frame", y="mean", log_y=False, height=420, raster=None):
+        self._init_selection(features, store)
         self.names = _check_names(names)
         self.mapping = mapping
         self.a = _check_clusters(a, self._n, self.names[0])
         b = _check_clusters(b, self._n, self.names[1])
         self.comparison = compare(self.a, b)
         self.b = self.comparison.aligned_b
-        self._selected = np.empty(0, dtype=np.int32)
         self.table = widgets.HTML(self._table_html())
-        self.plot = ScatterPlot(
-            self, panels=list(self.names) + (["labels"] if store is not None else []),
+        self.plot = self._make_plot(
+            raster, panels=list(self.names) + (["labels"] if store is not None else []),
             x_name=check_column(self.features, x, self._name, "x"),
             y_name=check_column(self.features, y, self._name, "y"),
             log_y=bool(log_y), height=int(height), buttons=self._buttons())
