@@ -733,7 +733,8 @@ class GisaxsSet:
     first form-factor minimum / the Bragg rod or sheet period; NaN where a type has none),
     ``exposure`` (mean expected counts per valid pixel), ``background`` (detector dark
     counts per pixel), ``beam_x`` / ``beam_y`` (direct-beam position, drifting);
-    ``pixel_mask`` (True = module gap / beamstop, Eiger convention); ``seed``.
+    ``pixel_mask`` (True = module gap / dead pixel / beamstop: one detector for the whole
+    set); ``seed``.
     """
 
     frames: np.ndarray
@@ -801,7 +802,8 @@ def _gisaxs_frame(kind, params, shape, beam, rng_params):
 
 
 def _gisaxs_mask(shape, beam, rng):
-    """Module gaps plus the beamstop (a vertical strip from the bottom edge to the beam)."""
+    """Module gaps plus the beamstop (a vertical strip from the bottom edge to the beam),
+    and the hot pixels (not in the mask)."""
     flags, hot = _detector(shape, rng, gaps=True, modules=(2, 2), n_hot=int(rng.integers(2, 6)))
     mask = flags != 0
     h, w = shape
@@ -837,23 +839,22 @@ def make_gisaxs(n_series: int = 8, frames_per_series: int = 20, frame_shape=(128
         raise SynthError(f"structures must be among {GISAXS_STRUCTURES}, got {structures}")
     h, w = (int(s) for s in frame_shape)
     rng = np.random.default_rng([seed, 4])
-    frames, rows, masks = [], [], []
+    beam0 = np.array([0.85 * h, w / 2 + rng.uniform(-0.05, 0.05) * w])
+    mask, hot = _gisaxs_mask((h, w), beam0, rng)      # one instrument for the whole set
+    frames, rows = [], []
     for series in range(int(n_series)):
         kind = structures[series % len(structures)]
-        stack, truth, mask = _gisaxs_series(kind, int(frames_per_series), (h, w), rng, exposure)
+        stack, truth = _gisaxs_series(kind, int(frames_per_series), (h, w), rng, exposure,
+                                      beam0, mask, hot)
         truth.insert(0, "scan", f"gisaxs_s{seed}_{series:02d}")
         frames.append(stack)
         rows.append(truth)
-        masks.append(mask)
-    return GisaxsSet(np.concatenate(frames), pd.concat(rows, ignore_index=True),
-                     np.logical_or.reduce(masks), int(seed))
+    return GisaxsSet(np.concatenate(frames), pd.concat(rows, ignore_index=True), mask, int(seed))
 
 
-def _gisaxs_series(kind, n, shape, rng, exposure):
+def _gisaxs_series(kind, n, shape, rng, exposure, beam0, mask, hot):
     h, w = shape
-    beam0 = np.array([0.85 * h, w / 2 + rng.uniform(-0.05, 0.05) * w])
     params = {"yoneda": rng.uniform(0.03, 0.06) * h, "yoneda_amp": rng.uniform(0.3, 1.0)}
-    mask, hot = _gisaxs_mask(shape, beam0, rng)
     structure_seed = int(rng.integers(2 ** 31))
     drift = np.cumsum(rng.normal(0, 0.4, (n, 2)), axis=0).clip(-2, 2)
     levels = np.exp(rng.uniform(*np.log(exposure), n))
@@ -874,7 +875,7 @@ def _gisaxs_series(kind, n, shape, rng, exposure):
         truth.append({"frame": i, "structure": kind, "size": size, "spacing": spacing,
                       "exposure": levels[i], "background": dark,
                       "beam_x": beam[1], "beam_y": beam[0]})
-    return stack, pd.DataFrame(truth), mask
+    return stack, pd.DataFrame(truth)
 
 
 if __name__ == "__main__":
