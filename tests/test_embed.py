@@ -84,19 +84,24 @@ def test_transform_table(fitted):
     assert emb.losses[-1] < emb.losses[0]
 
 
-def test_latent_clusters_recover_structures_pixels_do_not(fitted):
-    """Held-out series (another seed: other sizes, spacings, exposures, detectors).
+def test_latent_clusters_recover_structures_better_than_pixels(fitted):
+    """Held-out sets (other seeds: other series, sizes, spacings, exposures, detector).
 
-    The bar measured here is lower than the issue's ARI 0.8 (not reached yet, see
-    BENCHMARKS.md); the test pins the gain over clustering the same binned pixels.
+    With 2 series per type a set's ARI swings a lot (pixels score 0.25-0.96), so the mean
+    over three held-out sets is compared. The bar is below the issue's ARI 0.8, which is
+    not reached (see BENCHMARKS.md); the test pins the gain over the same binned pixels.
     """
-    emb, held_out, table = fitted
-    truth = held_out.truth["structure"].to_numpy()
-    latent = adjusted_rand_score(truth, kmeans(table, k=4, columns=emb.latent_columns))
-    pixels = prepare_input(held_out.source(), 32).reshape(len(held_out), -1)
-    raw = adjusted_rand_score(truth, kmeans(pixels, k=4))
-    assert latent >= 0.5, (latent, raw)
-    assert latent >= raw + 0.1, (latent, raw)
+    emb = fitted[0]
+    latent, pixels = [], []
+    for seed in (1, 2, 3):
+        held_out = make_gisaxs(n_series=8, frames_per_series=8, frame_shape=SHAPE, seed=seed)
+        truth = held_out.truth["structure"].to_numpy()
+        table = emb.transform(held_out.source(), table=held_out.truth)
+        latent.append(adjusted_rand_score(truth, kmeans(table, k=4, columns=emb.latent_columns)))
+        matrix = prepare_input(held_out.source(), emb.size).reshape(len(held_out), -1)
+        pixels.append(adjusted_rand_score(truth, kmeans(matrix, k=4)))
+    assert np.mean(latent) >= 0.65, (latent, pixels)
+    assert np.mean(latent) >= np.mean(pixels) + 0.05, (latent, pixels)
 
 
 def test_save_load_round_trip(fitted, tmp_path):

@@ -5,7 +5,7 @@ by grouping their latent vectors. :func:`fit_embedding` trains the autoencoder o
 (invalid pixels zeroed, binned to ``size`` x ``size``, ``log1p``, then each frame
 standardised to zero mean / unit std so exposure does not dominate); the returned
 :class:`Embedding` turns any frames into a feature table: ``scan``, ``frame``, the latent
-columns ``z0..z{k-1}`` and a 2-D projection ``proj_x``, ``proj_y`` (PCA fitted on the
+columns ``z0..`` (pooled encoder activations: see :func:`_network`) and a 2-D projection ``proj_x``, ``proj_y`` (PCA fitted on the
 training latents, so every table shares the same axes; ``projection="umap"`` only where
 the ``umap-learn`` package is installed: it is not a dependency).
 
@@ -21,7 +21,7 @@ assign a bin, :class:`~xlabel.widgets.ClusterComparison` to compare two clusteri
 >>> new = make_gisaxs(n_series=4, frames_per_series=3, frame_shape=(64, 64), seed=1)
 >>> table = emb.transform(new.source(), table=new.truth)
 >>> table.columns.tolist()[:4], table.shape
-(['scan', 'frame', 'z0', 'z1'], (12, 12))
+(['scan', 'frame', 'z0', 'z1'], (12, 68))
 >>> bins = kmeans(table, k=4, columns=emb.latent_columns)
 >>> from xlabel.labels import LabelStore
 >>> from xlabel.widgets import FluxScatter
@@ -90,12 +90,13 @@ def _network(size: int, latent_dim: int, channels=(16, 32)):
     """Fully convolutional autoencoder: stride-2 conv blocks down to a ``latent_dim``-channel
     map of ``size / 2**(len(channels)+1)`` pixels a side, transposed convs back up.
 
-    The features are each bottleneck channel's spatial mean and max (``2 * latent_dim``
-    numbers): pooled over position they describe *what* pattern a frame holds (rings,
-    vertical rods, horizontal sheets, smooth decay) rather than where, so frames of the
-    same structure with another size, spacing or beam position land close together. A
-    flat linear bottleneck was tried first and grouped frames by spacing instead (held-out
-    ARI 0.39 on the GISAXS benchmark).
+    The features (``encode``) are each bottleneck channel's spatial mean and max, then
+    the spatial mean of every hidden encoder block's channels (``2 * latent_dim +
+    sum(channels)`` numbers). Pooled over position they describe *what* patterns a frame
+    holds (rings, vertical rods, horizontal sheets, smooth decay) rather than where, so
+    frames of one structure with another size, spacing or beam position land closer. Tried
+    and dropped on the GISAXS benchmark: a flat linear bottleneck (grouped frames by
+    spacing: held-out ARI 0.39), the bottleneck pooled alone (0.47-0.52).
     """
     torch = require_torch()
     nn = torch.nn
@@ -125,8 +126,15 @@ def _network(size: int, latent_dim: int, channels=(16, 32)):
             return self.encoder(x)
 
         def encode(self, x):
-            code = self.code(x).flatten(2)
-            return torch.cat([code.mean(2), code.amax(2)], dim=1)
+            if x.shape[-2:] != (size, size):
+                x = nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+            pooled = []
+            for layer in self.encoder:
+                x = layer(x)
+                if isinstance(layer, nn.ReLU):
+                    pooled.append(x.flatten(2).mean(2))
+            code = x.flatten(2)
+            return torch.cat([code.mean(2), code.amax(2)] + pooled, dim=1)
 
         def forward(self, x):
             return self.decoder(self.code(x))
@@ -153,9 +161,10 @@ class Embedding:
 
     @property
     def latent_columns(self) -> list[str]:
-        """``["z0", ..., "z{2k-1}"]``: the latent columns of :meth:`transform`'s table
-        (the mean, then the max, of each of the ``latent_dim`` bottleneck channels)."""
-        return [f"z{i}" for i in range(2 * self.latent_dim)]
+        """``["z0", ...]``: the latent columns of :meth:`transform`'s table: the mean, then
+        the max, of each of the ``latent_dim`` bottleneck channels, then the mean of each
+        hidden encoder channel (``2 * latent_dim + sum(channels)`` columns)."""
+        return [f"z{i}" for i in range(2 * self.latent_dim + sum(self.channels))]
 
     def encode(self, frames, batch_size: int = 256, progress: bool = False) -> np.ndarray:
         """Latent vectors (n, latent_dim) of ``frames`` (FrameSource, path or array)."""
@@ -247,7 +256,7 @@ def fit_embedding(frames, size: int = 64, latent_dim: int = 8, epochs: int = 30,
     frames : FrameSource, path or array (n, H, W); all frames are held in memory once
         binned (``n * size**2 * 4`` bytes).
     size : frames are binned (block means) to ``size`` x ``size`` (a multiple of 8).
-    latent_dim : length of the latent vector (the features).
+    latent_dim : channels of the bottleneck map (the code the decoder reconstructs from).
     epochs, batch_size, lr : Adam training on the mean squared reconstruction error.
     thinning, noise, dropout : denoising. Each training input is the frame counted again
         (Poisson) at a random fraction (log-uniform in ``[1/thinning, 1]``) of its
@@ -348,6 +357,6 @@ def load_embedding(path, device: str = "cpu") -> Embedding:
     projector.mean_ = payload["pca_mean"].numpy()
     projector.components_ = payload["pca_components"].numpy()
     projector.n_components_ = 2
-    projector.n_features_in_ = payload["latent_dim"]
+    projector.n_features_in_ = projector.components_.shape[1]
     return Embedding(network, payload["size"], payload["latent_dim"], "pca", projector,
                      list(payload["losses"]), device, tuple(payload["channels"]))
