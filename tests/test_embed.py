@@ -142,7 +142,7 @@ def test_lasso_a_group_on_the_projection_and_assign_a_bin(fitted):
     assert (scatter.x, scatter.y) == ("proj_x", "proj_y")
     group = np.flatnonzero(table["proj_x"].to_numpy() > np.median(table["proj_x"]))
     scatter.select(group)          # what a lasso on the projection does
-    assert scatter.assign("spheres") == len(group)
+    scatter.assign("spheres")
     labels = store.labels
     assert (labels[group] == store.class_index("spheres")).all()
     assert (labels[np.setdiff1d(np.arange(len(table)), group)] < 0).all()
@@ -152,3 +152,8 @@ def test_lasso_a_group_on_the_projection_and_assign_a_bin(fitted):
     comparison = ClusterComparison(table, a, b, store=store, names=("kmeans", "dbscan"),
                                    x="proj_x", y="proj_y")
     assert comparison.comparison.ari == pytest.approx(adjusted_rand_score(a, b))
+    comparison.select(np.flatnonzero(a == 0))      # a lasso in the K-means panel
+    comparison.assign("lamellae")
+    assert (store.labels[a == 0] == store.class_index("lamellae")).all()
+    comparison.undo()
+    assert (store.labels[a == 0] != store.class_index("lamellae")).all()

@@ -14,6 +14,7 @@ The table goes straight into the existing components: :func:`xlabel.cluster.kmea
 :class:`~xlabel.widgets.FluxScatter` with ``x="proj_x", y="proj_y"`` to lasso a group and
 assign a bin, :class:`~xlabel.widgets.ClusterComparison` to compare two clusterings.
 
+>>> import numpy as np
 >>> from xlabel.synth import make_gisaxs
 >>> from xlabel.cluster import kmeans
 >>> train = make_gisaxs(n_series=8, frames_per_series=6, frame_shape=(64, 64), seed=0)
@@ -27,7 +28,9 @@ assign a bin, :class:`~xlabel.widgets.ClusterComparison` to compare two clusteri
 >>> from xlabel.widgets import FluxScatter
 >>> store = LabelStore(len(table), classes=("rings", "rods", "sheets", "smooth"))
 >>> scatter = FluxScatter(store, table, x="proj_x", y="proj_y")
->>> scatter.select(np.flatnonzero(bins == 0)); scatter.assign("rings") > 0
+>>> scatter.select(np.flatnonzero(bins == 0))          # what a lasso does in the browser
+>>> _ = scatter.assign("rings")
+>>> int((store.labels == 0).sum()) == int((bins == 0).sum())
 True
 
 PyTorch is imported only when an embedding is fitted or loaded (``xlabel[deep]``).
