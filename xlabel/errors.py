@@ -27,6 +27,7 @@ __all__ = [
     "JournalError",
     "ModelError",
     "MissingDependencyError",
+    "missing_file_message",
 ]
 
 
@@ -101,3 +102,17 @@ class ModelError(XLabelError):
 
 class MissingDependencyError(XLabelError, ImportError):
     """An optional dependency is needed; the message says what to install."""
+
+
+def missing_file_message(what: str, path) -> str:
+    """``"<what> not found: <absolute path> (working directory <cwd>)"``: a relative path
+    in a README or notebook resolves against the working directory, which is often not
+    the one the user thinks (notebooks run in ``notebooks/``).
+
+    >>> missing_file_message("scan", "/data/x.h5")[:26]
+    'scan not found: /data/x.h5'
+    """
+    import os
+
+    return (f"{what} not found: {os.path.abspath(os.fspath(path))} "
+            f"(working directory {os.getcwd()})")

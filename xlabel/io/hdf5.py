@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - hdf5plugin is a hard dependency
     hdf5plugin = None
 import h5py
 
-from ..errors import ScanArgumentError, ScanError
+from ..errors import ScanArgumentError, ScanError, missing_file_message
 from .base import ConcatenatedSource, FrameSource, check_frame_shape
 
 __all__ = ["HDF5Source", "find_segments", "find_pixel_mask", "find_masks", "FrameMasks",
@@ -72,7 +72,7 @@ def _h5open(path) -> h5py.File:
     """Open an HDF5 file read-only, turning h5py's OSErrors into ScanErrors."""
     path = Path(path)
     if not path.exists():
-        raise ScanError("file not found", path=path)
+        raise ScanError(missing_file_message("file", path), path=path)
     if path.is_dir():
         raise ScanError("is a folder, not an HDF5 file", path=path)
     try:

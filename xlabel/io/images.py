@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ScanError
+from ..errors import MissingDependencyError, ScanError, missing_file_message
 from .base import ConcatenatedSource, FrameSource, check_frame_shape
 
 __all__ = ["ImageSeriesSource", "NpySource", "TIFF_SUFFIXES", "FABIO_SUFFIXES"]
@@ -159,7 +159,7 @@ class NpySource(FrameSource):
     def _header(self):
         """(shape, dtype, Fortran order, byte offset of the data) from the file's header."""
         if not os.path.exists(self.path):
-            raise ScanError("file not found", path=self.path)
+            raise ScanError(missing_file_message("file", self.path), path=self.path)
         try:  # a map only to read the header: no data page is touched
             arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError, EOFError) as err:

@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import ScanArgumentError, ScanError
+from ..errors import ScanArgumentError, ScanError, missing_file_message
 from .base import ArraySource, FrameSource
 from .hdf5 import combine_masks, open_hdf5
 from .images import FABIO_SUFFIXES, TIFF_SUFFIXES, ImageSeriesSource, NpySource
@@ -87,7 +87,7 @@ def _kind(path: str) -> str:
     if lower.endswith(HDF5_SUFFIXES):
         return "hdf5"
     if not os.path.exists(path):
-        raise ScanError("file not found", path=path)
+        raise ScanError(missing_file_message("file", path), path=path)
     if h5py.is_hdf5(path):
         return "hdf5"
     raise ScanError("unknown file type: not HDF5, .npy or an image format "

@@ -35,10 +35,10 @@ def cam(model, frames, target=None, layer=None, method="gradcam", batch_size=16)
 
     ``model``: an xlabel frame model with a ``network`` (CNNClassifier) or a
     ``torch.nn.Module`` classifier. ``frames``: ``(n, H, W)`` or one ``(H, W)`` frame (a
-    FrameSource also works for an xlabel model). ``target``: class explained: ``None`` (the predicted class of each
-    frame), a class index or name, or one per frame. ``layer``: module name as in
-    ``model.named_modules()`` (default: the last ``Conv2d``). ``method``: "gradcam",
-    "gradcam++" or "xgradcam".
+    FrameSource also works for an xlabel model). ``target``: class explained: ``None``
+    (the predicted class of each frame), a class index or name, or one per frame.
+    ``layer``: module name as in ``model.named_modules()`` (default: the last ``Conv2d``).
+    ``method``: "gradcam", "gradcam++" or "xgradcam".
 
     Each map is ReLU(sum_k w_k A_k), upsampled bilinearly to the frame size, then
     min-max scaled per frame; a map that is constant (e.g. all zero: no evidence

@@ -24,6 +24,9 @@ _BUILTIN = {
     "mlp-features": "xlabel.models.mlp:FeatureMLP",
     "mlp-pixels": "xlabel.models.mlp:PixelMLP",
     "cnn": "xlabel.models.cnn:CNNClassifier",
+    "tags-cnn": "xlabel.models.multilabel:TagCNN",
+    "tags-polar": "xlabel.models.multilabel:TagPolarCNN",
+    "tags-joint": "xlabel.models.multilabel:TagJointCNN",
 }
 _CLASSES: dict = {}
 

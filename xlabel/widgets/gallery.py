@@ -477,7 +477,7 @@ class FrameGallery(StatusMixin, widgets.VBox):
         return step
 
     def caption(self, index: int) -> str:
-        """Plain caption of frame ``index``: index, flux, label, prediction, problem."""
+        """Plain caption of frame ``index``: index, flux, label, tags, prediction, problem."""
         index = int(index)
         parts = [f"#{index}"]
         if self._flux is not None:
@@ -486,6 +486,9 @@ class FrameGallery(StatusMixin, widgets.VBox):
         if self._store is not None:
             label = int(self._store.labels[index])
             parts.append(f"label {self._store.class_name(label) or 'unlabeled'}")
+            tags = [t for t in self._store.tag_names if self._store.tagged(t)[index]]
+            if tags:
+                parts.append("tags " + ", ".join(tags))
         if self._predictions is not None:
             pred = int(self._predictions[index])
             parts.append(f"pred {self._classes[pred] if pred >= 0 else '-'}"

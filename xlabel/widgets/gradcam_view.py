@@ -43,10 +43,11 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
 
     Parameters
     ----------
-    model : a CNN :class:`~xlabel.models.TrainedModel` or a ``torch.nn.Module`` taking ``(n, 1, H, W)``.
+    model : a :class:`~xlabel.models.CNNClassifier` (a frame model with a network) or a
+        ``torch.nn.Module`` taking ``(n, 1, H, W)``.
     source : FrameSource or ``(n, H, W)`` array of the frames.
     indices : frames to browse (default: all).
-    classes : class names for a plain module (a TrainedModel or ``store`` knows its own).
+    classes : class names for a plain module (an xlabel model or ``store`` knows its own).
     layers : conv layer names offered (default: every ``Conv2d`` of the model, last one selected).
     method : "gradcam", "gradcam++" or "xgradcam".
     store, predictions : optional label store and predictions shown in the status line.
