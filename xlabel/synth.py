@@ -95,6 +95,9 @@ __all__ = [
     "SATURATION_THRESHOLD",
     "SATURATION_GAP",
     "main",
+    "make_gisaxs",
+    "GisaxsSet",
+    "GISAXS_STRUCTURES",
 ]
 
 BEAM_THRESHOLD = 0.85
@@ -712,8 +715,169 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+
+# ---------------------------------------------------------------------------
+# GISAXS-like series (system 4 of the domain notes: binning by embedding)
+# ---------------------------------------------------------------------------
+GISAXS_STRUCTURES = ("spheres", "cylinders", "lamellae", "disordered")
+GISAXS_EXPOSURE = (2.0, 400.0)   # mean counts per valid pixel, drawn log-uniform per frame
+
+
+@dataclass(repr=False)
+class GisaxsSet:
+    """Simulated GISAXS series: frames plus per-frame truth.
+
+    Attributes: ``frames`` (n, H, W) uint32 counts; ``truth`` DataFrame with ``scan``
+    (series name), ``frame`` (index within the series), ``structure`` (one of
+    :data:`GISAXS_STRUCTURES`), ``size`` and ``spacing`` (pixels of the detector: the
+    first form-factor minimum / the Bragg rod or sheet period; NaN where a type has none),
+    ``exposure`` (mean expected counts per valid pixel), ``background`` (detector dark
+    counts per pixel), ``beam_x`` / ``beam_y`` (direct-beam position, drifting);
+    ``pixel_mask`` (True = module gap / dead pixel / beamstop: one detector for the whole
+    set); ``seed``.
+    """
+
+    frames: np.ndarray
+    truth: pd.DataFrame
+    pixel_mask: np.ndarray
+    seed: int = 0
+
+    def source(self):
+        """The frames as an :class:`xlabel.io.ArraySource` with the gap/beamstop mask."""
+        from .io.base import ArraySource
+        return ArraySource(self.frames, name=f"gisaxs_seed{self.seed}", pixel_mask=self.pixel_mask)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __repr__(self) -> str:
+        n, h, w = self.frames.shape
+        counts = self.truth["structure"].value_counts().sort_index().to_dict()
+        return f"<GisaxsSet {self.truth['scan'].nunique()} series, {n} frames {h}x{w} {counts}>"
+
+
+def _gisaxs_geometry(shape, beam):
+    """(qy, qz) in pixels from the direct beam; qz > 0 above the sample horizon."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    horizon = beam[0] - 0.12 * h          # specular/horizon above the direct beam
+    return xx - beam[1], horizon - yy
+
+
+def _structure_image(kind, qy, qz, rng, h):
+    """Scattering of one structure type (no Yoneda/background), and its (size, spacing)."""
+    q = np.hypot(qy, qz)
+    if kind == "spheres":
+        first_min = rng.uniform(0.12, 0.32) * h
+        x = np.maximum(q * (4.493 / first_min), 1e-3)
+        image = (3 * (np.sin(x) - x * np.cos(x)) / x ** 3) ** 2 * 40 + 0.02 / (1 + (q / first_min) ** 2)
+        return image, first_min, np.nan
+    if kind == "cylinders":
+        spacing = rng.uniform(0.08, 0.2) * h
+        width = rng.uniform(0.8, 1.6)
+        rods = sum(np.exp(-0.5 * ((np.abs(qy) - n * spacing) / width) ** 2) / n
+                   for n in range(1, 6))
+        image = rods * np.exp(-np.maximum(qz, 0) / (rng.uniform(0.3, 0.6) * h)) * 4
+        return image + 0.05 / (1 + (q / (0.1 * h)) ** 2), np.nan, spacing
+    if kind == "lamellae":
+        spacing = rng.uniform(0.07, 0.18) * h
+        width = rng.uniform(0.8, 1.6)
+        sheets = sum(np.exp(-0.5 * ((qz - n * spacing) / width) ** 2) / n for n in range(1, 6))
+        image = sheets / (1 + (qy / (rng.uniform(0.15, 0.35) * h)) ** 2) * 4
+        return image + 0.05 / (1 + (q / (0.1 * h)) ** 2), np.nan, spacing
+    if kind == "disordered":
+        corr = rng.uniform(0.04, 0.15) * h
+        return 3 / (1 + (q / corr) ** 2) ** 2, corr, np.nan
+    raise SynthError(f"unknown GISAXS structure {kind!r}; choose from {GISAXS_STRUCTURES}")
+
+
+def _gisaxs_frame(kind, params, shape, beam, rng_params):
+    """Expected scattering (spatial mean 1 over valid pixels) for one frame."""
+    h = shape[0]
+    qy, qz = _gisaxs_geometry(shape, beam)
+    image, size, spacing = _structure_image(kind, qy, qz, rng_params, h)
+    yoneda = np.exp(-0.5 * ((qz - params["yoneda"]) / 1.5) ** 2) * params["yoneda_amp"]
+    image = (image + yoneda + 0.01) * (qz > -1.0)   # the sample shadows below the horizon
+    return image.astype(np.float32), size, spacing
+
+
+def _gisaxs_mask(shape, beam, rng):
+    """Module gaps plus the beamstop (a vertical strip from the bottom edge to the beam),
+    and the hot pixels (not in the mask)."""
+    flags, hot = _detector(shape, rng, gaps=True, modules=(2, 2), n_hot=int(rng.integers(2, 6)))
+    mask = flags != 0
+    h, w = shape
+    half = max(1, round(0.03 * w))
+    col = int(round(beam[1]))
+    mask[int(round(beam[0])) - half:, col - half:col + half + 1] = True
+    return mask, hot
+
+
+def make_gisaxs(n_series: int = 8, frames_per_series: int = 20, frame_shape=(128, 128),
+                seed: int = 0, structures=GISAXS_STRUCTURES, exposure=GISAXS_EXPOSURE) -> GisaxsSet:
+    """GISAXS-like series of a few structure types, with the noise simulations lack.
+
+    Each series is one sample of one structure type (types are dealt round-robin, so
+    every type is present once ``n_series >= len(structures)``) with its own size /
+    spacing; its frames differ in exposure (log-uniform over ``exposure`` mean counts per
+    pixel, a 200x range by default), Poisson noise, a detector background (dark counts
+    with a slow gradient), hot pixels (not in the mask) and a direct beam drifting by up
+    to ~2 pixels over the series. Types: ``spheres`` (form-factor rings around the
+    horizon), ``cylinders`` (vertical Bragg rods), ``lamellae`` (horizontal Bragg
+    sheets), ``disordered`` (smooth decay); all share a Yoneda band just above the
+    horizon and the shadow of the sample below it. The beamstop and the module gaps are
+    in ``pixel_mask`` and hold 0 counts. Same seed, same set; different seeds give
+    different series (use them as held-out data).
+
+    >>> data = make_gisaxs(n_series=4, frames_per_series=3, frame_shape=(64, 64), seed=1)
+    >>> data.frames.shape, sorted(data.truth["structure"].unique())
+    ((12, 64, 64), ['cylinders', 'disordered', 'lamellae', 'spheres'])
+    """
+    _check_args(n_series * frames_per_series, frame_shape, np.uint32, 1.0)
+    structures = tuple(structures)
+    if not structures or any(s not in GISAXS_STRUCTURES for s in structures):
+        raise SynthError(f"structures must be among {GISAXS_STRUCTURES}, got {structures}")
+    h, w = (int(s) for s in frame_shape)
+    rng = np.random.default_rng([seed, 4])
+    beam0 = np.array([0.85 * h, w / 2 + rng.uniform(-0.05, 0.05) * w])
+    mask, hot = _gisaxs_mask((h, w), beam0, rng)      # one instrument for the whole set
+    frames, rows = [], []
+    for series in range(int(n_series)):
+        kind = structures[series % len(structures)]
+        stack, truth = _gisaxs_series(kind, int(frames_per_series), (h, w), rng, exposure,
+                                      beam0, mask, hot)
+        truth.insert(0, "scan", f"gisaxs_s{seed}_{series:02d}")
+        frames.append(stack)
+        rows.append(truth)
+    return GisaxsSet(np.concatenate(frames), pd.concat(rows, ignore_index=True), mask, int(seed))
+
+
+def _gisaxs_series(kind, n, shape, rng, exposure, beam0, mask, hot):
+    h, w = shape
+    params = {"yoneda": rng.uniform(0.03, 0.06) * h, "yoneda_amp": rng.uniform(0.3, 1.0)}
+    structure_seed = int(rng.integers(2 ** 31))
+    drift = np.cumsum(rng.normal(0, 0.4, (n, 2)), axis=0).clip(-2, 2)
+    levels = np.exp(rng.uniform(*np.log(exposure), n))
+    dark = rng.uniform(0.2, 2.0)
+    gradient = (1 + 0.5 * np.linspace(-1, 1, w, dtype=np.float32))[None, :]
+    stack = np.zeros((n, h, w), np.uint32)
+    truth = []
+    for i in range(n):
+        beam = beam0 + drift[i]
+        image, size, spacing = _gisaxs_frame(kind, params, shape, beam,
+                                             np.random.default_rng(structure_seed))
+        image /= image[~mask].mean()
+        lam = levels[i] * image + dark * gradient
+        lam[hot] = levels[i] * rng.uniform(20, 80)
+        counts = rng.poisson(lam)
+        counts[mask] = 0
+        stack[i] = counts
+        truth.append({"frame": i, "structure": kind, "size": size, "spacing": spacing,
+                      "exposure": levels[i], "background": dark,
+                      "beam_x": beam[1], "beam_y": beam[0]})
+    return stack, pd.DataFrame(truth)
+
+
 
 
 # ---------------------------------------------------------------------------
@@ -1083,3 +1247,7 @@ def make_tagged_batches(n_batches: int = 10, frames_per_batch: int = 200, frame_
         items = tqdm(items, desc="tagged batches", unit="batch")
     return [make_tagged(frames_per_batch, frame_shape, int(seeds[i]), name=f"tags_b{i}", **knobs)
             for i in items]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
