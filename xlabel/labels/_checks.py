@@ -59,7 +59,8 @@ def check_frames(frames, n_frames):
     if not isinstance(frames, pd.DataFrame) or not {"scan", "frame"} <= set(frames.columns):
         raise LabelArgumentError("frames must be a DataFrame with 'scan' and 'frame' columns")
     if len(frames) != n_frames:
-        raise LabelArgumentError(f"frames has {len(frames)} rows but the store has {n_frames} frames")
+        raise LabelArgumentError(
+            f"frames has {len(frames)} rows but the store has {n_frames} frames")
     return pd.DataFrame({"scan": frames["scan"].astype(str).to_numpy(),
                          "frame": frames["frame"].to_numpy(dtype=np.int64)})
 

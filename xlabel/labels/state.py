@@ -169,8 +169,9 @@ class LabelState:
             index = int(name_or_index)
             if -1 <= index < len(self.classes):
                 return index
-            raise LabelArgumentError(f"class index {index} out of range: {len(self.classes)} classes "
-                                     f"({', '.join(map(repr, self.classes))}), -1 = unlabeled")
+            raise LabelArgumentError(
+                f"class index {index} out of range: {len(self.classes)} classes "
+                f"({', '.join(map(repr, self.classes))}), -1 = unlabeled")
         raise LabelArgumentError(f"a label is a class name or index, not {name_or_index!r}")
 
     def unknown_class(self, name) -> str:
@@ -296,8 +297,9 @@ class LabelState:
             raise LabelArgumentError(f"a tag is a non-empty name without commas, newlines or "
                                      f"surrounding spaces, not {tag!r}")
         if tag in RESERVED_TAG_NAMES or tag.startswith("p_"):
-            raise LabelArgumentError(f"{tag!r} cannot be a tag name: it would clash with a column of "
-                                     f"the label table ({', '.join(RESERVED_TAG_NAMES)}, p_<tag>)")
+            raise LabelArgumentError(
+                f"{tag!r} cannot be a tag name: it would clash with a column of "
+                f"the label table ({', '.join(RESERVED_TAG_NAMES)}, p_<tag>)")
         return tag
 
     def tag_column(self, tag, create=False) -> int:

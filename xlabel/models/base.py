@@ -178,8 +178,9 @@ class FeatureModel(Model):
     def _resolve_unsafe(self, classes) -> str:
         unsafe = "bad" if self.unsafe_class is None else str(self.unsafe_class)
         if unsafe not in classes:
-            raise ModelArgumentError(f"unsafe_class {unsafe!r} is not one of the classes {classes}: "
-                                     "pass unsafe_class= (the class given to frames a model cannot judge)")
+            raise ModelArgumentError(
+                f"unsafe_class {unsafe!r} is not one of the classes {classes}: "
+                "pass unsafe_class= (the class given to frames a model cannot judge)")
         return unsafe
 
     def _save_state(self, folder) -> dict:
@@ -230,11 +231,13 @@ class FrameModel(Model):
         where = {"path": scan_name(source),
                  "dataset": getattr(source, "dataset", None)}
         if tuple(source.frame_shape) != self.frame_shape_:
-            raise ModelArgumentError(f"frames of shape {tuple(source.frame_shape)} do not fit this model "
-                                     f"(trained on frames of shape {self.frame_shape_})", **where)
+            raise ModelArgumentError(
+                f"frames of shape {tuple(source.frame_shape)} do not fit this model "
+                f"(trained on frames of shape {self.frame_shape_})", **where)
         if dtype_kind(source.dtype) != self.dtype_kind_:
-            raise ModelArgumentError(f"frames of {dtype_kind(source.dtype)} values ({source.dtype}) do "
-                                     f"not fit this model (trained on {self.dtype_kind_} values)", **where)
+            raise ModelArgumentError(
+                f"frames of {dtype_kind(source.dtype)} values ({source.dtype}) do "
+                f"not fit this model (trained on {self.dtype_kind_} values)", **where)
         return source
 
     def explain_unsafe(self, X) -> np.ndarray:

@@ -30,7 +30,8 @@ def resolve_labels(labels, classes=("good", "bad")):
     if hasattr(labels, "labels") and hasattr(labels, "classes"):
         classes, labels = labels.classes, labels.labels
     if classes is None:
-        raise ModelArgumentError("pass the class names (class_names=...) in the order of predict_proba")
+        raise ModelArgumentError(
+            "pass the class names (class_names=...) in the order of predict_proba")
     classes = tuple(str(c) for c in classes)
     if len(classes) < 2 or len(set(classes)) != len(classes):
         raise ModelArgumentError(f"a classifier needs at least two distinct classes, got {classes}")

@@ -127,7 +127,8 @@ def evaluate(y_true, y_pred, classes, groups=None) -> Evaluation:
     if len(true) != len(pred):
         raise ModelArgumentError(f"y_true has {len(true)} entries but y_pred has {len(pred)}")
     if (true < 0).any() or (pred < 0).any():
-        raise ModelArgumentError("evaluate() needs a label for every frame (found unlabeled entries)")
+        raise ModelArgumentError(
+            "evaluate() needs a label for every frame (found unlabeled entries)")
     index = list(range(len(classes)))
     confusion = pd.DataFrame(metrics.confusion_matrix(true, pred, labels=index),
                              index=pd.Index(classes, name="true"),

@@ -97,7 +97,8 @@ def check_finite_frames(stack: np.ndarray, source=None, start: int = 0):
     empty = np.flatnonzero(~np.isfinite(stack).reshape(len(stack), -1).any(axis=1))
     if len(empty):
         first = (start + empty[:5]).tolist()
-        raise ModelArgumentError(f"{len(empty)} frame(s) have no finite pixel (first: {first}); "
-                                 "a model cannot classify them: drop or repair these frames",
-                                 path=getattr(source, "path", None) or getattr(source, "name", None),
-                                 dataset=getattr(source, "dataset", None), frame=first[0])
+        raise ModelArgumentError(
+            f"{len(empty)} frame(s) have no finite pixel (first: {first}); "
+            "a model cannot classify them: drop or repair these frames",
+            path=getattr(source, "path", None) or getattr(source, "name", None),
+            dataset=getattr(source, "dataset", None), frame=first[0])

@@ -74,7 +74,8 @@ def _inputs(model, frames):
     """(network, float input tensor (n, 1, h, w), output map shape, class names or None)."""
     if isinstance(model, FrameModel):
         if not hasattr(model, "network_input"):
-            raise ModelArgumentError(f"a {model.kind!r} model has no neural network layers for Grad-CAM")
+            raise ModelArgumentError(
+                f"a {model.kind!r} model has no neural network layers for Grad-CAM")
         prepared = model.prepared(frames)
         return (model.network, model.network_input(prepared), model.frame_shape_,
                 model.classes)
@@ -87,7 +88,8 @@ def _inputs(model, frames):
     if array.ndim == 3:
         array = array[:, None]
     if array.ndim != 4:
-        raise ModelArgumentError(f"frames must be (n, H, W) or (n, C, H, W), got shape {array.shape}")
+        raise ModelArgumentError(
+            f"frames must be (n, H, W) or (n, C, H, W), got shape {array.shape}")
     return model, torch.from_numpy(array), tuple(array.shape[2:]), None
 
 
@@ -108,7 +110,8 @@ def _targets(target, n, classes):
         indices = encode_labels(values, classes)
     else:
         if any(isinstance(v, str) for v in values):
-            raise ModelArgumentError("class names as target need an xlabel model; pass class indices")
+            raise ModelArgumentError(
+                "class names as target need an xlabel model; pass class indices")
         indices = values.astype(np.int64)
     if len(indices) == 1:
         indices = np.repeat(indices, n)

@@ -163,7 +163,8 @@ def resolve_tags(y, tag_names=None, n_rows=None):
     else:
         values = np.asarray(y, dtype=float)
         if values.ndim != 2:
-            raise ModelArgumentError(f"multi-label targets are frames x tags, got shape {values.shape}")
+            raise ModelArgumentError(
+                f"multi-label targets are frames x tags, got shape {values.shape}")
         if tag_names is None:
             raise ModelArgumentError("pass tag_names= with an array of tag labels")
         names = tuple(str(t) for t in tag_names)
@@ -190,9 +191,10 @@ def _check_tag_counts(values, names):
              if min(labeled[:, j].sum(), (1 - labeled[:, j]).sum()) < MIN_FRAMES_PER_CLASS]
     if short:
         found = ", ".join(f"{n!r}: {p} with / {q} without" for n, p, q in short)
-        raise ModelArgumentError(f"too few labeled frames per tag ({found}); every tag needs at least "
-                                 f"{MIN_FRAMES_PER_CLASS} frames with it and {MIN_FRAMES_PER_CLASS} "
-                                 f"without it")
+        raise ModelArgumentError(
+            f"too few labeled frames per tag ({found}); every tag needs at least "
+            f"{MIN_FRAMES_PER_CLASS} frames with it and {MIN_FRAMES_PER_CLASS} "
+            f"without it")
 
 
 # ---------------------------------------------------------------- the model
@@ -322,9 +324,10 @@ class TagModel(FrameModel):
         from .gradcam import cam, default_layer
         self._require_fitted()
         if self.view == "polar":
-            raise ModelArgumentError("the coefficient-view model works on polar cells, which have no "
-                                     "place in the frame to show; explain a 'tags-cnn' or 'tags-joint' "
-                                     "model instead")
+            raise ModelArgumentError(
+                "the coefficient-view model works on polar cells, which have no "
+                "place in the frame to show; explain a 'tags-cnn' or 'tags-joint' "
+                "model instead")
         layer = "image_features." + default_layer(self.network_.image_features)
         return cam(self, frames, target=tag, layer=layer, method=method)
 

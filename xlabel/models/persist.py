@@ -53,7 +53,8 @@ def save_model(model, path) -> Path:
     """
     from .base import Model
     if not isinstance(model, Model) or not model.kind:
-        raise ModelArgumentError(f"save_model() needs a registered xlabel model, got {type(model).__name__}")
+        raise ModelArgumentError(
+            f"save_model() needs a registered xlabel model, got {type(model).__name__}")
     model._require_fitted()
     folder = Path(path)
     if folder.exists() and not (folder / META).is_file():

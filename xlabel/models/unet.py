@@ -165,7 +165,8 @@ def train_spot_unet(frames, spot_pixels, *, pixel_mask=None, channels=(4, 8, 16)
     inputs = []
     for stack, target, mask in zip(stacks, targets, masks):
         if target.shape != stack.shape:
-            raise ModelArgumentError(f"spot_pixels has shape {target.shape}, frames have {stack.shape}")
+            raise ModelArgumentError(
+                f"spot_pixels has shape {target.shape}, frames have {stack.shape}")
         invalid = invalid_pixels(stack)
         if mask is not None:
             invalid = mask if invalid is None else invalid | mask

@@ -285,8 +285,9 @@ def as_feature_table(features, widget) -> pd.DataFrame:
 def check_column(features, name, widget, axis) -> str:
     columns = numeric_columns(features)
     if name not in columns:
-        raise LabelArgumentError(f"{widget}: {axis}={name!r} is not a numeric column of the feature "
-                                 f"table; choose one of {columns}")
+        raise LabelArgumentError(
+            f"{widget}: {axis}={name!r} is not a numeric column of the feature "
+            f"table; choose one of {columns}")
     return name
 
 
@@ -329,7 +330,8 @@ def check_indices(indices, n, widget) -> np.ndarray:
     if array.size == 0:
         return np.empty(0, dtype=np.int64)
     if array.dtype.kind not in "iu":
-        raise LabelArgumentError(f"{widget}: selection indices must be integers, got dtype {array.dtype}")
+        raise LabelArgumentError(
+            f"{widget}: selection indices must be integers, got dtype {array.dtype}")
     if array.min() < 0 or array.max() >= n:
         bad = int(array.min() if array.min() < 0 else array.max())
         raise LabelArgumentError(f"{widget}: selection index out of range ({n} frames)", frame=bad)
@@ -554,7 +556,8 @@ def check_store(store, n, widget):
     if store is None:
         return
     if not hasattr(store, "observe") or not hasattr(store, "labels"):
-        raise LabelArgumentError(f"{widget}: store must be a LabelStore, got {type(store).__name__}")
+        raise LabelArgumentError(
+            f"{widget}: store must be a LabelStore, got {type(store).__name__}")
     if store.n_frames != n:
         raise LabelArgumentError(f"{widget}: the feature table has {n} rows but the LabelStore has "
                                  f"{store.n_frames} frames; they must describe the same frames")

@@ -275,11 +275,14 @@ def _check_names(names):
 def _check_clusters(values, n, name) -> np.ndarray:
     values = np.asarray(values)
     if values.shape != (n,):
-        raise LabelArgumentError(f"ClusterComparison: clustering {name!r} has shape {values.shape}, "
-                                 f"but the feature table has {n} rows")
+        raise LabelArgumentError(
+            f"ClusterComparison: clustering {name!r} has shape {values.shape}, "
+            f"but the feature table has {n} rows")
     if values.dtype.kind not in "iu":
-        raise LabelArgumentError(f"ClusterComparison: clustering {name!r} must hold integer cluster "
-                                 f"ids (-1 = noise), got dtype {values.dtype}")
+        raise LabelArgumentError(
+            f"ClusterComparison: clustering {name!r} must hold integer cluster "
+            f"ids (-1 = noise), got dtype {values.dtype}")
     if n and (values.min() < -1 or values.max() >= np.iinfo(np.int16).max):
-        raise LabelArgumentError(f"ClusterComparison: clustering {name!r} has ids outside -1..32766")
+        raise LabelArgumentError(
+            f"ClusterComparison: clustering {name!r} has ids outside -1..32766")
     return values.astype(np.int32)

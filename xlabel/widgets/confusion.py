@@ -95,7 +95,8 @@ def as_store(store_or_labels, classes=None, extra=()) -> LabelStore:
     if classes is None:
         names = {v for v in (*labels, *np.asarray(extra, dtype=object).ravel()) if isinstance(v, str)}
         if not names:
-            raise WidgetArgumentError("pass classes= (class names) when labels are given as indices")
+            raise WidgetArgumentError(
+                "pass classes= (class names) when labels are given as indices")
         classes = tuple(sorted(names))
     store = LabelStore(len(labels), classes=classes)
     store.seed_from(class_indices(labels, store.classes, "labels"), source="import")

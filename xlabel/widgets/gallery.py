@@ -87,7 +87,8 @@ def check_lengths(**things) -> int | None:
     lengths = {name: len(thing) for name, thing in things.items() if thing is not None}
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{name} has {n}" for name, n in lengths.items())
-        raise WidgetArgumentError(f"frame counts do not match: {detail}; they must describe the same frames")
+        raise WidgetArgumentError(
+            f"frame counts do not match: {detail}; they must describe the same frames")
     return next(iter(lengths.values()), None)
 
 
@@ -108,11 +109,13 @@ def class_indices(values, classes, what="labels") -> np.ndarray:
 def _one_class(value, lookup, classes, what, pos):
     if isinstance(value, str):
         if value not in lookup:
-            raise LabelArgumentError(f"{what}: unknown class {value!r} at frame {pos}; known classes: "
-                                     f"{', '.join(map(repr, classes))}")
+            raise LabelArgumentError(
+                f"{what}: unknown class {value!r} at frame {pos}; known classes: "
+                f"{', '.join(map(repr, classes))}")
         return lookup[value]
     if isinstance(value, (float, np.floating)) and not np.isfinite(value):
-        raise LabelArgumentError(f"{what}: frame {pos} is NaN/inf, not a class; flagged, not dropped")
+        raise LabelArgumentError(
+            f"{what}: frame {pos} is NaN/inf, not a class; flagged, not dropped")
     if float(value) != int(value) or not -1 <= int(value) < len(classes):
         raise LabelArgumentError(f"{what}: value {value!r} at frame {pos} is not a class index of "
                                  f"{', '.join(map(repr, classes))} (-1 = none)")
@@ -384,7 +387,8 @@ class FrameGallery(StatusMixin, widgets.VBox):
         else:
             low, high = (float(v) for v in value)
             if not (np.isfinite(low) and np.isfinite(high) and high > low):
-                raise WidgetArgumentError(f"vrange must be (low, high) with low < high, got {value!r}")
+                raise WidgetArgumentError(
+                    f"vrange must be (low, high) with low < high, got {value!r}")
             self._fixed_range = (low, high)
             options = dict(CONTRAST_CHOICES)
             options[f"fixed range {low:g} to {high:g}"] = "fixed"
@@ -445,8 +449,9 @@ class FrameGallery(StatusMixin, widgets.VBox):
         indices = check_indices(indices, self._n_frames)
         missing = np.setdiff1d(indices, self._indices)
         if missing.size:
-            raise WidgetArgumentError(f"frames {missing[:10].tolist()} are not shown in this gallery",
-                                      frame=int(missing[0]))
+            raise WidgetArgumentError(
+                f"frames {missing[:10].tolist()} are not shown in this gallery",
+                frame=int(missing[0]))
         if not add:
             self._selected.clear()
         self._selected.update(dict.fromkeys(int(i) for i in indices))
@@ -662,7 +667,8 @@ class FrameGallery(StatusMixin, widgets.VBox):
 
 def _check_choice(value, options, what):
     if value not in options:
-        raise WidgetArgumentError(f"unknown {what} {value!r}; choose one of {', '.join(map(repr, options))}")
+        raise WidgetArgumentError(
+            f"unknown {what} {value!r}; choose one of {', '.join(map(repr, options))}")
     return value
 
 

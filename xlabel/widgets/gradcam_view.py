@@ -103,7 +103,8 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
         if method not in methods:
             raise WidgetArgumentError(f"unknown CAM method {method!r}; choose one of {methods}")
         if cmap not in COLORMAPS:
-            raise WidgetArgumentError(f"unknown colormap {cmap!r}; choose one of {tuple(COLORMAPS)}")
+            raise WidgetArgumentError(
+                f"unknown colormap {cmap!r}; choose one of {tuple(COLORMAPS)}")
         self._opacity = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05,
                                             description="opacity")
         self._class = widgets.Dropdown(description="class",

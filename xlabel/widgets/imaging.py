@@ -63,7 +63,8 @@ COLORMAPS = {name: _lookup_table(anchors) for name, anchors in _ANCHORS.items()}
 
 def _check_choice(value, options, what):
     if value not in options:
-        raise WidgetArgumentError(f"unknown {what} {value!r}; choose one of {', '.join(map(repr, options))}")
+        raise WidgetArgumentError(
+            f"unknown {what} {value!r}; choose one of {', '.join(map(repr, options))}")
     return value
 
 

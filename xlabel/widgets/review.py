@@ -245,7 +245,8 @@ def _queue(suspects, store):
     """(rows, suggested class names, scores or None) of the queue, checked against the store."""
     if isinstance(suspects, pd.DataFrame):
         if "row" not in suspects.columns:
-            raise WidgetArgumentError("suspects table needs a 'row' column (the store row of each frame)")
+            raise WidgetArgumentError(
+                "suspects table needs a 'row' column (the store row of each frame)")
         rows = suspects["row"].to_numpy()
         suggested = (suspects["suggested"].astype(str).to_numpy() if "suggested" in suspects
                      else None)

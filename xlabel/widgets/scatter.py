@@ -126,7 +126,8 @@ class FluxScatter(SelectionMixin, widgets.VBox):
 
     def _check_color_by(self, value):
         if value not in ("label", "scan"):
-            raise LabelArgumentError(f"FluxScatter: color_by must be 'label' or 'scan', not {value!r}")
+            raise LabelArgumentError(
+                f"FluxScatter: color_by must be 'label' or 'scan', not {value!r}")
         return value
 
     def _buttons(self):
