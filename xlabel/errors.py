@@ -4,8 +4,10 @@ Every error raised on purpose by xlabel derives from :class:`XLabelError`, so a
 notebook can catch them all with one ``except``. Messages name what they are
 about: the file, the dataset inside it and, where it applies, the frame.
 Each is also the built-in kind code outside xlabel catches: a scan that cannot be
-read is an ``OSError``; bad features, clustering input and bad arguments are
-``ValueError``; a missing optional dependency is an ``ImportError``.
+read is an ``OSError``; bad features, clustering input and bad arguments (the
+``*ArgumentError`` classes) are ``ValueError``; a missing optional dependency is an
+``ImportError``. An invalid state (nothing to undo, a closed store) and a corrupt label or
+model file stay plain :class:`XLabelError` kinds.
 
 >>> from xlabel.errors import ScanError, XLabelError
 >>> try:
@@ -24,8 +26,11 @@ __all__ = [
     "FeatureError",
     "ClusterError",
     "LabelError",
+    "LabelArgumentError",
     "JournalError",
     "ModelError",
+    "ModelArgumentError",
+    "WidgetArgumentError",
     "MissingDependencyError",
     "missing_file_message",
 ]
@@ -92,12 +97,32 @@ class LabelError(XLabelError):
     """A label operation is invalid (unknown class, index out of range, mismatched store...)."""
 
 
+class LabelArgumentError(LabelError, ValueError):
+    """A bad argument to a label operation (unknown class, frame index out of range, mask or
+    table of the wrong shape, bad tag name...). Both a :class:`LabelError` and a ``ValueError``.
+    """
+
+
 class JournalError(LabelError):
     """A LabelStore journal or sidecar file on disk is corrupt or belongs to another dataset."""
 
 
 class ModelError(XLabelError):
     """A model cannot be trained, saved, loaded or applied (unsafe file, wrong columns, shape...)."""
+
+
+class ModelArgumentError(ModelError, ValueError):
+    """A bad argument to a model (unknown kind or preset, bad parameter value, frames or labels
+    of the wrong shape, too few labeled frames...). Both a :class:`ModelError` and a ``ValueError``.
+    """
+
+
+class WidgetArgumentError(XLabelError, ValueError):
+    """A bad argument to a widget (unknown option, wrong length, frame not shown...).
+
+    Widget arguments about labels (unknown class, store of another length) raise
+    :class:`LabelArgumentError` instead; both are ``ValueError``.
+    """
 
 
 class MissingDependencyError(XLabelError, ImportError):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import JournalError, LabelError
+from ..errors import JournalError, LabelArgumentError, LabelError
 
 #: Colors given to classes in order when ``colors`` is not passed.
 DEFAULT_COLORS = ("#2ca02c", "#d62728", "#1f77b4", "#ff7f0e", "#9467bd",
@@ -20,24 +20,24 @@ UNLABELED_COLOR = "#bbbbbb"
 
 def check_n_frames(n_frames) -> int:
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or n_frames < 0:
-        raise LabelError(f"n_frames must be a non-negative integer, got {n_frames!r}")
+        raise LabelArgumentError(f"n_frames must be a non-negative integer, got {n_frames!r}")
     return int(n_frames)
 
 
 def check_classes(classes) -> tuple:
     if isinstance(classes, str):
-        raise LabelError(f"classes must be a sequence of names, not the string {classes!r}")
+        raise LabelArgumentError(f"classes must be a sequence of names, not the string {classes!r}")
     classes = tuple(classes)
     if not classes:
-        raise LabelError("a LabelStore needs at least one class")
+        raise LabelArgumentError("a LabelStore needs at least one class")
     for name in classes:
         if not isinstance(name, str) or name in ("", "unlabeled"):
-            raise LabelError(f"class names must be non-empty strings other than "
-                             f"'unlabeled', got {name!r}")
+            raise LabelArgumentError(f"class names must be non-empty strings other than "
+                                     f"'unlabeled', got {name!r}")
     if len(set(classes)) != len(classes):
-        raise LabelError(f"class names must be unique, got {classes}")
+        raise LabelArgumentError(f"class names must be unique, got {classes}")
     if len(classes) > 2**31 - 2:
-        raise LabelError("too many classes")
+        raise LabelArgumentError("too many classes")
     return classes
 
 
@@ -49,7 +49,7 @@ def check_colors(colors, classes) -> tuple:
                   for i, name in enumerate(classes)]
     colors = tuple(str(c) for c in colors)
     if len(colors) != len(classes):
-        raise LabelError(f"{len(colors)} colors given for {len(classes)} classes {classes}")
+        raise LabelArgumentError(f"{len(colors)} colors given for {len(classes)} classes {classes}")
     return colors
 
 
@@ -57,9 +57,10 @@ def check_frames(frames, n_frames):
     if frames is None:
         return None
     if not isinstance(frames, pd.DataFrame) or not {"scan", "frame"} <= set(frames.columns):
-        raise LabelError("frames must be a DataFrame with 'scan' and 'frame' columns")
+        raise LabelArgumentError("frames must be a DataFrame with 'scan' and 'frame' columns")
     if len(frames) != n_frames:
-        raise LabelError(f"frames has {len(frames)} rows but the store has {n_frames} frames")
+        raise LabelArgumentError(
+            f"frames has {len(frames)} rows but the store has {n_frames} frames")
     return pd.DataFrame({"scan": frames["scan"].astype(str).to_numpy(),
                          "frame": frames["frame"].to_numpy(dtype=np.int64)})
 

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import JournalError, LabelError
+from ..errors import JournalError, LabelArgumentError, LabelError
 from .disk import (JOURNAL_NAME, StoreLock, atomic_write, check_meta, store_exists, sync,
                    write_all)
 
@@ -109,7 +109,7 @@ def encode_tag_step(step, index_dtype) -> bytes:
     note_bytes = b"" if step.note is None else step.note.encode()
     tag_bytes = step.tag.encode()
     if len(tag_bytes) > 0xFFFF:
-        raise LabelError("a tag name is limited to 65535 bytes")
+        raise LabelArgumentError("a tag name is limited to 65535 bytes")
     head = _PAYLOAD_HEAD.pack(_KINDS["tag"], step.step, -1, int(step.value), step.time,
                               index_dtype.itemsize, len(step.indices), len(source_bytes),
                               len(note_bytes) if step.note is not None else -1)
@@ -124,7 +124,7 @@ def encode_travel(kind, target, when) -> bytes:
 
 def _frame(payload) -> bytes:
     if len(payload) >= _MAX_RECORD:
-        raise LabelError("one step is too large for the journal (2 GiB); split it")
+        raise LabelArgumentError("one step is too large for the journal (2 GiB); split it")
     return _RECORD_HEAD.pack(RECORD_MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 

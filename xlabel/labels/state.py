@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..errors import JournalError, LabelError
+from ..errors import JournalError, LabelArgumentError
 from ._checks import check_range, checked_array, iso_times
 
 log = logging.getLogger("xlabel.labels")
@@ -164,14 +164,15 @@ class LabelState:
             try:
                 return self.class_lookup[name_or_index]
             except KeyError:
-                raise LabelError(self.unknown_class(name_or_index)) from None
+                raise LabelArgumentError(self.unknown_class(name_or_index)) from None
         if isinstance(name_or_index, (int, np.integer)) and not isinstance(name_or_index, bool):
             index = int(name_or_index)
             if -1 <= index < len(self.classes):
                 return index
-            raise LabelError(f"class index {index} out of range: {len(self.classes)} classes "
-                             f"({', '.join(map(repr, self.classes))}), -1 = unlabeled")
-        raise LabelError(f"a label is a class name or index, not {name_or_index!r}")
+            raise LabelArgumentError(
+                f"class index {index} out of range: {len(self.classes)} classes "
+                f"({', '.join(map(repr, self.classes))}), -1 = unlabeled")
+        raise LabelArgumentError(f"a label is a class name or index, not {name_or_index!r}")
 
     def unknown_class(self, name) -> str:
         return f"unknown class {name!r}; known classes: {', '.join(map(repr, self.classes))}"
@@ -193,21 +194,21 @@ class LabelState:
         array = np.asarray(indices)
         if array.dtype == bool:
             if array.shape != (self.n_frames,):
-                raise LabelError(f"a boolean mask needs {self.n_frames} entries, "
-                                 f"got shape {array.shape}")
+                raise LabelArgumentError(f"a boolean mask needs {self.n_frames} entries, "
+                                         f"got shape {array.shape}")
             array = np.flatnonzero(array)
         if array.ndim == 0:
             array = array.reshape(1)
         if array.size == 0:
             return np.empty(0, dtype=np.intp)
         if array.ndim != 1 or array.dtype.kind not in "iu":
-            raise LabelError(f"indices must be a 1-d array of integers or a boolean mask, "
-                             f"got shape {array.shape} dtype {array.dtype}")
+            raise LabelArgumentError(f"indices must be a 1-d array of integers or a boolean mask, "
+                                     f"got shape {array.shape} dtype {array.dtype}")
         low, high = array.min(), array.max()
         if low < 0 or high >= self.n_frames:
             bad = int(low) if low < 0 else int(high)
-            raise LabelError(f"index out of range: store has {self.n_frames} frames",
-                             frame=bad)
+            raise LabelArgumentError(f"index out of range: store has {self.n_frames} frames",
+                                     frame=bad)
         # numpy's fancy indexing is fastest with intp indices
         return array.astype(np.intp, copy=False)
 
@@ -267,7 +268,7 @@ class LabelState:
         note = None if note is None or note == "" else str(note)
         source = str(source)
         if source not in self.source_names and len(self.source_names) >= 127:
-            raise LabelError("too many distinct label sources (127 at most)")
+            raise LabelArgumentError("too many distinct label sources (127 at most)")
         return Step(step=self.next_step if step_id is None else step_id, indices=indices,
                     labels=labels, source=source, time=time.time() if when is None else when,
                     note=note)
@@ -293,11 +294,12 @@ class LabelState:
     def check_tag_name(self, tag) -> str:
         if not isinstance(tag, str) or not tag.strip() or tag != tag.strip() \
                 or "," in tag or "\n" in tag:
-            raise LabelError(f"a tag is a non-empty name without commas, newlines or "
-                             f"surrounding spaces, not {tag!r}")
+            raise LabelArgumentError(f"a tag is a non-empty name without commas, newlines or "
+                                     f"surrounding spaces, not {tag!r}")
         if tag in RESERVED_TAG_NAMES or tag.startswith("p_"):
-            raise LabelError(f"{tag!r} cannot be a tag name: it would clash with a column of "
-                             f"the label table ({', '.join(RESERVED_TAG_NAMES)}, p_<tag>)")
+            raise LabelArgumentError(
+                f"{tag!r} cannot be a tag name: it would clash with a column of "
+                f"the label table ({', '.join(RESERVED_TAG_NAMES)}, p_<tag>)")
         return tag
 
     def tag_column(self, tag, create=False) -> int:
@@ -306,7 +308,7 @@ class LabelState:
             return self.tag_names.index(tag)
         if not create:
             known = ", ".join(map(repr, self.tag_names)) or "none yet"
-            raise LabelError(f"unknown tag {tag!r}; known tags: {known}")
+            raise LabelArgumentError(f"unknown tag {tag!r}; known tags: {known}")
         self.check_tag_name(tag)
         self.tag_names.append(tag)
         self.tag_values = np.concatenate(

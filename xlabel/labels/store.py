@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import JournalError, LabelError
+from ..errors import JournalError, LabelArgumentError, LabelError
 from . import formats
 from . import journal as jr
 from ._checks import (check_classes, check_colors, check_frames, check_n_frames,
@@ -452,9 +452,9 @@ class LabelStore:
         n_frames = self.n_frames
         cluster_labels = np.asarray(cluster_labels)
         if cluster_labels.shape != (n_frames,) or cluster_labels.dtype.kind not in "iu":
-            raise LabelError(f"seed_from needs one integer cluster id per frame "
-                             f"({n_frames}), got shape {cluster_labels.shape} "
-                             f"dtype {cluster_labels.dtype}")
+            raise LabelArgumentError(f"seed_from needs one integer cluster id per frame "
+                                     f"({n_frames}), got shape {cluster_labels.shape} "
+                                     f"dtype {cluster_labels.dtype}")
         table = self._cluster_table(np.unique(cluster_labels), mapping)
         keep = np.isin(cluster_labels, list(table))
         indices = np.flatnonzero(keep)
@@ -469,14 +469,14 @@ class LabelStore:
             valid = [c for c in cluster_ids.tolist() if c != -1]
             bad = [c for c in valid if not 0 <= c < len(self.classes)]
             if bad:
-                raise LabelError(f"cluster ids {bad} are not class indices of "
-                                 f"{self.classes}; pass mapping={{cluster id: class name}}")
+                raise LabelArgumentError(f"cluster ids {bad} are not class indices of "
+                                         f"{self.classes}; pass mapping={{cluster id: class name}}")
             return {c: c for c in valid}
         if not isinstance(mapping, dict):
             mapping = dict(enumerate(mapping))
         unmapped = [c for c in cluster_ids.tolist() if c not in mapping and c != -1]
         if unmapped:
-            raise LabelError(f"cluster ids {unmapped} are not in mapping {mapping}")
+            raise LabelArgumentError(f"cluster ids {unmapped} are not in mapping {mapping}")
         return {int(c): self.class_index(cls) for c, cls in mapping.items() if cls is not None}
 
     # ------------------------------------------------------------- tags

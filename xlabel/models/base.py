@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 
-from ..errors import ModelError
+from ..errors import ModelArgumentError, ModelError
 from .data import check_class_counts, concat_prepared, dtype_kind, resolve_labels, scan_name
 from .frames import as_source, binned_shape, iter_prepared
 
@@ -87,7 +87,7 @@ class Model(ClassifierMixin, BaseEstimator):
     def _labels(self, y, n_rows: int):
         codes, classes = resolve_labels(y, self.class_names)
         if len(codes) != n_rows:
-            raise ModelError(f"{n_rows} frames but {len(codes)} labels")
+            raise ModelArgumentError(f"{n_rows} frames but {len(codes)} labels")
         return codes, classes
 
     # ---------------------------------------------------------------- persistence hooks
@@ -159,11 +159,11 @@ class FeatureModel(Model):
 
     def _matrix(self, table, columns, transform=True) -> np.ndarray:
         if not isinstance(table, pd.DataFrame):
-            raise ModelError("a feature model needs a frame_stats table (pandas DataFrame)")
+            raise ModelArgumentError("a feature model needs a frame_stats table (pandas DataFrame)")
         missing = [c for c in columns if c not in table.columns]
         if missing:
-            raise ModelError(f"feature table lacks the model's columns {missing}; "
-                             f"the model was trained on {list(columns)}")
+            raise ModelArgumentError(f"feature table lacks the model's columns {missing}; "
+                                     f"the model was trained on {list(columns)}")
         matrix = table.loc[:, list(columns)].to_numpy(dtype=np.float64)
         with np.errstate(invalid="ignore"):
             return self._transform(matrix) if transform else matrix
@@ -178,8 +178,9 @@ class FeatureModel(Model):
     def _resolve_unsafe(self, classes) -> str:
         unsafe = "bad" if self.unsafe_class is None else str(self.unsafe_class)
         if unsafe not in classes:
-            raise ModelError(f"unsafe_class {unsafe!r} is not one of the classes {classes}: "
-                             "pass unsafe_class= (the class given to frames a model cannot judge)")
+            raise ModelArgumentError(
+                f"unsafe_class {unsafe!r} is not one of the classes {classes}: "
+                "pass unsafe_class= (the class given to frames a model cannot judge)")
         return unsafe
 
     def _save_state(self, folder) -> dict:
@@ -209,7 +210,7 @@ class FrameModel(Model):
         self.info_ = {}
         groups = scans if groups is None else np.asarray(groups)
         if len(groups) != len(stack):
-            raise ModelError(f"{len(groups)} groups for {len(stack)} frames")
+            raise ModelArgumentError(f"{len(groups)} groups for {len(stack)} frames")
         self._fit_prepared(stack, codes, groups)
         return self
 
@@ -230,11 +231,13 @@ class FrameModel(Model):
         where = {"path": scan_name(source),
                  "dataset": getattr(source, "dataset", None)}
         if tuple(source.frame_shape) != self.frame_shape_:
-            raise ModelError(f"frames of shape {tuple(source.frame_shape)} do not fit this model "
-                             f"(trained on frames of shape {self.frame_shape_})", **where)
+            raise ModelArgumentError(
+                f"frames of shape {tuple(source.frame_shape)} do not fit this model "
+                f"(trained on frames of shape {self.frame_shape_})", **where)
         if dtype_kind(source.dtype) != self.dtype_kind_:
-            raise ModelError(f"frames of {dtype_kind(source.dtype)} values ({source.dtype}) do "
-                             f"not fit this model (trained on {self.dtype_kind_} values)", **where)
+            raise ModelArgumentError(
+                f"frames of {dtype_kind(source.dtype)} values ({source.dtype}) do "
+                f"not fit this model (trained on {self.dtype_kind_} values)", **where)
         return source
 
     def explain_unsafe(self, X) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.class_weight import compute_class_weight
 
-from ..errors import ModelError
+from ..errors import ModelArgumentError, ModelError
 from .evaluate import encode_labels
 from .frames import as_source, iter_prepared
 
@@ -30,10 +30,11 @@ def resolve_labels(labels, classes=("good", "bad")):
     if hasattr(labels, "labels") and hasattr(labels, "classes"):
         classes, labels = labels.classes, labels.labels
     if classes is None:
-        raise ModelError("pass the class names (class_names=...) in the order of predict_proba")
+        raise ModelArgumentError(
+            "pass the class names (class_names=...) in the order of predict_proba")
     classes = tuple(str(c) for c in classes)
     if len(classes) < 2 or len(set(classes)) != len(classes):
-        raise ModelError(f"a classifier needs at least two distinct classes, got {classes}")
+        raise ModelArgumentError(f"a classifier needs at least two distinct classes, got {classes}")
     return encode_labels(labels, classes), classes
 
 
@@ -67,8 +68,8 @@ def check_class_counts(codes: np.ndarray, classes, scans=None):
         names = pd.unique(np.asarray(scans, dtype=object)[codes >= 0])
         where = f" in scan(s) {', '.join(map(str, names))}"
     found = ", ".join(f"{name!r}: {n}" for name, n in short)
-    raise ModelError(f"too few labeled frames per class{where} ({found}); every class of "
-                     f"{classes} needs at least {MIN_FRAMES_PER_CLASS} to train a model")
+    raise ModelArgumentError(f"too few labeled frames per class{where} ({found}); every class of "
+                             f"{classes} needs at least {MIN_FRAMES_PER_CLASS} to train a model")
 
 
 def scan_name(source) -> str:
@@ -92,13 +93,13 @@ def concat_prepared(frames, size):
         if frame_shape is None:
             frame_shape, kind = shape, this_kind
         elif (shape, this_kind) != (frame_shape, kind):
-            raise ModelError(f"frames {shape} of {this_kind} values differ from the first "
-                             f"scan's {frame_shape} of {kind} values; train one model per "
-                             "detector geometry", path=getattr(source, "path", None))
+            raise ModelArgumentError(f"frames {shape} of {this_kind} values differ from the first "
+                                     f"scan's {frame_shape} of {kind} values; train one model per "
+                                     "detector geometry", path=getattr(source, "path", None))
         blocks.extend(block for _, block in iter_prepared(source, size))
         scans.extend([scan_name(source)] * len(source))
     if not blocks:
-        raise ModelError("no frames to train on")
+        raise ModelArgumentError("no frames to train on")
     return np.concatenate(blocks), frame_shape, kind, np.asarray(scans, dtype=object)
 
 

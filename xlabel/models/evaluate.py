@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 
-from ..errors import ModelError
+from ..errors import ModelArgumentError, ModelError
 
 __all__ = ["Evaluation", "evaluate", "encode_labels", "HeldOutWarning"]
 
@@ -102,11 +102,11 @@ def _encode_one(value, lookup, n_classes) -> int:
         return -1
     if isinstance(value, str):
         if value not in lookup:
-            raise ModelError(f"unknown class {value!r}; classes are {tuple(lookup)}")
+            raise ModelArgumentError(f"unknown class {value!r}; classes are {tuple(lookup)}")
         return lookup[value]
     index = int(value)
     if not -1 <= index < n_classes:
-        raise ModelError(f"class index {index} out of range for {n_classes} classes")
+        raise ModelArgumentError(f"class index {index} out of range for {n_classes} classes")
     return index
 
 
@@ -125,9 +125,10 @@ def evaluate(y_true, y_pred, classes, groups=None) -> Evaluation:
     true = encode_labels(y_true, classes)
     pred = encode_labels(y_pred, classes)
     if len(true) != len(pred):
-        raise ModelError(f"y_true has {len(true)} entries but y_pred has {len(pred)}")
+        raise ModelArgumentError(f"y_true has {len(true)} entries but y_pred has {len(pred)}")
     if (true < 0).any() or (pred < 0).any():
-        raise ModelError("evaluate() needs a label for every frame (found unlabeled entries)")
+        raise ModelArgumentError(
+            "evaluate() needs a label for every frame (found unlabeled entries)")
     index = list(range(len(classes)))
     confusion = pd.DataFrame(metrics.confusion_matrix(true, pred, labels=index),
                              index=pd.Index(classes, name="true"),
@@ -159,7 +160,7 @@ def _per_class(true, pred, classes) -> pd.DataFrame:
 def _per_scan(true, pred, classes, groups) -> pd.DataFrame:
     groups = np.asarray(groups, dtype=object)
     if len(groups) != len(true):
-        raise ModelError(f"{len(groups)} groups for {len(true)} frames")
+        raise ModelArgumentError(f"{len(groups)} groups for {len(true)} frames")
     rows = {}
     for scan in pd.unique(groups):
         inside = groups == scan

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelArgumentError, ModelError
 from ..io.base import ArraySource, FrameSource, invalid_pixels
 
 __all__ = ["as_source", "bin_frames", "prepare_frames", "iter_prepared", "binned_shape",
@@ -30,7 +30,7 @@ def as_source(frames) -> FrameSource:
         if frames.ndim == 2:
             frames = frames[None]
         if frames.ndim != 3:
-            raise ModelError(f"frames must be (n, H, W), got shape {frames.shape}")
+            raise ModelArgumentError(f"frames must be (n, H, W), got shape {frames.shape}")
         return ArraySource(frames)
     from ..io import open_scan
     return open_scan(frames)
@@ -97,7 +97,8 @@ def check_finite_frames(stack: np.ndarray, source=None, start: int = 0):
     empty = np.flatnonzero(~np.isfinite(stack).reshape(len(stack), -1).any(axis=1))
     if len(empty):
         first = (start + empty[:5]).tolist()
-        raise ModelError(f"{len(empty)} frame(s) have no finite pixel (first: {first}); "
-                         "a model cannot classify them: drop or repair these frames",
-                         path=getattr(source, "path", None) or getattr(source, "name", None),
-                         dataset=getattr(source, "dataset", None), frame=first[0])
+        raise ModelArgumentError(
+            f"{len(empty)} frame(s) have no finite pixel (first: {first}); "
+            "a model cannot classify them: drop or repair these frames",
+            path=getattr(source, "path", None) or getattr(source, "name", None),
+            dataset=getattr(source, "dataset", None), frame=first[0])

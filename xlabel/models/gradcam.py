@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelArgumentError
 from ._deps import require_torch
 from .evaluate import encode_labels
 from .base import FrameModel
@@ -45,7 +45,7 @@ def cam(model, frames, target=None, layer=None, method="gradcam", batch_size=16)
     for the target) is returned as zeros.
     """
     if method not in METHODS:
-        raise ModelError(f"unknown CAM method {method!r}; choose one of {METHODS}")
+        raise ModelArgumentError(f"unknown CAM method {method!r}; choose one of {METHODS}")
     network, inputs, out_shape, classes = _inputs(model, frames)
     module = _find_layer(network, layer)
     targets = _targets(target, len(inputs), classes)
@@ -66,7 +66,7 @@ def default_layer(network) -> str:
     names = [name for name, module in network.named_modules()
              if isinstance(module, torch.nn.Conv2d)]
     if not names:
-        raise ModelError("the model has no Conv2d layer; pass layer= with a module name")
+        raise ModelArgumentError("the model has no Conv2d layer; pass layer= with a module name")
     return names[-1]
 
 
@@ -74,20 +74,22 @@ def _inputs(model, frames):
     """(network, float input tensor (n, 1, h, w), output map shape, class names or None)."""
     if isinstance(model, FrameModel):
         if not hasattr(model, "network_input"):
-            raise ModelError(f"a {model.kind!r} model has no neural network layers for Grad-CAM")
+            raise ModelArgumentError(
+                f"a {model.kind!r} model has no neural network layers for Grad-CAM")
         prepared = model.prepared(frames)
         return (model.network, model.network_input(prepared), model.frame_shape_,
                 model.classes)
     if not isinstance(model, torch.nn.Module):
-        raise ModelError(f"cam() needs a torch.nn.Module or an xlabel CNN model, "
-                         f"got {type(model).__name__}")
+        raise ModelArgumentError(f"cam() needs a torch.nn.Module or an xlabel CNN model, "
+                                 f"got {type(model).__name__}")
     array = np.asarray(frames, dtype=np.float32)
     if array.ndim == 2:
         array = array[None]
     if array.ndim == 3:
         array = array[:, None]
     if array.ndim != 4:
-        raise ModelError(f"frames must be (n, H, W) or (n, C, H, W), got shape {array.shape}")
+        raise ModelArgumentError(
+            f"frames must be (n, H, W) or (n, C, H, W), got shape {array.shape}")
     return model, torch.from_numpy(array), tuple(array.shape[2:]), None
 
 
@@ -96,7 +98,7 @@ def _find_layer(network, layer):
     modules = dict(network.named_modules())
     if name not in modules:
         convs = [n for n, m in modules.items() if isinstance(m, torch.nn.Conv2d)]
-        raise ModelError(f"no layer named {name!r} in the model; conv layers: {convs}")
+        raise ModelArgumentError(f"no layer named {name!r} in the model; conv layers: {convs}")
     return modules[name]
 
 
@@ -108,12 +110,13 @@ def _targets(target, n, classes):
         indices = encode_labels(values, classes)
     else:
         if any(isinstance(v, str) for v in values):
-            raise ModelError("class names as target need an xlabel model; pass class indices")
+            raise ModelArgumentError(
+                "class names as target need an xlabel model; pass class indices")
         indices = values.astype(np.int64)
     if len(indices) == 1:
         indices = np.repeat(indices, n)
     if len(indices) != n:
-        raise ModelError(f"{len(indices)} targets for {n} frames")
+        raise ModelArgumentError(f"{len(indices)} targets for {n} frames")
     return torch.from_numpy(indices)
 
 
@@ -131,7 +134,7 @@ def _cam_batch(network, module, inputs, targets, method, out_shape):
             if targets is None:
                 targets = logits.argmax(dim=1)
             if targets.max() >= logits.shape[1] or targets.min() < 0:
-                raise ModelError(f"target class out of range for {logits.shape[1]} outputs")
+                raise ModelArgumentError(f"target class out of range for {logits.shape[1]} outputs")
             score = logits.gather(1, targets[:, None].to(logits.device)).sum()
             activations = captured["activations"]
             (grads,) = torch.autograd.grad(score, activations)

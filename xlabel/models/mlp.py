@@ -24,7 +24,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ..errors import ModelError
+from ..errors import ModelArgumentError
 from .base import FeatureModel, FrameModel, signed_log
 from .data import class_weights
 from .persist import dump_pipeline, load_pipeline
@@ -64,11 +64,11 @@ def build_pipeline(preset="512-256-128", seed=0, max_iter=300, early_stopping=Tr
 def _hidden_layers(preset):
     if isinstance(preset, str):
         if preset not in PRESETS:
-            raise ModelError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+            raise ModelArgumentError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
         return PRESETS[preset]
     hidden = tuple(int(h) for h in preset)
     if not hidden or min(hidden) < 1:
-        raise ModelError(f"hidden layer sizes must be positive, got {preset!r}")
+        raise ModelArgumentError(f"hidden layer sizes must be positive, got {preset!r}")
     return hidden
 
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from ..errors import ModelError
+from ..errors import ModelArgumentError, ModelError
 from ._deps import require_torch
 from .base import FrameModel
 from .cnn import _fit, _torch_settings
@@ -112,7 +112,7 @@ class TagNet(nn.Module):
                  n_azimuth=64, hidden=64):
         super().__init__()
         if view not in ("image", "polar", "joint"):
-            raise ModelError(f"unknown view {view!r}: image, polar or joint")
+            raise ModelArgumentError(f"unknown view {view!r}: image, polar or joint")
         self.view = view
         width = 0
         if view in ("polar", "joint"):
@@ -158,27 +158,28 @@ def resolve_tags(y, tag_names=None, n_rows=None):
         names = tuple(str(c) for c in y.columns) if tag_names is None else tuple(tag_names)
         missing = [t for t in names if t not in y.columns]
         if missing:
-            raise ModelError(f"labels lack tag columns {missing} (found {list(y.columns)})")
+            raise ModelArgumentError(f"labels lack tag columns {missing} (found {list(y.columns)})")
         values = y.loc[:, list(names)].apply(pd.to_numeric, errors="coerce").to_numpy(float)
     else:
         values = np.asarray(y, dtype=float)
         if values.ndim != 2:
-            raise ModelError(f"multi-label targets are frames x tags, got shape {values.shape}")
+            raise ModelArgumentError(
+                f"multi-label targets are frames x tags, got shape {values.shape}")
         if tag_names is None:
-            raise ModelError("pass tag_names= with an array of tag labels")
+            raise ModelArgumentError("pass tag_names= with an array of tag labels")
         names = tuple(str(t) for t in tag_names)
         if len(names) != values.shape[1]:
-            raise ModelError(f"{len(names)} tag names for {values.shape[1]} tag columns")
+            raise ModelArgumentError(f"{len(names)} tag names for {values.shape[1]} tag columns")
     if not names:
-        raise ModelError("no tags to learn")
+        raise ModelArgumentError("no tags to learn")
     values = np.where(values == -1, np.nan, values)
     bad = ~np.isnan(values) & ~np.isin(values, (0.0, 1.0))
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise ModelError(f"tag {names[col]!r} must be 0 or 1, got {values[row, col]!r}",
-                         frame=int(row))
+        raise ModelArgumentError(f"tag {names[col]!r} must be 0 or 1, got {values[row, col]!r}",
+                                 frame=int(row))
     if n_rows is not None and len(values) != n_rows:
-        raise ModelError(f"{n_rows} frames but {len(values)} rows of tags")
+        raise ModelArgumentError(f"{n_rows} frames but {len(values)} rows of tags")
     return values, names
 
 
@@ -190,9 +191,10 @@ def _check_tag_counts(values, names):
              if min(labeled[:, j].sum(), (1 - labeled[:, j]).sum()) < MIN_FRAMES_PER_CLASS]
     if short:
         found = ", ".join(f"{n!r}: {p} with / {q} without" for n, p, q in short)
-        raise ModelError(f"too few labeled frames per tag ({found}); every tag needs at least "
-                         f"{MIN_FRAMES_PER_CLASS} frames with it and {MIN_FRAMES_PER_CLASS} "
-                         f"without it")
+        raise ModelArgumentError(
+            f"too few labeled frames per tag ({found}); every tag needs at least "
+            f"{MIN_FRAMES_PER_CLASS} frames with it and {MIN_FRAMES_PER_CLASS} "
+            f"without it")
 
 
 # ---------------------------------------------------------------- the model
@@ -253,7 +255,7 @@ class TagModel(FrameModel):
         self.info_ = {}
         groups = scans if groups is None else np.asarray(groups)
         if len(groups) != len(stack):
-            raise ModelError(f"{len(groups)} groups for {len(stack)} frames")
+            raise ModelArgumentError(f"{len(groups)} groups for {len(stack)} frames")
         self._fit_prepared(stack, values, groups)
         return self
 
@@ -322,9 +324,10 @@ class TagModel(FrameModel):
         from .gradcam import cam, default_layer
         self._require_fitted()
         if self.view == "polar":
-            raise ModelError("the coefficient-view model works on polar cells, which have no "
-                             "place in the frame to show; explain a 'tags-cnn' or 'tags-joint' "
-                             "model instead")
+            raise ModelArgumentError(
+                "the coefficient-view model works on polar cells, which have no "
+                "place in the frame to show; explain a 'tags-cnn' or 'tags-joint' "
+                "model instead")
         layer = "image_features." + default_layer(self.network_.image_features)
         return cam(self, frames, target=tag, layer=layer, method=method)
 
@@ -371,7 +374,7 @@ def train_tags(frames, tags, view="joint", **params) -> TagModel:
     """Train the multi-label model of ``view`` ("image", "polar", "joint") in one call."""
     cls = {"image": TagCNN, "polar": TagPolarCNN, "joint": TagJointCNN}.get(view)
     if cls is None:
-        raise ModelError(f"unknown view {view!r}: image, polar or joint")
+        raise ModelArgumentError(f"unknown view {view!r}: image, polar or joint")
     return cls(**params).fit(frames, tags)
 
 
@@ -429,8 +432,8 @@ def evaluate_tags(y_true, proba, tag_names=None, thresholds=None) -> TagEvaluati
     values, names = resolve_tags(y_true, tag_names)
     proba = np.asarray(proba, dtype=float)
     if proba.shape != values.shape:
-        raise ModelError(f"probabilities of shape {proba.shape} for labels of shape "
-                         f"{values.shape}")
+        raise ModelArgumentError(f"probabilities of shape {proba.shape} for labels of shape "
+                                 f"{values.shape}")
     keep = ~np.isnan(values).any(axis=1)
     values, proba = values[keep].astype(int), proba[keep]
     cuts = np.full(len(names), 0.5) if thresholds is None else np.asarray(thresholds, float)

@@ -19,7 +19,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import ModelArgumentError, ModelError
 from . import registry
 
 __all__ = ["save_model", "load_model", "dump_pipeline", "load_pipeline", "save_weights",
@@ -53,7 +53,8 @@ def save_model(model, path) -> Path:
     """
     from .base import Model
     if not isinstance(model, Model) or not model.kind:
-        raise ModelError(f"save_model() needs a registered xlabel model, got {type(model).__name__}")
+        raise ModelArgumentError(
+            f"save_model() needs a registered xlabel model, got {type(model).__name__}")
     model._require_fitted()
     folder = Path(path)
     if folder.exists() and not (folder / META).is_file():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-from ..errors import ModelError
+from ..errors import ModelArgumentError, ModelError
 
 __all__ = ["register", "get", "names"]
 
@@ -39,7 +39,7 @@ def register(kind: str):
     def decorate(cls):
         expected = _BUILTIN.get(kind)
         if expected is not None and expected != f"{cls.__module__}:{cls.__qualname__}":
-            raise ModelError(f"model kind {kind!r} belongs to {expected}")
+            raise ModelArgumentError(f"model kind {kind!r} belongs to {expected}")
         cls.kind = kind
         _CLASSES[kind] = cls
         return cls
@@ -57,5 +57,5 @@ def get(kind: str):
         module, _, name = _BUILTIN[kind].partition(":")
         getattr(importlib.import_module(module), name)
     if kind not in _CLASSES:
-        raise ModelError(f"unknown model kind {kind!r}; expected one of {names()}")
+        raise ModelArgumentError(f"unknown model kind {kind!r}; expected one of {names()}")
     return _CLASSES[kind]

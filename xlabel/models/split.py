@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 
-from ..errors import ModelError
+from ..errors import ModelArgumentError, ModelError
 from .evaluate import HeldOutWarning
 
 __all__ = ["split", "HeldOutWarning"]
@@ -54,7 +54,7 @@ def split(groups, test_size: float = 0.25, seed: int = 0, n_blocks: int = 10, la
     class must then be on both sides (see the module docstring).
     """
     if not 0 < test_size < 1:
-        raise ModelError(f"test_size must be between 0 and 1, got {test_size}")
+        raise ModelArgumentError(f"test_size must be between 0 and 1, got {test_size}")
     codes, names = _groups(groups)
     if labels is not None:
         label_codes, label_names = _label_codes(labels, len(codes))
@@ -71,11 +71,11 @@ def split(groups, test_size: float = 0.25, seed: int = 0, n_blocks: int = 10, la
 def _groups(groups):
     if isinstance(groups, (int, np.integer)):
         if groups < 2:
-            raise ModelError(f"cannot split {groups} frame(s) into train and test")
+            raise ModelArgumentError(f"cannot split {groups} frame(s) into train and test")
         return np.zeros(int(groups), dtype=np.int64), np.array(["scan"], dtype=object)
     if isinstance(groups, pd.DataFrame):
         if "scan" not in groups.columns:
-            raise ModelError("a table passed to split() needs a 'scan' column")
+            raise ModelArgumentError("a table passed to split() needs a 'scan' column")
         groups = groups["scan"]
     codes, names = pd.factorize(pd.Series(np.asarray(groups, dtype=object)), sort=True)
     return codes, np.asarray(names, dtype=object)
@@ -84,7 +84,7 @@ def _groups(groups):
 def _label_codes(labels, n):
     values = pd.Series(np.asarray(labels, dtype=object).ravel())
     if len(values) != n:
-        raise ModelError(f"{len(values)} labels for {n} frames")
+        raise ModelArgumentError(f"{len(values)} labels for {n} frames")
     unlabeled = values.isna() | values.isin(["", -1])
     codes = np.full(n, -1, dtype=np.int64)
     codes[~unlabeled.to_numpy()], names = pd.factorize(values[~unlabeled], sort=True)
@@ -98,7 +98,7 @@ def _split_every_class(codes, names, labels, label_names, test_size, seed, n_blo
             return found
     found = _blocks_every_class(codes, labels, test_size, seed, n_blocks)
     if found is None:
-        raise ModelError(_impossible(codes, names, labels, label_names))
+        raise ModelArgumentError(_impossible(codes, names, labels, label_names))
     if len(names) >= 2:
         warnings.warn("no choice of whole scans puts every class on both sides of the split "
                       f"({_where_classes(codes, names, labels, label_names)}): held out "
@@ -213,7 +213,7 @@ def _impossible(codes, names, labels, label_names) -> str:
 def _block_split(n: int, test_size: float, rng, n_blocks: int):
     """Contiguous blocks of one scan (scikit-learn has no seeded choice of contiguous blocks)."""
     if n < 2:
-        raise ModelError(f"cannot split {n} frame(s) into train and test")
+        raise ModelArgumentError(f"cannot split {n} frame(s) into train and test")
     n_blocks = int(min(max(n_blocks, 2), n))
     edges = np.linspace(0, n, n_blocks + 1).round().astype(np.int64)
     n_test = int(np.clip(round(test_size * n_blocks), 1, n_blocks - 1))

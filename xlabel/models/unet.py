@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelArgumentError
 from ._deps import require_torch
 from .cnn import _torch_settings  # seeded, thread-limited, restores the caller's torch state
 
@@ -53,7 +53,7 @@ class SpotUNet(nn.Module):
         super().__init__()
         channels = tuple(int(c) for c in channels)
         if len(channels) < 2:
-            raise ModelError(f"SpotUNet needs at least 2 channel widths, got {channels}")
+            raise ModelArgumentError(f"SpotUNet needs at least 2 channel widths, got {channels}")
         self.channels = channels
         self.down = nn.ModuleList([_block(1, channels[0])] + [
             _block(a, b) for a, b in zip(channels[:-1], channels[1:])])
@@ -165,7 +165,8 @@ def train_spot_unet(frames, spot_pixels, *, pixel_mask=None, channels=(4, 8, 16)
     inputs = []
     for stack, target, mask in zip(stacks, targets, masks):
         if target.shape != stack.shape:
-            raise ModelError(f"spot_pixels has shape {target.shape}, frames have {stack.shape}")
+            raise ModelArgumentError(
+                f"spot_pixels has shape {target.shape}, frames have {stack.shape}")
         invalid = invalid_pixels(stack)
         if mask is not None:
             invalid = mask if invalid is None else invalid | mask
@@ -188,12 +189,12 @@ def _as_lists(frames, spot_pixels, pixel_mask):
     if isinstance(frames, (list, tuple)):
         masks = pixel_mask if isinstance(pixel_mask, (list, tuple)) else [pixel_mask] * len(frames)
         if not len(frames) == len(spot_pixels) == len(masks):
-            raise ModelError("frames, spot_pixels and pixel_mask lists differ in length")
+            raise ModelArgumentError("frames, spot_pixels and pixel_mask lists differ in length")
     else:
         frames, spot_pixels, masks = [frames], [spot_pixels], [pixel_mask]
     stacks = [np.asarray(f) for f in frames]
     if any(s.ndim != 3 or len(s) == 0 for s in stacks):
-        raise ModelError("frames must be non-empty arrays (n, H, W)")
+        raise ModelArgumentError("frames must be non-empty arrays (n, H, W)")
     return (stacks, [np.asarray(t, bool) for t in spot_pixels],
             [None if m is None else np.asarray(m, bool) for m in masks])
 

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from ..errors import LabelError, XLabelError
+from ..errors import LabelArgumentError, LabelError, XLabelError
 from ._raster import RASTER_THRESHOLD, RasterLayer, View
 
 log = logging.getLogger(__name__)
@@ -277,16 +277,17 @@ def as_feature_table(features, widget) -> pd.DataFrame:
         return features.reset_index(drop=True)
     array = np.asarray(features)
     if array.ndim != 2:
-        raise LabelError(f"{widget}: features must be a DataFrame or a 2-D array, "
-                         f"got shape {array.shape}")
+        raise LabelArgumentError(f"{widget}: features must be a DataFrame or a 2-D array, "
+                                 f"got shape {array.shape}")
     return pd.DataFrame(array, columns=[f"f{i}" for i in range(array.shape[1])])
 
 
 def check_column(features, name, widget, axis) -> str:
     columns = numeric_columns(features)
     if name not in columns:
-        raise LabelError(f"{widget}: {axis}={name!r} is not a numeric column of the feature "
-                         f"table; choose one of {columns}")
+        raise LabelArgumentError(
+            f"{widget}: {axis}={name!r} is not a numeric column of the feature "
+            f"table; choose one of {columns}")
     return name
 
 
@@ -322,17 +323,18 @@ def check_indices(indices, n, widget) -> np.ndarray:
     array = np.asarray(indices)
     if array.dtype == bool:
         if array.shape != (n,):
-            raise LabelError(f"{widget}: a boolean selection needs {n} entries, "
-                             f"got shape {array.shape}")
+            raise LabelArgumentError(f"{widget}: a boolean selection needs {n} entries, "
+                                     f"got shape {array.shape}")
         return np.flatnonzero(array)
     array = array.reshape(-1)
     if array.size == 0:
         return np.empty(0, dtype=np.int64)
     if array.dtype.kind not in "iu":
-        raise LabelError(f"{widget}: selection indices must be integers, got dtype {array.dtype}")
+        raise LabelArgumentError(
+            f"{widget}: selection indices must be integers, got dtype {array.dtype}")
     if array.min() < 0 or array.max() >= n:
         bad = int(array.min() if array.min() < 0 else array.max())
-        raise LabelError(f"{widget}: selection index out of range ({n} frames)", frame=bad)
+        raise LabelArgumentError(f"{widget}: selection index out of range ({n} frames)", frame=bad)
     return np.unique(array)
 
 
@@ -554,7 +556,8 @@ def check_store(store, n, widget):
     if store is None:
         return
     if not hasattr(store, "observe") or not hasattr(store, "labels"):
-        raise LabelError(f"{widget}: store must be a LabelStore, got {type(store).__name__}")
+        raise LabelArgumentError(
+            f"{widget}: store must be a LabelStore, got {type(store).__name__}")
     if store.n_frames != n:
-        raise LabelError(f"{widget}: the feature table has {n} rows but the LabelStore has "
-                         f"{store.n_frames} frames; they must describe the same frames")
+        raise LabelArgumentError(f"{widget}: the feature table has {n} rows but the LabelStore has "
+                                 f"{store.n_frames} frames; they must describe the same frames")

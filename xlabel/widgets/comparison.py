@@ -22,7 +22,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..cluster import compare
-from ..errors import LabelError
+from ..errors import LabelArgumentError, LabelError
 from ._scatter_base import (EDIT_BUTTONS, QUALITATIVE, UNLABELED_COLOR, SelectionMixin,
                             check_column, class_buttons, data_message, frame_numbers,
                             legend_entries, non_finite_summary, scan_codes)
@@ -112,8 +112,8 @@ class ClusterComparison(SelectionMixin, widgets.VBox):
     def _side(self, side) -> int:
         lookup = {"left": 0, "right": 1, 0: 0, 1: 1, self.names[0]: 0, self.names[1]: 1}
         if side not in lookup:
-            raise LabelError(f"ClusterComparison: side must be 'left', 'right' or one of "
-                             f"{self.names}, not {side!r}")
+            raise LabelArgumentError(f"ClusterComparison: side must be 'left', 'right' or one of "
+                                     f"{self.names}, not {side!r}")
         return lookup[side]
 
     def _buttons(self):
@@ -267,19 +267,22 @@ def metrics_html(result, n_frames) -> str:
 def _check_names(names):
     names = tuple(str(n) for n in names)
     if len(names) != 2 or names[0] == names[1] or "" in names:
-        raise LabelError(f"ClusterComparison: names must be two different non-empty names, "
-                         f"got {names}")
+        raise LabelArgumentError(f"ClusterComparison: names must be two different non-empty names, "
+                                 f"got {names}")
     return names
 
 
 def _check_clusters(values, n, name) -> np.ndarray:
     values = np.asarray(values)
     if values.shape != (n,):
-        raise LabelError(f"ClusterComparison: clustering {name!r} has shape {values.shape}, "
-                         f"but the feature table has {n} rows")
+        raise LabelArgumentError(
+            f"ClusterComparison: clustering {name!r} has shape {values.shape}, "
+            f"but the feature table has {n} rows")
     if values.dtype.kind not in "iu":
-        raise LabelError(f"ClusterComparison: clustering {name!r} must hold integer cluster "
-                         f"ids (-1 = noise), got dtype {values.dtype}")
+        raise LabelArgumentError(
+            f"ClusterComparison: clustering {name!r} must hold integer cluster "
+            f"ids (-1 = noise), got dtype {values.dtype}")
     if n and (values.min() < -1 or values.max() >= np.iinfo(np.int16).max):
-        raise LabelError(f"ClusterComparison: clustering {name!r} has ids outside -1..32766")
+        raise LabelArgumentError(
+            f"ClusterComparison: clustering {name!r} has ids outside -1..32766")
     return values.astype(np.int32)

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..errors import XLabelError
+from ..errors import WidgetArgumentError
 from ..labels import LabelStore
 from .gallery import (FrameGallery, StatusMixin, WeakObserver, check_lengths, class_indices,
                       guarded, require_columns)
@@ -88,14 +88,15 @@ def as_store(store_or_labels, classes=None, extra=()) -> LabelStore:
     """
     if isinstance(store_or_labels, LabelStore):
         if classes is not None and tuple(classes) != store_or_labels.classes:
-            raise XLabelError(f"classes {tuple(classes)} differ from the store's "
-                              f"{store_or_labels.classes}")
+            raise WidgetArgumentError(f"classes {tuple(classes)} differ from the store's "
+                                      f"{store_or_labels.classes}")
         return store_or_labels
     labels = np.asarray(store_or_labels, dtype=object).ravel()
     if classes is None:
         names = {v for v in (*labels, *np.asarray(extra, dtype=object).ravel()) if isinstance(v, str)}
         if not names:
-            raise XLabelError("pass classes= (class names) when labels are given as indices")
+            raise WidgetArgumentError(
+                "pass classes= (class names) when labels are given as indices")
         classes = tuple(sorted(names))
     store = LabelStore(len(labels), classes=classes)
     store.seed_from(class_indices(labels, store.classes, "labels"), source="import")
@@ -108,7 +109,7 @@ def resolve_predictions(predictions, store, features=None, source=None) -> np.nd
         data = source if getattr(predictions, "uses_frames", False) else features
         if data is None:
             needed = "source" if getattr(predictions, "uses_frames", False) else "features"
-            raise XLabelError(f"pass {needed}= so the model can predict")
+            raise WidgetArgumentError(f"pass {needed}= so the model can predict")
         predictions = predictions.predict(data)
     predictions = np.asarray(predictions, dtype=object).ravel()
     check_lengths(store=store, predictions=predictions)
@@ -224,8 +225,8 @@ class ConfusionMatrixViewer(StatusMixin, widgets.VBox):
         """Frames labeled ``true_class`` and predicted ``pred_class`` (names or indices)."""
         truth, pred = self._store.class_index(true_class), self._store.class_index(pred_class)
         if truth < 0 or pred < 0:
-            raise XLabelError(f"a cell needs two classes of {self.classes}, got "
-                              f"{true_class!r}, {pred_class!r}")
+            raise WidgetArgumentError(f"a cell needs two classes of {self.classes}, got "
+                                      f"{true_class!r}, {pred_class!r}")
         return np.flatnonzero((self._store.labels == truth) & (self._predictions == pred))
 
     def open_cell(self, true_class, pred_class) -> np.ndarray:
@@ -243,7 +244,7 @@ class ConfusionMatrixViewer(StatusMixin, widgets.VBox):
     def prediction_scatter(self, x="frame", y="mean", **kwargs) -> "PredictionScatter":
         """The "predictions over flux" view of the same store and predictions."""
         if self._features is None:
-            raise XLabelError("pass features= to the viewer to plot predictions over flux")
+            raise WidgetArgumentError("pass features= to the viewer to plot predictions over flux")
         return PredictionScatter(self._features, self._predictions, self._store, x=x, y=y, **kwargs)
 
     # ---------------------------------------------------------------- drawing

@@ -43,7 +43,7 @@ import ipywidgets as widgets
 import numpy as np
 import pandas as pd
 
-from ..errors import LabelError, XLabelError
+from ..errors import LabelArgumentError, LabelError, WidgetArgumentError, XLabelError
 from .imaging import SCALES, LRUCache, frame_png, shared_range
 
 __all__ = ["FrameGallery", "review_order"]
@@ -87,7 +87,8 @@ def check_lengths(**things) -> int | None:
     lengths = {name: len(thing) for name, thing in things.items() if thing is not None}
     if len(set(lengths.values())) > 1:
         detail = ", ".join(f"{name} has {n}" for name, n in lengths.items())
-        raise XLabelError(f"frame counts do not match: {detail}; they must describe the same frames")
+        raise WidgetArgumentError(
+            f"frame counts do not match: {detail}; they must describe the same frames")
     return next(iter(lengths.values()), None)
 
 
@@ -108,14 +109,16 @@ def class_indices(values, classes, what="labels") -> np.ndarray:
 def _one_class(value, lookup, classes, what, pos):
     if isinstance(value, str):
         if value not in lookup:
-            raise LabelError(f"{what}: unknown class {value!r} at frame {pos}; known classes: "
-                             f"{', '.join(map(repr, classes))}")
+            raise LabelArgumentError(
+                f"{what}: unknown class {value!r} at frame {pos}; known classes: "
+                f"{', '.join(map(repr, classes))}")
         return lookup[value]
     if isinstance(value, (float, np.floating)) and not np.isfinite(value):
-        raise LabelError(f"{what}: frame {pos} is NaN/inf, not a class; flagged, not dropped")
+        raise LabelArgumentError(
+            f"{what}: frame {pos} is NaN/inf, not a class; flagged, not dropped")
     if float(value) != int(value) or not -1 <= int(value) < len(classes):
-        raise LabelError(f"{what}: value {value!r} at frame {pos} is not a class index of "
-                         f"{', '.join(map(repr, classes))} (-1 = none)")
+        raise LabelArgumentError(f"{what}: value {value!r} at frame {pos} is not a class index of "
+                                 f"{', '.join(map(repr, classes))} (-1 = none)")
     return int(value)
 
 
@@ -127,16 +130,16 @@ def check_indices(indices, n_frames) -> np.ndarray:
     if indices.size and not np.issubdtype(indices.dtype, np.integer):
         values = indices.astype(float)
         if not np.all(np.isfinite(values)):
-            raise XLabelError(f"frame indices contain NaN/inf at positions "
-                              f"{np.flatnonzero(~np.isfinite(values))[:10].tolist()}")
+            raise WidgetArgumentError(f"frame indices contain NaN/inf at positions "
+                                      f"{np.flatnonzero(~np.isfinite(values))[:10].tolist()}")
         if np.any(values % 1):
-            raise XLabelError(f"frame indices must be integers, got {indices[:5].tolist()}")
+            raise WidgetArgumentError(f"frame indices must be integers, got {indices[:5].tolist()}")
         indices = indices.astype(np.int64)
     indices = indices.astype(np.int64).ravel()
     bad = indices[(indices < 0) | (indices >= n_frames)] if n_frames is not None else []
     if len(bad):
-        raise XLabelError(f"frame index {int(bad[0])} out of range for {n_frames} frames",
-                          frame=int(bad[0]))
+        raise WidgetArgumentError(f"frame index {int(bad[0])} out of range for {n_frames} frames",
+                                  frame=int(bad[0]))
     _, first = np.unique(indices, return_index=True)
     return indices[np.sort(first)]
 
@@ -271,9 +274,9 @@ class FrameGallery(StatusMixin, widgets.VBox):
                  percentiles=(1.0, 99.5), vrange="scan", order="given", flux_column="mean",
                  cache_size=512, n_reference=8):
         if scale not in SCALES:
-            raise XLabelError(f"unknown scale {scale!r}; choose one of {SCALES}")
+            raise WidgetArgumentError(f"unknown scale {scale!r}; choose one of {SCALES}")
         if int(per_page) < 1:
-            raise XLabelError(f"per_page must be at least 1, got {per_page}")
+            raise WidgetArgumentError(f"per_page must be at least 1, got {per_page}")
         self._n_frames = check_lengths(source=source, features=features, store=store,
                                        predictions=predictions)
         self._source, self._store, self.scale, self.cmap = source, store, scale, cmap
@@ -384,7 +387,8 @@ class FrameGallery(StatusMixin, widgets.VBox):
         else:
             low, high = (float(v) for v in value)
             if not (np.isfinite(low) and np.isfinite(high) and high > low):
-                raise XLabelError(f"vrange must be (low, high) with low < high, got {value!r}")
+                raise WidgetArgumentError(
+                    f"vrange must be (low, high) with low < high, got {value!r}")
             self._fixed_range = (low, high)
             options = dict(CONTRAST_CHOICES)
             options[f"fixed range {low:g} to {high:g}"] = "fixed"
@@ -445,8 +449,9 @@ class FrameGallery(StatusMixin, widgets.VBox):
         indices = check_indices(indices, self._n_frames)
         missing = np.setdiff1d(indices, self._indices)
         if missing.size:
-            raise XLabelError(f"frames {missing[:10].tolist()} are not shown in this gallery",
-                              frame=int(missing[0]))
+            raise WidgetArgumentError(
+                f"frames {missing[:10].tolist()} are not shown in this gallery",
+                frame=int(missing[0]))
         if not add:
             self._selected.clear()
         self._selected.update(dict.fromkeys(int(i) for i in indices))
@@ -595,7 +600,7 @@ class FrameGallery(StatusMixin, widgets.VBox):
             return self._store.labels
         if self._predictions is not None:
             return self._predictions
-        raise LabelError('order="review" needs a store or predictions to compare labels')
+        raise LabelArgumentError('order="review" needs a store or predictions to compare labels')
 
     def _nan_note(self):
         if self._flux is None or self._indices.size == 0:
@@ -662,7 +667,8 @@ class FrameGallery(StatusMixin, widgets.VBox):
 
 def _check_choice(value, options, what):
     if value not in options:
-        raise XLabelError(f"unknown {what} {value!r}; choose one of {', '.join(map(repr, options))}")
+        raise WidgetArgumentError(
+            f"unknown {what} {value!r}; choose one of {', '.join(map(repr, options))}")
     return value
 
 
@@ -682,8 +688,8 @@ def require_columns(features, *columns):
     """XLabelError naming the missing column and the ones there are."""
     for column in columns:
         if column not in features.columns:
-            raise XLabelError(f"features have no {column!r} column (columns: "
-                              f"{', '.join(map(str, features.columns))})")
+            raise WidgetArgumentError(f"features have no {column!r} column (columns: "
+                                      f"{', '.join(map(str, features.columns))})")
 
 
 def _flux_values(features, column):

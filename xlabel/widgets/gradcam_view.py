@@ -27,7 +27,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 import numpy as np
 
-from ..errors import XLabelError
+from ..errors import WidgetArgumentError
 from ..models._deps import require_torch
 from ..models.frames import as_source
 from .gallery import StatusMixin, WeakObserver, check_indices, check_lengths, class_indices, guarded
@@ -95,15 +95,16 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
             layers = convs
         unknown = [name for name in layers if name not in dict(network.named_modules())]
         if unknown or not layers:
-            raise XLabelError(f"layers {unknown or '(none)'} not found in the model; "
-                              f"conv layers: {convs}")
+            raise WidgetArgumentError(f"layers {unknown or '(none)'} not found in the model; "
+                                      f"conv layers: {convs}")
         return list(layers)
 
     def _build(self, layers, method, opacity, cmap, size, methods):
         if method not in methods:
-            raise XLabelError(f"unknown CAM method {method!r}; choose one of {methods}")
+            raise WidgetArgumentError(f"unknown CAM method {method!r}; choose one of {methods}")
         if cmap not in COLORMAPS:
-            raise XLabelError(f"unknown colormap {cmap!r}; choose one of {tuple(COLORMAPS)}")
+            raise WidgetArgumentError(
+                f"unknown colormap {cmap!r}; choose one of {tuple(COLORMAPS)}")
         self._opacity = widgets.FloatSlider(value=opacity, min=0.0, max=1.0, step=0.05,
                                             description="opacity")
         self._class = widgets.Dropdown(description="class",
@@ -193,7 +194,7 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
     def _set_choice(dropdown, value, what):
         options = [o[0] if isinstance(o, tuple) else o for o in dropdown.options]
         if value not in options:
-            raise XLabelError(f"unknown {what} {value!r}; choose one of {options}")
+            raise WidgetArgumentError(f"unknown {what} {value!r}; choose one of {options}")
         dropdown.value = value
 
     def _frame(self, index):

@@ -23,7 +23,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..errors import XLabelError
+from ..errors import WidgetArgumentError
 from ..io.base import invalid_pixels
 
 __all__ = ["scale_frame", "downsample", "colorize", "overlay", "encode_png", "frame_png",
@@ -63,7 +63,8 @@ COLORMAPS = {name: _lookup_table(anchors) for name, anchors in _ANCHORS.items()}
 
 def _check_choice(value, options, what):
     if value not in options:
-        raise XLabelError(f"unknown {what} {value!r}; choose one of {', '.join(map(repr, options))}")
+        raise WidgetArgumentError(
+            f"unknown {what} {value!r}; choose one of {', '.join(map(repr, options))}")
     return value
 
 
@@ -162,7 +163,7 @@ def overlay(base_rgb, heat, opacity=0.5, cmap="inferno") -> np.ndarray:
     the frame visible.
     """
     if not 0.0 <= opacity <= 1.0:
-        raise XLabelError(f"opacity must be between 0 and 1, got {opacity}")
+        raise WidgetArgumentError(f"opacity must be between 0 and 1, got {opacity}")
     heat = resize(np.clip(np.nan_to_num(heat), 0.0, 1.0), base_rgb.shape[:2])
     heat_rgb = colorize(heat, cmap=cmap).astype(np.float32)
     alpha = (opacity * heat)[..., None]
@@ -181,7 +182,7 @@ def encode_png(pixels, level: int = 3) -> bytes:
     height, width, channels = pixels.shape
     color_type = {1: 0, 3: 2, 4: 6}.get(channels)
     if color_type is None or height == 0 or width == 0:
-        raise XLabelError(f"cannot encode an image of shape {pixels.shape} as PNG")
+        raise WidgetArgumentError(f"cannot encode an image of shape {pixels.shape} as PNG")
     rows = np.zeros((height, 1 + width * channels), np.uint8)   # filter byte 0 per row
     rows[:, 1:] = pixels.reshape(height, -1)
     header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)

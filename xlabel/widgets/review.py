@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 import traitlets
 
-from ..errors import LabelError, XLabelError
+from ..errors import LabelArgumentError, WidgetArgumentError, XLabelError
 from .gallery import FrameGallery, StatusMixin, WeakObserver, guarded
 
 __all__ = ["ReviewQueue"]
@@ -98,7 +98,7 @@ class ReviewQueue(StatusMixin, widgets.VBox):
     def __init__(self, store, suspects, source=None, features=None, x="frame", y="mean",
                  n_next=4):
         if store is None:
-            raise LabelError("ReviewQueue needs a LabelStore (store=...)")
+            raise LabelArgumentError("ReviewQueue needs a LabelStore (store=...)")
         self.store = store
         self._rows, self._suggested, self._scores = _queue(suspects, store)
         self._decisions: list[int] = []  # store step id of each decision, in queue order
@@ -245,7 +245,8 @@ def _queue(suspects, store):
     """(rows, suggested class names, scores or None) of the queue, checked against the store."""
     if isinstance(suspects, pd.DataFrame):
         if "row" not in suspects.columns:
-            raise XLabelError("suspects table needs a 'row' column (the store row of each frame)")
+            raise WidgetArgumentError(
+                "suspects table needs a 'row' column (the store row of each frame)")
         rows = suspects["row"].to_numpy()
         suggested = (suspects["suggested"].astype(str).to_numpy() if "suggested" in suspects
                      else None)
@@ -253,18 +254,18 @@ def _queue(suspects, store):
     else:
         rows, suggested, scores = np.asarray(list(suspects)), None, None
     if rows.dtype.kind not in "iu" and len(rows):
-        raise XLabelError(f"suspect rows must be integers, got {rows.dtype}")
+        raise WidgetArgumentError(f"suspect rows must be integers, got {rows.dtype}")
     rows = rows.astype(np.int64)
     bad = rows[(rows < 0) | (rows >= store.n_frames)]
     if len(bad):
-        raise XLabelError(f"suspect row {int(bad[0])} is outside the store's "
-                          f"{store.n_frames} frames")
+        raise WidgetArgumentError(f"suspect row {int(bad[0])} is outside the store's "
+                                  f"{store.n_frames} frames")
     if suggested is None:
         suggested = np.array([_other_class(store, row) for row in rows], dtype=object)
     unknown = sorted(set(suggested) - set(store.classes))
     if unknown:
-        raise XLabelError(f"suggested classes {unknown} are not classes of the store "
-                          f"{store.classes}")
+        raise WidgetArgumentError(f"suggested classes {unknown} are not classes of the store "
+                                  f"{store.classes}")
     return rows, np.asarray(suggested, dtype=object), scores
 
 

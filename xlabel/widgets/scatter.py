@@ -19,7 +19,7 @@ import logging
 import ipywidgets as widgets
 import numpy as np
 
-from ..errors import LabelError
+from ..errors import LabelArgumentError
 from ._scatter_base import (EDIT_BUTTONS, QUALITATIVE, UNLABELED_COLOR, SelectionMixin,
                             check_column, class_buttons, cycled, data_message, frame_numbers,
                             legend_entries, non_finite_summary, numeric_columns, scan_codes)
@@ -63,7 +63,7 @@ class FluxScatter(SelectionMixin, widgets.VBox):
     def __init__(self, store, features, x="frame", y="mean", source=None, log_y=False,
                  color_by="label", n_thumbnails=6, height=450, raster=None):
         if store is None:
-            raise LabelError("FluxScatter needs a LabelStore (store=...)")
+            raise LabelArgumentError("FluxScatter needs a LabelStore (store=...)")
         self._init_selection(features, store)
         self.source = source
         self.n_thumbnails = int(n_thumbnails)
@@ -126,7 +126,8 @@ class FluxScatter(SelectionMixin, widgets.VBox):
 
     def _check_color_by(self, value):
         if value not in ("label", "scan"):
-            raise LabelError(f"FluxScatter: color_by must be 'label' or 'scan', not {value!r}")
+            raise LabelArgumentError(
+                f"FluxScatter: color_by must be 'label' or 'scan', not {value!r}")
         return value
 
     def _buttons(self):
