@@ -12,6 +12,7 @@ ROOTOK := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
 .PHONY: lab test install chromium bench samples clean
 
+# The dev extra brings jupytext: saving a notebook in JupyterLab also updates its paired .py.
 lab: $(STAMP)
 	$(BIN)/jupyter lab $(ROOTOK) --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
 		--LabApp.default_url=/lab/tree/01_explore_raw_scans.ipynb

@@ -108,14 +108,11 @@ def accuracy_rows(args, tests):
 def gradcam_rows(args):
     import torch
 
-    from xlabel.models import TrainedModel
-    from xlabel.models.cnn import FrameCNN
+    from xlabel.models.cnn import CNNClassifier, FrameCNN
     from xlabel.models.gradcam import METHODS, cam
     size = 256
     network = FrameCNN(2).eval()
-    model = TrainedModel("cnn", ("good", "bad"), network, frame_shape=(size, size),
-                         preprocessing={"size": size, "mean": 0.0, "std": 1.0,
-                                        "channels": [8, 16, 32]})
+    model = CNNClassifier.from_network(network, frame_shape=(size, size), size=size)
     frames = np.random.default_rng(0).poisson(30, (args.batch, size, size)).astype(np.uint16)
 
     def forward_backward():

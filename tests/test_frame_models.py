@@ -145,11 +145,13 @@ def test_validation_holds_out_whole_scans_with_every_class():
 
 
 def test_validation_warns_naming_the_scan_when_a_class_lives_in_one_scan():
+    from xlabel.models.evaluate import HeldOutWarning
     groups = np.repeat(["a", "b", "c"], 20)
     codes = np.zeros(60, int)
     codes[5:10] = 1   # "bad" only in scan a
-    with pytest.warns(UserWarning, match=r"class 1: only in scan\(s\) \['a'\]"):
-        validation_split(groups, codes, 0.34, seed=0)
+    with pytest.warns(HeldOutWarning, match=r"class 1: 5 frames in a .*label every class in more scans"):
+        fit, val = validation_split(groups, codes, 0.34, seed=0)
+    assert set(codes[val]) == {0, 1} and set(codes[fit]) == {0, 1}
 
 
 def test_minority_oversampling_doubles_at_most_up_to_the_majority():
@@ -266,3 +268,41 @@ def test_predict_source_checks_reference_length(flux_cnn, flux_task):
     with pytest.raises(ModelError, match="reference"):
         predict_source(flux_cnn.network_, scan.source(), 32, "frame", flux_cnn.norm_,
                        torch.device("cpu"), reference=np.ones(3))
+
+
+# ---------------------------------------------------------------- persistence and the command line
+
+@pytest.mark.parametrize("cls", [PixelCNN, SupervisedAEClassifier])
+def test_save_and_load_give_the_same_predictions(flux_task, tmp_path, cls):
+    from xlabel.models import load_model, save_model
+    scans = flux_task.train[:2]
+    model = cls(**{**SMALL, "epochs": 1}).fit([s.source() for s in scans], labels_of(scans))
+    folder = save_model(model, tmp_path / "m.xlmodel")
+    assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "weights.pt"]
+    loaded = load_model(folder)
+    assert type(loaded) is cls and loaded.get_params() == model.get_params()
+    scan = flux_task.test[0].source()
+    np.testing.assert_allclose(loaded.predict_proba(scan), model.predict_proba(scan), atol=1e-6)
+
+
+def test_cli_train_cnn_then_filter_held_out_scans_of_other_exposure(flux_task, tmp_path):
+    """`xlabel train --kind cnn` on HDF5 scans, `xlabel filter` on scans it never saw."""
+    import pandas as pd
+
+    from xlabel.cli import main
+    written = flux_task.write(tmp_path / "data")
+    masters = [str(m) for m, _ in written["train"]]
+    csvs = [str(c) for _, c in written["train"]]
+    model = tmp_path / "cnn.xlmodel"
+    assert main(["train", *masters, "--labels", *csvs, "--kind", "cnn", "--size", "32",
+                 "--epochs", "12", "--out", str(model)]) == 0
+    out = tmp_path / "filtered"
+    assert main(["filter", *[str(m) for m, _ in written["test"]], "--model", str(model),
+                 "--out", str(out), "--no-progress"]) == 0
+    truth = np.concatenate([s.is_bad for s in flux_task.test])
+    predicted = np.concatenate([
+        pd.read_csv(out / f"{s.name}_master_filter.csv")["prediction"].to_numpy() == "bad"
+        for s in flux_task.test])
+    recall = (predicted & truth).sum() / truth.sum()
+    precision = (predicted & truth).sum() / max(predicted.sum(), 1)
+    assert recall >= 0.95 and precision >= 0.9, (recall, precision)

@@ -121,8 +121,7 @@ def test_user_module_matches_reference(user_net, frames, method, layer, target):
 def test_frame_cnn_matches_reference_on_raw_counts(trained_cnn, method):
     model, stack = trained_cnn
     maps = cam(model, stack[:6], method=method)
-    pre = model.preprocessing
-    x = (np.log1p(stack[:6].astype(np.float32)) - pre["mean"]) / pre["std"]
+    x = (np.log1p(stack[:6].astype(np.float32)) - model.mean_) / model.std_
     expected = reference_cam(model.network, torch.from_numpy(x.astype(np.float32))[:, None],
                              "features.conv2", None, method)
     assert maps.shape == (6, 18, 12)

@@ -46,8 +46,7 @@ def test_undo_redo_restore_labels_and_provenance():
     assert store.labels.tolist() == [0, 0, -1, -1]
     assert store.provenance(1)["source"] == "kmeans"
     assert store.provenance(1)["note"] == "seed"
-    assert store.provenance(2) == {"label": "", "source": "", "time": pytest.approx(np.nan,
-                                   nan_ok=True), "note": None}
+    assert store.provenance(2) == {"label": "", "source": "", "time": None, "note": None}
     assert store.redo() == 1
     assert store.labels.tolist() == [0, 1, 1, -1]
     assert store.provenance(2)["source"] == "manual"
@@ -214,3 +213,45 @@ def test_empty_assign_is_a_step():
     store = LabelStore(3)
     assert store.assign([], "good") == 0
     assert store.undo() == 0
+
+
+def test_undo_history_is_capped_by_steps(monkeypatch):
+    monkeypatch.setattr("xlabel.labels.state.UNDO_STEPS", 3)
+    store = LabelStore(10)
+    for i in range(5):
+        store.assign([i], "bad")
+    assert [store.undo() for _ in range(4)] == [4, 3, 2, None]
+    assert store.labels.tolist()[:5] == [1, 1, -1, -1, -1]  # steps 0 and 1 stay applied
+    assert len(store.history) == 5 + 3 and store.last_action == "nothing to undo"
+    assert len(store._state.steps) == 3                      # their undo data is freed
+
+
+def test_undo_history_is_capped_by_bytes(monkeypatch):
+    monkeypatch.setattr("xlabel.labels.state.UNDO_BYTES", 50_000)
+    store = LabelStore(100_000)
+    for _ in range(5):
+        store.assign(range(1_000), "bad")                    # ~24 kB of undo data each
+    store.assign(range(10_000), "good")                      # larger than the cap alone
+    assert store._state.undo_bytes > 50_000                  # the newest step is kept anyway
+    assert store.undo() == 5 and store.undo() is None
+
+
+def test_closed_store_snapshot_keeps_undo(tmp_path):
+    store = LabelStore(4, path=tmp_path / "s.xlabel")
+    store.assign([0], "bad")
+    store.close()
+    with pytest.raises(LabelError, match="this store was closed"):
+        store.snapshot(keep_undo=False)
+    assert store.can_undo
+
+
+def test_times_are_iso_8601_in_provenance_history_and_exports():
+    import datetime
+
+    store = LabelStore(3)
+    store.assign([0], "bad")
+    stamp = store.provenance(0)["time"]
+    parsed = datetime.datetime.fromisoformat(stamp)
+    assert parsed.tzinfo is not None and abs(parsed.timestamp() - store.times[0]) < 1e-6
+    assert store.to_dataframe()["time"].tolist() == [stamp, "", ""]
+    assert store.history["time"].tolist() == [stamp]

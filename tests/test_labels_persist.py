@@ -117,14 +117,19 @@ def test_half_written_tail_is_dropped_with_message(tmp_path):
         journal.write_bytes(full)
 
 
-def test_corrupt_middle_record_is_an_error_unless_recovering(tmp_path):
+def three_step_journal(tmp_path, n_frames):
+    """A closed store whose frames 0, 1, 2 were labeled "bad" by steps 0, 1, 2:
+    ``(path, journal file, its bytes)``."""
     path = tmp_path / "s.xlabel"
-    store = LabelStore(50, path=path)
-    for i in range(3):
-        store.assign([i], "bad")
-    store.close()
+    with LabelStore(n_frames, path=path) as store:
+        for i in range(3):
+            store.assign([i], "bad")
     journal = path / JOURNAL_NAME
-    data = bytearray(journal.read_bytes())
+    return path, journal, bytearray(journal.read_bytes())
+
+
+def test_corrupt_middle_record_is_an_error_unless_recovering(tmp_path):
+    path, journal, data = three_step_journal(tmp_path, 50)
     second = _record_starts(bytes(data))[1]
     data[second + 20] ^= 0xFF
     journal.write_bytes(bytes(data))
@@ -333,8 +338,9 @@ def _record_starts(data: bytes) -> list:
 def test_write_failure_does_not_apply_step(tmp_path):
     store = LabelStore(3, path=tmp_path / "s.xlabel")
     store.assign([2], "bad")  # takes the write lock
-    os.close(store._fd)
-    store._fd = os.open(os.devnull, os.O_RDONLY)  # as if the disk refused writes
+    journal = store._session.journal
+    os.close(journal.fd)
+    journal.fd = os.open(os.devnull, os.O_RDONLY)  # as if the disk refused writes
     with pytest.raises(JournalError, match="the step was not applied"):
         store.assign([0], "good")
     assert store.labels.tolist() == [-1, -1, 1] and len(store.history) == 1
@@ -409,3 +415,41 @@ def test_exports_never_overwrite_an_existing_store(tmp_path):
         store.copy(path=path)
     store.close()
     _same(store, LabelStore.open(path))
+
+
+def test_csv_times_iso_and_unix_seconds(tmp_path):
+    csv = tmp_path / "l.csv"
+    store = LabelStore(3)
+    store.assign([1], "bad")
+    store.to_csv(csv)
+    text = csv.read_text()
+    assert store.provenance(1)["time"] in text and "e+09" not in text
+    csv.write_text("frame,label,time\n0,bad,1700000000.5\n1,good,2023-11-14T22:13:20+00:00\n"
+                   "2,,\n")
+    back = LabelStore.from_csv(csv)
+    assert back.times[:2].tolist() == [1700000000.5, 1700000000.0]
+    csv.write_text("frame,label,time\n0,bad,yesterday\n")
+    with pytest.raises(LabelError, match=r"l\.csv: row 2: time 'yesterday' is neither ISO-8601"):
+        LabelStore.from_csv(csv)
+
+
+def test_missing_files_name_absolute_path_and_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    where = f"{tmp_path / 'labels.csv'} does not exist .*working directory {tmp_path}\\)"
+    with pytest.raises(LabelError, match=where):
+        LabelStore.from_csv("labels.csv")
+    with pytest.raises(LabelError, match=where.replace("labels.csv", "s.xlabel")):
+        LabelStore.open("s.xlabel")
+    with pytest.raises(LabelError, match=where.replace("labels.csv", "l.h5")):
+        LabelStore.from_hdf5("l.h5")
+
+
+def test_undo_limit_is_kept_on_reopen(tmp_path, monkeypatch):
+    monkeypatch.setattr("xlabel.labels.state.UNDO_STEPS", 2)
+    path = tmp_path / "s.xlabel"
+    with LabelStore(5, path=path) as store:
+        for i in range(4):
+            store.assign([i], "bad")
+    monkeypatch.setattr("xlabel.labels.state.UNDO_STEPS", 1000)
+    again = LabelStore.open(path)                           # the writer's limit, from the journal
+    assert [again.undo() for _ in range(3)] == [3, 2, None]

@@ -22,8 +22,6 @@ from .errors import XLabelError
 
 __all__ = ["main"]
 
-KINDS = ("mlp-features", "mlp-pixels", "cnn")
-
 
 def main(argv=None) -> int:
     """Entry point of the ``xlabel`` command (``xlabel = "xlabel.cli:main"``)."""
@@ -55,14 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("scans", nargs="+", metavar="SCAN")
     train.add_argument("--labels", nargs="+", required=True, metavar="LABELS.csv",
                        help="one CSV (columns frame,label) per scan, in the same order")
-    train.add_argument("--kind", choices=KINDS, default="mlp-features")
+    train.add_argument("--kind", choices=_kinds(), default="mlp-features")
     train.add_argument("--preset", default=None,
                        help="MLP hidden layers: 512-256-128 (default) or 256-128-64")
     train.add_argument("--columns", default=None,
                        help="comma-separated feature columns (mlp-features)")
     train.add_argument("--classes", default="good,bad", help="class names (default good,bad)")
     train.add_argument("--size", type=int, default=None, help="binned frame size (pixel models)")
-    train.add_argument("--epochs", type=int, default=30, help="CNN epochs (at most)")
+    train.add_argument("--epochs", type=int, default=None, help="CNN epochs (at most)")
     train.add_argument("--test-size", type=float, default=0.25)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--dataset", default=None)
@@ -79,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
     filt.add_argument("--no-progress", action="store_true")
     filt.set_defaults(run=_run_filter)
     return parser
+
+
+def _kinds():
+    from .models import registry
+    return registry.names()
 
 
 def _run_stats(args):
@@ -120,7 +123,7 @@ def read_label_csv(path, n_frames: int) -> np.ndarray:
 
 
 def _run_train(args):
-    from .models import evaluate, split
+    from .models import evaluate, registry, split
     from .models.persist import save_model
     if len(args.labels) != len(args.scans):
         raise XLabelError(f"{len(args.scans)} scans but {len(args.labels)} label files "
@@ -130,17 +133,24 @@ def _run_train(args):
                              for path, src in zip(args.labels, sources)])
     groups = np.concatenate([np.full(len(src), i) for i, src in enumerate(sources)])
     classes = tuple(c.strip() for c in args.classes.split(",") if c.strip())
-    table = _features(sources) if args.kind == "mlp-features" else None
-    train_idx, test_idx = split(groups, test_size=args.test_size, seed=args.seed)
+    cls = registry.get(args.kind)
+    model = cls(**_model_params(cls, args, classes))
+    data = sources if cls.uses_frames else _features(sources)
+    scan_names = np.asarray([str(p) for p in args.scans], dtype=object)[groups]
+    train_idx, test_idx = split(scan_names, test_size=args.test_size, seed=args.seed,
+                                labels=labels)
     train_labels = labels.copy()
     train_labels[test_idx] = ""
-    model = _train(args, sources, table, train_labels, classes, groups)
+    model.fit(data, train_labels, groups=groups)
     test_idx = test_idx[labels[test_idx] != ""]
-    predicted = model.predict(_subset(model, sources, table, test_idx), progress=False)
-    evaluation = evaluate(labels[test_idx], predicted, model.classes)
+    predicted = _predict_held_out(model, sources, data, test_idx)
+    evaluation = evaluate(labels[test_idx], predicted, model.classes,
+                          groups=scan_names[test_idx])
     model.info.update({"trained_on": [str(p) for p in args.scans],
-                       "held_out": sorted({str(args.scans[g]) for g in groups[test_idx]}),
+                       "held_out": sorted(set(scan_names[test_idx])),
+                       "held_out_frames": int(len(test_idx)),
                        "balanced_accuracy": evaluation.balanced_accuracy,
+                       "worst_scan": evaluation.worst_scan,
                        "per_class": evaluation.per_class.to_dict(orient="index")})
     folder = save_model(model, args.out)
     print(f"held-out evaluation ({len(test_idx)} frames):")
@@ -148,28 +158,43 @@ def _run_train(args):
     print(f"model ({model.kind}) saved to {folder}")
 
 
+def _model_params(cls, args, classes) -> dict:
+    """The estimator's parameters from the options given; an option it does not take is an error."""
+    columns = None if args.columns is None else [c.strip() for c in args.columns.split(",")]
+    given = {"preset": args.preset, "columns": columns, "size": args.size,
+             "epochs": args.epochs}
+    accepted = set(cls._get_param_names())
+    wrong = [name for name, value in given.items() if value is not None and name not in accepted]
+    if wrong:
+        raise XLabelError(f"--{wrong[0]} does not apply to --kind {args.kind}")
+    params = {"class_names": classes, "seed": args.seed, **given}
+    return {name: value for name, value in params.items()
+            if value is not None and name in accepted}
+
+
 def _features(sources):
     from .features import frame_stats
     return frame_stats(sources)
 
 
-def _train(args, sources, table, labels, classes, groups):
-    from . import models
-    if args.kind == "mlp-features":
-        columns = None if args.columns is None else [c.strip() for c in args.columns.split(",")]
-        return models.train_mlp(table, labels, preset=args.preset or "512-256-128",
-                                columns=columns, classes=classes, seed=args.seed)
-    if args.kind == "mlp-pixels":
-        return models.train_pixel_mlp(sources, labels, preset=args.preset or "256-128-64",
-                                      size=args.size or 32, classes=classes, seed=args.seed)
-    return models.train_cnn(sources, labels, classes=classes, size=args.size or 64,
-                            epochs=args.epochs, groups=groups, seed=args.seed)
+def _predict_held_out(model, sources, data, indices):
+    """Predictions at ``indices``; a frame model sees each held-out scan whole (models that
+    judge a frame against its scan's running flux need the scan, not a subset of frames)."""
+    if not model.uses_frames:
+        return model.predict(_subset(sources, data, indices), progress=False)
+    offsets = np.cumsum([0] + [len(s) for s in sources])
+    predicted = np.empty(len(indices), dtype=object)
+    for k, source in enumerate(sources):
+        inside = (indices >= offsets[k]) & (indices < offsets[k + 1])
+        if inside.any():
+            predicted[inside] = model.predict(source, progress=False)[indices[inside] - offsets[k]]
+    return predicted
 
 
-def _subset(model, sources, table, indices):
-    """Rows of the table, or the frames, at ``indices`` of the concatenated scans."""
-    if table is not None:
-        return table.iloc[indices]
+def _subset(sources, data, indices):
+    """Rows of the feature table, or the frames, at ``indices`` of the concatenated scans."""
+    if isinstance(data, pd.DataFrame):
+        return data.iloc[indices]
     offsets = np.cumsum([0] + [len(s) for s in sources])
     parts = [sources[k][indices[(indices >= offsets[k]) & (indices < offsets[k + 1])] - offsets[k]]
              for k in range(len(sources))]
@@ -194,16 +219,17 @@ def _run_filter(args):
 def filter_scan(model, source, out: Path, keep: str, progress=True) -> dict:
     """Predict every frame of ``source``; write ``<scan>_filter.csv`` and ``<scan>_summary.json``."""
     if model.uses_frames:
-        proba = model.predict_proba(source, progress=progress)
+        data = source
     else:
         from .features import frame_stats
-        proba = model.predict_proba(frame_stats(source, progress=progress))
-    best = proba.argmax(axis=1)
-    table = pd.DataFrame({"frame": np.arange(len(proba)),
-                          "prediction": np.asarray(model.classes, dtype=object)[best],
-                          "probability": proba[np.arange(len(proba)), best]})
+        data = frame_stats(source, progress=progress)
+    proba = model.predict_proba(data, progress=progress)
+    prediction = model.classes_from_proba(proba)
+    table = pd.DataFrame({"frame": np.arange(len(proba)), "prediction": prediction,
+                          "probability": proba.max(axis=1)})  # NaN: no probability
     for i, name in enumerate(model.classes):
         table[f"p_{name}"] = proba[:, i]
+    table["reason"] = model.explain_unsafe(data)
     table["keep"] = table["prediction"] == keep
     name = Path(str(source.name)).stem or "scan"
     csv = out / f"{name}_filter.csv"

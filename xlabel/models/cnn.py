@@ -1,32 +1,36 @@
 """A small PyTorch CNN on frames (optional dependency: ``pip install 'xlabel[deep]'``).
 
 Input: ``log1p`` of the binned frame, normalized with the training mean/std (kept in
-the model's ``preprocessing``). A few conv layers and global average pooling, so any
-frame size works. Training: class-weighted cross-entropy, random flips, early stopping
-on validation loss, seeded (the global torch RNG state is left untouched).
+the model). A few conv layers and global average pooling, so any frame size works.
+Training: class-weighted cross-entropy, random flips, early stopping on the loss of
+validation frames from other scans (every class present where the labels allow),
+seeded (the global torch RNG state is left untouched).
 
->>> model = train_cnn(frames, labels, epochs=5, progress=False)   # doctest: +SKIP
->>> model.predict(frames)                                          # doctest: +SKIP
+>>> model = CNNClassifier(epochs=5, progress=False).fit(frames, labels)   # doctest: +SKIP
+>>> model.predict(frames)                                                 # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections import OrderedDict
 
 import numpy as np
 
 from ..errors import ModelError
 from ._deps import require_torch
-from .data import class_weights, concat_prepared, resolve_labels
+from .base import FrameModel
+from .data import class_weights
+from .persist import load_weights, save_weights
+from .registry import register
 from .split import split
-from .trained import TrainedModel
 
 torch = require_torch()
 nn = torch.nn
 
-__all__ = ["FrameCNN", "train_cnn", "cnn_proba", "build_network"]
+__all__ = ["FrameCNN", "CNNClassifier", "train_cnn", "build_network"]
 
 
 class FrameCNN(nn.Module):
@@ -74,47 +78,125 @@ def _torch_settings(seed: int, threads: int | None):
             torch.set_num_threads(previous_threads)
 
 
-def train_cnn(frames, labels, classes=("good", "bad"), *, size=64, channels=(8, 16, 32),
-              groups=None, epochs=30, batch_size=32, lr=2e-3, patience=5, val_fraction=0.2,
-              augment=True, seed=0, threads=None, progress=True) -> TrainedModel:
-    """Train the CNN on labeled frames; returns a :class:`TrainedModel` of kind "cnn".
+@register("cnn-global")
+class CNNClassifier(FrameModel):
+    """:class:`FrameCNN` on binned, log-scaled frames standardized with one global mean/std
+    (kind "cnn-global": xlabel's first CNN; it learns the training scans' count levels, so
+    kind "cnn", :class:`~xlabel.models.pixelnet.PixelCNN`, replaced it as the default).
+
+    Parameters: ``class_names``, ``size`` (frames binned to at most ``size`` x ``size``),
+    ``channels`` (conv widths), ``epochs`` (at most), ``batch_size``, ``lr``,
+    ``patience`` (epochs without a better validation loss before stopping),
+    ``val_fraction``, ``augment`` (random flips), ``seed``, ``threads`` (torch threads
+    while training), ``progress``, ``device`` (e.g. "cuda"; default CPU).
+    Fitted: ``network_`` (also ``network``, for Grad-CAM), ``mean_``, ``std_``,
+    ``info["history"]`` (validation loss per epoch).
+
+    >>> model = CNNClassifier(size=32, epochs=8).fit([scan_a, scan_b], labels)  # doctest: +SKIP
+    """
+
+    def __init__(self, class_names=("good", "bad"), size=64, channels=(8, 16, 32), epochs=30,
+                 batch_size=32, lr=2e-3, patience=5, val_fraction=0.2, augment=True, seed=0,
+                 threads=None, progress=True, device=None):
+        self.class_names = class_names
+        self.size = size
+        self.channels = channels
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.augment = augment
+        self.seed = seed
+        self.threads = threads
+        self.progress = progress
+        self.device = device
+
+    @property
+    def network(self):
+        """The trained ``torch.nn.Module`` (Grad-CAM explains its conv layers)."""
+        self._require_fitted()
+        return self.network_
+
+    @classmethod
+    def from_network(cls, network, frame_shape, classes=("good", "bad"), mean=0.0, std=1.0,
+                     dtype_kind="integer", **params):
+        """Wrap an already trained :class:`FrameCNN` (imported weights, benchmarks)."""
+        model = cls(class_names=tuple(classes), **params)
+        model.classes_ = np.asarray(classes, dtype=object)
+        model.frame_shape_, model.dtype_kind_ = tuple(frame_shape), dtype_kind
+        model.network_, model.mean_, model.std_, model.info_ = network.eval(), mean, std, {}
+        return model
+
+    def _fit_prepared(self, stack, codes, groups):
+        keep = np.flatnonzero(codes >= 0)
+        self.mean_ = float(stack[keep].mean())
+        self.std_ = float(stack[keep].std()) or 1.0
+        x = torch.from_numpy((stack - self.mean_) / self.std_).unsqueeze(1)
+        y = torch.from_numpy(codes)
+        fit_idx, val_idx = _validation_split(groups[keep], codes[keep], self.val_fraction,
+                                             self.seed)
+        fit_idx, val_idx = keep[fit_idx], keep[val_idx]
+        with _torch_settings(self.seed, self.threads):
+            network = FrameCNN(len(self.classes_), tuple(self.channels)).to(self._device())
+            weights = torch.tensor(class_weights(codes[fit_idx], len(self.classes_)),
+                                   dtype=torch.float32)
+            history = _fit(network, x, y, fit_idx, val_idx, weights, epochs=self.epochs,
+                           batch_size=self.batch_size, lr=self.lr, patience=self.patience,
+                           augment=self.augment, progress=self.progress)
+        self.network_ = network.eval()
+        self.info_.update({"epochs_run": len(history), "history": history})
+
+    def network_input(self, block: np.ndarray):
+        """Prepared frames (n, h, w) -> normalized float tensor (n, 1, h, w) on the model's device."""
+        tensor = torch.from_numpy((block - self.mean_) / self.std_).float().unsqueeze(1)
+        return tensor.to(self._device())
+
+    def _proba_block(self, block):
+        self.network_.eval()
+        with torch.no_grad():
+            return torch.softmax(self.network_(self.network_input(block)), dim=1).cpu().numpy()
+
+    def _device(self):
+        return torch.device(self.device or "cpu")
+
+    def _save_state(self, folder):
+        save_weights(self.network_.cpu(), folder)
+        self.network_.to(self._device())
+        return {**super()._save_state(folder), "mean": self.mean_, "std": self.std_}
+
+    def _load_state(self, folder, state):
+        super()._load_state(folder, state)
+        self.mean_, self.std_ = float(state["mean"]), float(state["std"])
+        network = build_network(len(self.classes_), self.channels)
+        self.network_ = load_weights(network, folder).to(self._device())
+
+
+def _validation_split(groups, codes, val_fraction, seed):
+    """Validation frames from other scans holding every class; said loudly when impossible."""
+    try:
+        return split(groups, test_size=val_fraction, seed=seed, labels=codes)
+    except ModelError as err:
+        warnings.warn(f"early stopping validates on frames that lack a class: {err.reason}",
+                      stacklevel=4)
+        return split(groups, test_size=val_fraction, seed=seed)
+
+
+def train_cnn(frames, labels, classes=("good", "bad"), *, groups=None, **params) -> CNNClassifier:
+    """``CNNClassifier(...).fit(frames, labels, groups)`` in one call (see :class:`CNNClassifier`).
 
     ``frames``: array ``(n, H, W)``, FrameSource, path, or a list of these (scans are
     concatenated in order; ``labels`` then covers all of them). ``labels``: class names
     or indices (unlabeled ``-1``/``""`` frames are skipped) or a LabelStore. ``groups``:
-    scan id per frame, so the validation set holds out whole scans (else contiguous
-    blocks). ``size``: frames are binned to at most ``size`` x ``size``.
+    scan id per frame (default: the scans of ``frames``).
     """
-    labels, classes = resolve_labels(labels, classes)
-    stack, frame_shape = concat_prepared(frames, size)
-    if len(stack) != len(labels):
-        raise ModelError(f"{len(stack)} frames but {len(labels)} labels")
-    keep = np.flatnonzero(labels >= 0)
-    if len(keep) < 4:
-        raise ModelError(f"need at least 4 labeled frames to train, got {len(keep)}")
-    mean, std = float(stack[keep].mean()), float(stack[keep].std()) or 1.0
-    x = torch.from_numpy((stack - mean) / std).unsqueeze(1)
-    y = torch.from_numpy(labels)
-    groups = None if groups is None else np.asarray(groups)[keep]
-    fit_idx, val_idx = split(groups if groups is not None else len(keep), test_size=val_fraction,
-                             seed=seed)
-    fit_idx, val_idx = keep[fit_idx], keep[val_idx]
-    with _torch_settings(seed, threads):
-        network = FrameCNN(len(classes), channels)
-        weights = torch.tensor(class_weights(labels[fit_idx], len(classes)), dtype=torch.float32)
-        history = _fit(network, x, y, fit_idx, val_idx, weights, epochs=epochs,
-                       batch_size=batch_size, lr=lr, patience=patience, augment=augment,
-                       progress=progress)
-    network.eval()
-    return TrainedModel("cnn", classes, network, frame_shape=frame_shape,
-                        preprocessing={"size": size, "mean": mean, "std": std,
-                                       "channels": list(channels)},
-                        info={"epochs_run": len(history), "history": history})
+    return CNNClassifier(class_names=classes, **params).fit(frames, labels, groups=groups)
 
 
 def _fit(network, x, y, fit_idx, val_idx, weights, *, epochs, batch_size, lr, patience,
          augment, progress):
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    device = next(network.parameters()).device
+    loss_fn = nn.CrossEntropyLoss(weight=weights.to(device))
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     best, best_state, waited, history = np.inf, copy.deepcopy(network.state_dict()), 0, []
     epochs_bar = range(epochs)
@@ -125,9 +207,9 @@ def _fit(network, x, y, fit_idx, val_idx, weights, *, epochs, batch_size, lr, pa
         network.train()
         for batch in torch.randperm(len(fit_idx)).split(batch_size):
             idx = torch.from_numpy(fit_idx)[batch]
-            inputs = _flip(x[idx]) if augment else x[idx]
+            inputs = (_flip(x[idx]) if augment else x[idx]).to(device)
             optimizer.zero_grad()
-            loss_fn(network(inputs), y[idx]).backward()
+            loss_fn(network(inputs), y[idx].to(device)).backward()
             optimizer.step()
         val_loss = _loss(network, loss_fn, x, y, val_idx if len(val_idx) else fit_idx)
         history.append(val_loss)
@@ -153,18 +235,5 @@ def _loss(network, loss_fn, x, y, idx) -> float:
     network.eval()
     with torch.no_grad():
         idx = torch.from_numpy(idx)
-        return float(loss_fn(network(x[idx]), y[idx]))
-
-
-def normalized_tensor(model: TrainedModel, block: np.ndarray):
-    """Prepared frames (n, h, w) -> normalized float tensor (n, 1, h, w) for the network."""
-    pre = model.preprocessing
-    return torch.from_numpy((block - pre["mean"]) / pre["std"]).float().unsqueeze(1)
-
-
-def cnn_proba(model: TrainedModel, block: np.ndarray) -> np.ndarray:
-    """Softmax probabilities of the CNN for a block of prepared frames."""
-    network = model.estimator
-    network.eval()
-    with torch.no_grad():
-        return torch.softmax(network(normalized_tensor(model, block)), dim=1).numpy()
+        device = next(network.parameters()).device
+        return float(loss_fn(network(x[idx].to(device)), y[idx].to(device)))

@@ -3,7 +3,7 @@
 The recipe (CNN and supervised autoencoder alike): exposure-invariant input
 (:mod:`xlabel.models.frame_input`) standardised with the training set's statistics,
 validation on whole held-out *scans* holding every class (scikit-learn's
-``StratifiedGroupKFold``), class-weighted cross-entropy, minority-class oversampling,
+:func:`xlabel.models.split` with labels), class-weighted cross-entropy, minority-class oversampling,
 random flips and exposure thinning, early stopping on the validation loss, seeded.
 Prediction streams a scan chunk by chunk (after one cheap pass for the scan's running
 flux) with a progress bar, on the CPU or on a GPU (``device=``).
@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import warnings
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
 from ..errors import ModelError
 from ._deps import require_torch
@@ -122,42 +120,11 @@ def scan_reference(source, progress_bar=None) -> np.ndarray:
 
 
 def validation_split(groups, codes, val_fraction=0.2, seed=0):
-    """``(fit, validation)`` positions: whole scans held out, every class on both sides.
-
-    Uses ``StratifiedGroupKFold`` (about ``1/val_fraction`` folds, seeded) and takes the
-    first fold whose validation and training parts hold every labeled class. Where no fold
-    can (a class labeled in one scan only, or a single scan), a warning names the class
-    and the scans that have it; the fallback is the fold with the most classes (several
-    scans) or contiguous blocks of the one scan.
-    """
-    groups = np.asarray(groups, dtype=object)
-    codes = np.asarray(codes)
-    classes = np.unique(codes)
-    n_groups = len(np.unique(groups))
-    if n_groups < 2:
-        from .split import split
-        fit, val = split(len(codes), test_size=val_fraction, seed=seed)
-        _warn_missing(codes, groups, fit, val, "the only scan was cut into contiguous blocks")
-        return fit, val
-    n_splits = int(np.clip(round(1 / val_fraction), 2, n_groups))
-    folds = list(StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-                 .split(np.zeros(len(codes)), codes, groups))
-    for fit, val in folds:
-        if len(np.unique(codes[val])) == len(classes) and len(np.unique(codes[fit])) == len(classes):
-            return fit, val
-    fit, val = max(folds, key=lambda f: (len(np.unique(codes[f[1]])) + len(np.unique(codes[f[0]]))))
-    _warn_missing(codes, groups, fit, val, "no split of whole scans holds every class on both sides")
-    return fit, val
-
-
-def _warn_missing(codes, groups, fit, val, why):
-    missing = [c for c in np.unique(codes) if not ((codes[val] == c).any() and (codes[fit] == c).any())]
-    if not missing:
-        return
-    where = "; ".join(f"class {c}: only in scan(s) {sorted(set(map(str, groups[codes == c])))}"
-                      for c in missing)
-    warnings.warn(f"validation for early stopping lacks a class ({why}): {where}. Label frames of "
-                  "that class in more scans for an honest early stop.", stacklevel=3)
+    """``(fit, validation)`` positions: whole scans held out, every class on both sides
+    where the labels allow (:func:`xlabel.models.split` with ``labels``), else a warning
+    naming the class and its scans and a plain scan split (the CNN's rule)."""
+    from .cnn import _validation_split
+    return _validation_split(np.asarray(groups, dtype=object), np.asarray(codes), val_fraction, seed)
 
 
 def minority_oversample(codes, index, factor: float, rng) -> np.ndarray:

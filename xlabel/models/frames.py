@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import ModelError
 from ..io.base import ArraySource, FrameSource, invalid_pixels
 
-__all__ = ["as_source", "bin_frames", "prepare_frames", "iter_prepared", "binned_shape"]
+__all__ = ["as_source", "bin_frames", "prepare_frames", "iter_prepared", "binned_shape",
+           "check_finite_frames"]
 
 
 def as_source(frames) -> FrameSource:
@@ -73,6 +74,30 @@ def prepare_frames(stack: np.ndarray, size=None, source: FrameSource | None = No
 
 
 def iter_prepared(source: FrameSource, size=None, chunk_frames=None):
-    """Yield ``(start, prepared block)`` over a source, block by block."""
+    """Yield ``(start, prepared block)`` over a source, block by block.
+
+    A frame without any finite pixel (all NaN/inf: a failed readout) raises ModelError
+    naming the scan and the frame: a model must not guess a class for it.
+    """
     for start, stack in source.iter_chunks(chunk_frames):
+        check_finite_frames(stack, source, start)
         yield start, prepare_frames(stack, size, source)
+
+
+def check_finite_frames(stack: np.ndarray, source=None, start: int = 0):
+    """ModelError naming the scan and the first frames of ``stack`` with no finite pixel.
+
+    >>> check_finite_frames(np.full((2, 3, 3), np.nan), start=10)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    xlabel.errors.ModelError: frame 10: 2 frame(s) have no finite pixel (first: [10, 11]); ...
+    """
+    stack = np.asarray(stack)
+    if stack.dtype.kind not in "fc" or not len(stack):
+        return
+    empty = np.flatnonzero(~np.isfinite(stack).reshape(len(stack), -1).any(axis=1))
+    if len(empty):
+        first = (start + empty[:5]).tolist()
+        raise ModelError(f"{len(empty)} frame(s) have no finite pixel (first: {first}); "
+                         "a model cannot classify them: drop or repair these frames",
+                         path=getattr(source, "path", None) or getattr(source, "name", None),
+                         dataset=getattr(source, "dataset", None), frame=first[0])

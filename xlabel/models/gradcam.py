@@ -1,7 +1,7 @@
 """Class activation maps for one-channel detector frames: Grad-CAM, Grad-CAM++, XGradCAM,
 SmoothGrad-CAM++, each at one conv layer or combined over all of them.
 
-Works on xlabel's frame models (a CNN :class:`~xlabel.models.TrainedModel`, or any model
+Works on xlabel's frame models (:class:`~xlabel.models.CNNClassifier`, or any model
 with a ``cam_input`` method such as :class:`~xlabel.models.pixelnet.PixelCNN`: frames are
 preprocessed as in training, maps come back at raw frame resolution with the scan's
 invalid pixels set to NaN) and on any user ``torch.nn.Module`` taking ``(n, C, H, W)``
@@ -24,7 +24,7 @@ import numpy as np
 from ..errors import ModelError
 from ._deps import require_torch
 from .evaluate import encode_labels
-from .trained import TrainedModel
+from .base import FrameModel
 
 torch = require_torch()
 
@@ -41,7 +41,7 @@ def cam(model, frames, target=None, layer=None, method="gradcam", batch_size=16,
         n_samples=8, noise=0.15, seed=0, invalid="nan", reference=None) -> np.ndarray:
     """Class activation maps ``(n, H, W)`` at frame resolution, each scaled to [0, 1].
 
-    ``model``: an xlabel frame model with a network (CNN TrainedModel, PixelCNN, ...) or a
+    ``model``: an xlabel frame model with a network (CNNClassifier, PixelCNN, ...) or a
     ``torch.nn.Module`` classifier. ``frames``: ``(n, H, W)`` or one ``(H, W)`` frame (a
     FrameSource or path also works for an xlabel model). ``target``: class explained:
     ``None`` (the predicted class of each frame), a class index or name, or one per frame.
@@ -191,21 +191,15 @@ def _inputs(model, frames, reference=None):
     invalid pixels (n, H, W) bool or None)."""
     if hasattr(model, "cam_input"):
         return model.cam_input(frames, reference=reference)
-    if isinstance(model, TrainedModel):
-        from .cnn import normalized_tensor
-        from .frames import prepare_frames
-        network = model.network
+    if isinstance(model, FrameModel):
+        if not hasattr(model, "network_input"):
+            raise ModelError(f"a {model.kind!r} model has no neural network layers for Grad-CAM")
         source = model.check_frames(frames)
         stack = source.read_all()
-        prepared = prepare_frames(stack, model.preprocessing.get("size"), source)
-        from ..io.base import invalid_pixels
-        invalid = invalid_pixels(np.asarray(stack), source)
-        if np.asarray(stack).dtype.kind == "f":
-            invalid = ~np.isfinite(stack) if invalid is None else invalid | ~np.isfinite(stack)
-        return (network, normalized_tensor(model, prepared), tuple(source.frame_shape), model.classes,
-                invalid)
+        return (model.network, model.network_input(model.prepared(source)), model.frame_shape_,
+                model.classes, invalid_mask(stack, source))
     if not isinstance(model, torch.nn.Module):
-        raise ModelError(f"cam() needs a torch.nn.Module or a CNN TrainedModel, "
+        raise ModelError(f"cam() needs a torch.nn.Module or an xlabel CNN model, "
                          f"got {type(model).__name__}")
     array = np.asarray(frames, dtype=np.float32)
     if array.ndim == 2:
@@ -215,6 +209,16 @@ def _inputs(model, frames, reference=None):
     if array.ndim != 4:
         raise ModelError(f"frames must be (n, H, W) or (n, C, H, W), got shape {array.shape}")
     return model, torch.from_numpy(array), tuple(array.shape[2:]), None, None
+
+
+def invalid_mask(stack, source=None) -> np.ndarray:
+    """True where a pixel of ``stack`` is invalid: flagged by the scan (mask, value
+    conventions: :func:`xlabel.io.invalid_pixels`) or not finite."""
+    from ..io.base import invalid_pixels
+    stack = np.asarray(stack)
+    flagged = invalid_pixels(stack, source)
+    flagged = np.zeros(stack.shape, bool) if flagged is None else flagged
+    return flagged | ~np.isfinite(stack) if stack.dtype.kind == "f" else flagged
 
 
 def _find_layer(network, layer):
@@ -234,7 +238,7 @@ def _targets(target, n, classes):
         indices = encode_labels(values, classes)
     else:
         if any(isinstance(v, str) for v in values):
-            raise ModelError("class names as target need a TrainedModel; pass class indices")
+            raise ModelError("class names as target need an xlabel model; pass class indices")
         indices = values.astype(np.int64)
     if len(indices) == 1:
         indices = np.repeat(indices, n)

@@ -1,8 +1,10 @@
-"""scikit-learn MLPs: on the feature table (``train_mlp``) and on binned frames (``train_pixel_mlp``).
+"""scikit-learn MLPs: on the feature table (:class:`FeatureMLP`) and on binned frames
+(:class:`PixelMLP`); ``train_mlp``/``train_pixel_mlp`` build and fit them in one call.
 
-Adam, cross-entropy, ReLU, early stopping; scaling (and NaN imputation) live inside
-the Pipeline, so a saved model carries its preprocessing. Classes are balanced with
-sample weights (imbalance is the normal case).
+Adam, cross-entropy, ReLU; scaling lives inside the Pipeline, so a saved model carries
+its preprocessing. Classes are balanced with sample weights (imbalance is the normal
+case). There is no imputer: rows with NaN features are left out of training and get
+no probability at prediction (see :class:`~xlabel.models.base.FeatureModel`).
 
 >>> sorted(PRESETS)
 ['256-128-64', '512-256-128']
@@ -14,17 +16,18 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.impute import SimpleImputer
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ..errors import ModelError
-from .data import class_weights, concat_prepared, resolve_labels
-from .trained import TrainedModel
+from .base import FeatureModel, FrameModel, signed_log
+from .data import class_weights
+from .persist import dump_pipeline, load_pipeline
+from .registry import register
 
-__all__ = ["PRESETS", "DEFAULT_COLUMNS", "BASELINE_COLUMNS", "build_pipeline", "train_mlp",
-           "train_pixel_mlp"]
+__all__ = ["PRESETS", "DEFAULT_COLUMNS", "BASELINE_COLUMNS", "build_pipeline", "FeatureMLP",
+           "PixelMLP", "train_mlp", "train_pixel_mlp"]
 
 #: The two architectures of the PETRA-III study (hidden layer sizes).
 PRESETS = {"512-256-128": (512, 256, 128), "256-128-64": (256, 128, 64)}
@@ -37,7 +40,7 @@ BASELINE_COLUMNS = ("mean",)
 
 
 def build_pipeline(preset="512-256-128", seed=0, max_iter=300, early_stopping=True) -> Pipeline:
-    """Imputer (NaN -> column median), StandardScaler and an MLPClassifier of ``preset``.
+    """StandardScaler and an MLPClassifier of ``preset``.
 
     ``preset``: a name of :data:`PRESETS` or a tuple of hidden layer sizes.
     ``early_stopping``: stop when the score on 15% held-out frames stops improving;
@@ -46,10 +49,8 @@ def build_pipeline(preset="512-256-128", seed=0, max_iter=300, early_stopping=Tr
     hidden = _hidden_layers(preset)
     mlp = MLPClassifier(hidden_layer_sizes=hidden, activation="relu", solver="adam",
                         early_stopping=early_stopping, validation_fraction=0.15,
-                        n_iter_no_change=15,
-                        max_iter=max_iter, random_state=seed)
-    return Pipeline([("impute", SimpleImputer(strategy="median")),
-                     ("scale", StandardScaler()), ("mlp", mlp)])
+                        n_iter_no_change=15, max_iter=max_iter, random_state=seed)
+    return Pipeline([("scale", StandardScaler()), ("mlp", mlp)])
 
 
 def _hidden_layers(preset):
@@ -63,60 +64,118 @@ def _hidden_layers(preset):
     return hidden
 
 
-def _fit(pipeline, matrix, labels, n_classes):
-    keep = labels >= 0
-    if keep.sum() < 4 or len(np.unique(labels[keep])) < 2:
-        raise ModelError("training needs at least 4 labeled frames of at least two classes")
-    weights = class_weights(labels[keep], n_classes)[labels[keep]]
-    pipeline.fit(matrix[keep], labels[keep], mlp__sample_weight=weights)
-    return pipeline
+def _preset_name(preset):
+    return preset if isinstance(preset, str) else "-".join(str(h) for h in _hidden_layers(preset))
+
+
+class _PipelineMLP:
+    """Fit/predict/save of a scikit-learn Pipeline on a matrix (shared by both MLPs)."""
+
+    def _fit_matrix(self, matrix, codes):
+        self.pipeline_ = build_pipeline(self.preset, self.seed, self.max_iter,
+                                        self.early_stopping)
+        weights = class_weights(codes, len(self.classes_))[codes]
+        self.pipeline_.fit(matrix, codes, mlp__sample_weight=weights)
+        self.info_["preset"] = _preset_name(self.preset)
+
+    def _proba_matrix(self, matrix):
+        """Pipeline probabilities spread into all classes (a class unseen in training gets 0)."""
+        proba = self.pipeline_.predict_proba(matrix)
+        full = np.zeros((len(matrix), len(self.classes_)))
+        full[:, np.asarray(self.pipeline_.classes_, dtype=np.int64)] = proba
+        return full
+
+    def _save_state(self, folder):
+        dump_pipeline(self.pipeline_, folder)
+        return super()._save_state(folder)
+
+    def _load_state(self, folder, state):
+        super()._load_state(folder, state)
+        self.pipeline_ = load_pipeline(folder)
+
+
+@register("mlp-features")
+class FeatureMLP(_PipelineMLP, FeatureModel):
+    """MLP on ``frame_stats`` columns (kind "mlp-features").
+
+    Columns pass through ``sign(x) log1p(|x|)`` (heavy tails), then StandardScaler and
+    the MLP. No early stopping by default: good and bad frames are separated by a wide
+    gap in flux_rel, so the held-out accuracy is perfect after a few epochs and early
+    stopping ends training with the boundary next to the bad frames (flux_rel 0.75-0.85,
+    seed dependent); training on until the loss settles moves it to the middle of the
+    gap (0.865 on the bundled samples), which generalizes to new scans
+    (bench/bench_models.py).
+
+    Parameters: ``columns`` (default :data:`DEFAULT_COLUMNS`), ``preset`` (a name of
+    :data:`PRESETS` or hidden layer sizes), ``class_names`` (order of ``predict_proba``),
+    ``unsafe_class`` (given to rows with NaN/inf features; default "bad"), ``seed``,
+    ``max_iter``, ``early_stopping``.
+
+    >>> model = FeatureMLP(preset="256-128-64").fit(table, labels)   # doctest: +SKIP
+    >>> model.predict(new_table), model.explain_unsafe(new_table)    # doctest: +SKIP
+    """
+
+    def __init__(self, columns=None, preset="512-256-128", class_names=("good", "bad"),
+                 unsafe_class=None, seed=0, max_iter=300, early_stopping=False):
+        self.columns = columns
+        self.preset = preset
+        self.class_names = class_names
+        self.unsafe_class = unsafe_class
+        self.seed = seed
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+
+    def _fit_columns(self):
+        return tuple(DEFAULT_COLUMNS if self.columns is None else self.columns)
+
+    def _transform(self, matrix):
+        return signed_log(matrix)
+
+
+@register("mlp-pixels")
+class PixelMLP(_PipelineMLP, FrameModel):
+    """MLP on frames binned to ``size`` x ``size`` and log-scaled (kind "mlp-pixels").
+
+    >>> model = PixelMLP(size=32).fit([scan_a, scan_b], labels)   # doctest: +SKIP
+    """
+
+    def __init__(self, preset="256-128-64", size=32, class_names=("good", "bad"), seed=0,
+                 max_iter=300, early_stopping=True):
+        self.preset = preset
+        self.size = size
+        self.class_names = class_names
+        self.seed = seed
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+
+    def _fit_prepared(self, stack, codes, groups):
+        keep = codes >= 0
+        self._fit_matrix(stack[keep].reshape(int(keep.sum()), -1), codes[keep])
+
+    def _proba_block(self, block):
+        return self._proba_matrix(block.reshape(len(block), -1))
 
 
 def train_mlp(features: pd.DataFrame, labels, preset="512-256-128", columns=None,
-              classes=("good", "bad"), seed=0, max_iter=300,
-              early_stopping=False) -> TrainedModel:
-    """MLP on feature-table columns; returns a TrainedModel of kind "mlp-features".
+              classes=("good", "bad"), seed=0, max_iter=300, early_stopping=False,
+              unsafe_class=None) -> FeatureMLP:
+    """``FeatureMLP(...).fit(features, labels)`` in one call (see :class:`FeatureMLP`).
 
-    No early stopping by default: good and bad frames are separated by a wide gap in
-    flux_rel, so the held-out accuracy is perfect after a few epochs and early stopping
-    ends training with the boundary next to the bad frames (flux_rel 0.75-0.85, seed
-    dependent); training on until the loss settles moves it to the middle of the gap
-    (0.865 on the bundled samples), which generalizes to new scans (bench/bench_models.py).
-
-    Columns pass through ``sign(x) log1p(|x|)`` first (heavy tails), then the Pipeline.
     ``features``: a ``frame_stats`` table; ``labels``: one per row (names, indices with
-    ``-1`` = unlabeled, or a LabelStore); ``columns``: default :data:`DEFAULT_COLUMNS`.
+    ``-1`` = unlabeled, or a LabelStore).
 
     >>> model = train_mlp(table, truth["label"], preset="256-128-64")   # doctest: +SKIP
     """
-    labels, classes = resolve_labels(labels, classes)
-    columns = tuple(DEFAULT_COLUMNS if columns is None else columns)
-    if len(labels) != len(features):
-        raise ModelError(f"{len(features)} feature rows but {len(labels)} labels")
-    model = TrainedModel("mlp-features", classes,
-                         build_pipeline(preset, seed, max_iter, early_stopping),
-                         columns=columns, preprocessing={"transform": "signed-log"},
-                         info={"preset": _preset_name(preset)})
-    _fit(model.estimator, model.feature_matrix(features), labels, len(classes))
-    return model
+    return FeatureMLP(columns=columns, preset=preset, class_names=classes,
+                      unsafe_class=unsafe_class, seed=seed, max_iter=max_iter,
+                      early_stopping=early_stopping).fit(features, labels)
 
 
 def train_pixel_mlp(frames, labels, preset="256-128-64", size=32, classes=("good", "bad"),
-                    seed=0, max_iter=300) -> TrainedModel:
-    """MLP on frames binned to ``size`` x ``size`` and log-scaled (kind "mlp-pixels").
+                    seed=0, max_iter=300) -> PixelMLP:
+    """``PixelMLP(...).fit(frames, labels)`` in one call (see :class:`PixelMLP`).
 
     ``frames``: array ``(n, H, W)``, FrameSource, path or a list of them (concatenated).
     """
-    labels, classes = resolve_labels(labels, classes)
-    stack, frame_shape = concat_prepared(frames, size)
-    if len(stack) != len(labels):
-        raise ModelError(f"{len(stack)} frames but {len(labels)} labels")
-    model = TrainedModel("mlp-pixels", classes, build_pipeline(preset, seed, max_iter),
-                         frame_shape=frame_shape, preprocessing={"size": size},
-                         info={"preset": _preset_name(preset)})
-    _fit(model.estimator, stack.reshape(len(stack), -1), labels, len(classes))
-    return model
-
-
-def _preset_name(preset):
-    return preset if isinstance(preset, str) else "-".join(str(h) for h in _hidden_layers(preset))
+    return PixelMLP(preset=preset, size=size, class_names=classes, seed=seed,
+                    max_iter=max_iter).fit(frames, labels)

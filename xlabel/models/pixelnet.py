@@ -12,23 +12,26 @@ input, so a model trained on scans of one count level judges scans of 100x more 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
 
 from ..errors import ModelError
 from ._deps import require_torch
-from .data import resolve_labels
+from .base import FrameModel
+from .data import check_class_counts, dtype_kind, scan_name
 from .frame_fit import (fit_network, load_counts, predict_source, resolve_device, torch_settings,
                         validation_split)
 from .frame_input import DEFAULT_INPUT, input_norm, n_input_channels, network_input, prepare_counts
-from .frames import as_source
+from .gradcam import invalid_mask
 from .networks import build
+from .persist import load_weights, save_weights
+from .registry import register
 
 torch = require_torch()
 
 __all__ = ["PixelCNN", "SupervisedAEClassifier"]
 
 
-class PixelCNN(ClassifierMixin, BaseEstimator):
+@register("cnn")
+class PixelCNN(FrameModel):
     """CNN on exposure-invariant frames (kind "cnn").
 
     Parameters: ``class_names``; ``size`` (frames binned to at most ``size`` x ``size``);
@@ -43,9 +46,7 @@ class PixelCNN(ClassifierMixin, BaseEstimator):
     ``frame_shape_``, ``info_`` (history, epochs run, validation scans).
     """
 
-    kind = "cnn"
     network_kind = "cnn"
-    uses_frames = True
 
     def __init__(self, class_names=("good", "bad"), size=64, input=DEFAULT_INPUT, channels=(8, 16, 32),
                  hidden=32, epochs=30, batch_size=64, lr=2e-3, patience=6, val_fraction=0.25, augment=True,
@@ -75,19 +76,17 @@ class PixelCNN(ClassifierMixin, BaseEstimator):
         indices, ``-1``/``""`` unlabeled, or a LabelStore) covering all of them.
         ``groups``: scan id per frame (default: the scans of ``X``)."""
         data, frame_shape, dtype = load_counts(X, self.size, progress=self.progress)
-        codes, classes = resolve_labels(y, self.class_names)
-        if len(codes) != len(data):
-            raise ModelError(f"{len(data)} frames but {len(codes)} labels")
+        codes, classes = self._labels(y, len(data))
+        check_class_counts(codes, classes, data.scans)
         groups = data.scans if groups is None else np.asarray(groups, dtype=object)
         if len(groups) != len(data):
             raise ModelError(f"{len(groups)} groups for {len(data)} frames")
         keep = np.flatnonzero(codes >= 0)
-        _check_classes(codes[keep], classes, groups[keep])
         fit_pos, val_pos = validation_split(groups[keep], codes[keep], self.val_fraction, self.seed)
         fit_idx, val_idx = keep[fit_pos], keep[val_pos]
         device = resolve_device(self.device)
         self.classes_ = np.asarray(classes, dtype=object)
-        self.frame_shape_, self.dtype_kind_ = tuple(int(s) for s in frame_shape), _kind(dtype)
+        self.frame_shape_, self.dtype_kind_ = tuple(int(s) for s in frame_shape), dtype_kind(dtype)
         self.norm_ = input_norm(data, self.input, fit_idx)
         config = {"mode": self.input, "norm": self.norm_, "epochs": int(self.epochs),
                   "batch_size": int(self.batch_size), "lr": float(self.lr), "patience": int(self.patience),
@@ -112,11 +111,6 @@ class PixelCNN(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ prediction
     @property
-    def classes(self) -> tuple:
-        self._require_fitted()
-        return tuple(self.classes_)
-
-    @property
     def network(self):
         """The trained ``torch.nn.Module`` (Grad-CAM explains its conv layers)."""
         self._require_fitted()
@@ -137,38 +131,30 @@ class PixelCNN(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X, progress=progress, reference=reference)
         return np.asarray(self.classes_, dtype=object)[proba.argmax(axis=1)]
 
-    def check_frames(self, frames):
-        """A FrameSource for ``frames``; ModelError naming the scan when its frame shape or
-        kind of values is not the one the model was trained on."""
-        self._require_fitted()
-        source = as_source(frames)
-        where = {"path": getattr(source, "path", None) or getattr(source, "name", None),
-                 "dataset": getattr(source, "dataset", None)}
-        if tuple(source.frame_shape) != self.frame_shape_:
-            raise ModelError(f"frames of shape {tuple(source.frame_shape)} do not fit this model "
-                             f"(trained on frames of shape {self.frame_shape_})", **where)
-        if _kind(source.dtype) != self.dtype_kind_:
-            raise ModelError(f"frames of {_kind(source.dtype)} values ({source.dtype}) do not fit this "
-                             f"model (trained on {self.dtype_kind_} values)", **where)
-        return source
-
     def cam_input(self, frames, reference=None):
         """What Grad-CAM needs: ``(network, input tensor, frame shape, class names, invalid)``;
         ``invalid`` (n, H, W) bool marks the pixels no model input came from."""
-        from .frame_input import _valid_mask, as_tensors
+        from .frame_input import as_tensors
         source = self.check_frames(frames)
         stack = source.read_all()
-        data = prepare_counts(stack, self.size, source, reference=reference,
-                              scan=getattr(source, "name", "frames"))
+        data = prepare_counts(stack, self.size, source, reference=reference, scan=scan_name(source))
         device = resolve_device(self.device)
         x = network_input(*as_tensors(data, None, device), self.input, self.norm_)
-        return self.network_, x, self.frame_shape_, self.classes, ~_valid_mask(stack, source)
+        return self.network_, x, self.frame_shape_, self.classes, invalid_mask(stack, source)
 
-    def _require_fitted(self):
-        if "classes_" not in self.__dict__:
-            raise ModelError(f"this {type(self).__name__} is not trained yet: call fit() first")
+    # ------------------------------------------------------------------ persistence
+    def _save_state(self, folder) -> dict:
+        save_weights(self.network_, folder)
+        return {**super()._save_state(folder), "norm": [float(v) for v in self.norm_]}
+
+    def _load_state(self, folder, state):
+        super()._load_state(folder, state)
+        self.norm_ = tuple(float(v) for v in state["norm"])
+        network = load_weights(self._build_network(), folder)
+        self.network_ = network.to(resolve_device(self.device))
 
 
+@register("sae")
 class SupervisedAEClassifier(PixelCNN):
     """Supervised convolutional autoencoder (kind "sae"): the industrial OK/not-OK recipe.
 
@@ -178,7 +164,6 @@ class SupervisedAEClassifier(PixelCNN):
     defect class), early stopping and parameters as :class:`PixelCNN`.
     """
 
-    kind = "sae"
     network_kind = "sae"
 
     def __init__(self, class_names=("good", "bad"), size=64, input=DEFAULT_INPUT, channels=(8, 16, 32),
@@ -194,17 +179,3 @@ class SupervisedAEClassifier(PixelCNN):
 
     def _network_params(self) -> dict:
         return {**super()._network_params(), "reconstruction_weight": float(self.reconstruction_weight)}
-
-
-def _kind(dtype) -> str:
-    return "float" if np.dtype(dtype).kind == "f" else "integer"
-
-
-def _check_classes(codes, classes, groups, minimum=5):
-    counts = np.bincount(codes, minlength=len(classes))
-    short = [(name, int(n)) for name, n in zip(classes, counts) if n < minimum]
-    if short:
-        scans = ", ".join(sorted(set(map(str, groups))))
-        found = ", ".join(f"{name!r}: {n}" for name, n in short)
-        raise ModelError(f"too few labeled frames per class in scan(s) {scans} ({found}); every class "
-                         f"of {classes} needs at least {minimum} to train a model")

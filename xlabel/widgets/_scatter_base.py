@@ -322,13 +322,13 @@ class SelectionMixin:
     def undo(self):
         """Undo the store's last step (any widget's or code's); returns its id or None."""
         step = self._require_store().undo()
-        self.plot.status = "undo: nothing to undo" if step is None else f"undid step {step}"
+        self.plot.status = self.store.last_action  # the store's words, as from code
         return step
 
     def redo(self):
         """Redo the store's last undone step; returns its id or None."""
         step = self._require_store().redo()
-        self.plot.status = "redo: nothing to redo" if step is None else f"redid step {step}"
+        self.plot.status = self.store.last_action
         return step
 
     def _require_store(self):

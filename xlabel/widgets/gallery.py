@@ -495,13 +495,13 @@ class FrameGallery(StatusMixin, widgets.VBox):
 
     @guarded
     def _undo_clicked(self):
-        step = self._store.undo()
-        self.set_status("nothing to undo" if step is None else f"undid step {step}")
+        self._store.undo()
+        self.set_status(self._store.last_action)  # the store's words, as from code
 
     @guarded
     def _redo_clicked(self):
-        step = self._store.redo()
-        self.set_status("nothing to redo" if step is None else f"redid step {step}")
+        self._store.redo()
+        self.set_status(self._store.last_action)
 
 
 def _button(description, callback):
