@@ -18,8 +18,8 @@ import numpy as np
 
 from ..errors import ModelError
 from ._deps import require_torch
-from .frame_input import (Counts, _check_frames, _valid_mask, as_tensors, network_input,
-                          prepare_counts, reference_flux, thin)
+from .frame_input import (Counts, _check_frames, _valid_mask, as_tensors, median_pattern, network_input,
+                          pattern_rows, prepare_counts, reference_flux, thin)
 from .frames import as_source
 
 torch = require_torch()
@@ -96,12 +96,23 @@ def load_counts(frames, size, progress=False):
             means = counts.reshape(len(counts), -1).sum(1, dtype=np.float64) / \
                 valid.reshape(len(valid), -1).sum(1)
             parts.append(Counts(counts, valid, reference_flux(means),
-                                np.full(len(counts), name, dtype=object)))
+                                np.full(len(counts), name, dtype=object),
+                                median_pattern(counts, valid)[None], np.zeros(len(counts), np.int64)))
     if not parts:
         raise ModelError("no frames to train on")
     data = Counts(*(np.concatenate([getattr(p, f) for p in parts])
-                    for f in ("counts", "valid", "reference", "scans")))
+                    for f in ("counts", "valid", "reference", "scans", "patterns")),
+                  np.concatenate([np.full(len(p), k) for k, p in enumerate(parts)]))
     return data, frame_shape, dtype
+
+
+def scan_pattern(source, size) -> np.ndarray:
+    """The scan's median pattern (:func:`~xlabel.models.frame_input.median_pattern`) from
+    :func:`~xlabel.models.frame_input.pattern_rows` of its frames, read by index."""
+    rows = pattern_rows(len(source))
+    data = prepare_counts(source[rows], size, source, reference=np.zeros(len(rows)),
+                          scan=_scan_name(source), pattern=np.ones(1))
+    return median_pattern(data.counts, data.valid)
 
 
 def scan_reference(source, progress_bar=None) -> np.ndarray:
@@ -151,10 +162,10 @@ def _flip(batch, generator):
 
 
 def _batch_input(data, index, config, device, generator, train):
-    counts, valid, reference = as_tensors(data, index, device)
+    counts, valid, reference, pattern = as_tensors(data, index, device)
     if train and config["augment_exposure"]:
         counts, reference = thin(counts, reference, generator=generator)
-    x = network_input(counts, valid, reference, config["mode"], config["norm"])
+    x = network_input(counts, valid, reference, pattern, config["mode"], config["norm"])
     return _flip(x, generator) if train and config["augment_flips"] else x
 
 
@@ -230,8 +241,9 @@ def predict_source(network, source, size, mode, norm, device, progress=False, re
     """Probabilities for every frame of ``source``, chunk by chunk.
 
     Pass 1 (skipped when ``reference`` is given): the scan's running-median flux, from the
-    frames' mean counts. Pass 2: each chunk is binned, turned into the network input and
-    classified; only one chunk is in memory at a time.
+    frames' mean counts; the scan's median pattern from up to PATTERN_FRAMES frames read
+    by index. Pass 2: each chunk is binned, turned into the network input and classified;
+    only one chunk is in memory at a time.
     """
     name = _scan_name(source)
     with _progress(len(source) * (1 if reference is not None else 2), name, progress) as bar:
@@ -240,10 +252,11 @@ def predict_source(network, source, size, mode, norm, device, progress=False, re
         reference = np.asarray(reference, dtype=np.float64)
         if len(reference) != len(source):
             raise ModelError(f"{len(reference)} reference values for {len(source)} frames", path=name)
+        pattern = scan_pattern(source, size) if len(source) else None
         parts = []
         for start, stack in source.iter_chunks():
             data = prepare_counts(stack, size, source, reference[start:start + len(stack)], scan=name,
-                                  start=start)
+                                  start=start, pattern=pattern)
             parts.append(predict_counts(network, data, mode, norm, device))
             bar.update(len(stack))
     n_classes = network.head[-1].out_features

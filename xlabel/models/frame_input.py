@@ -9,7 +9,14 @@ scan's ``reference`` flux (running median of the frames' mean counts, window 51:
 denominator of ``frame_stats``' ``flux_rel``). :func:`network_input` turns them into the
 network's input for one of :data:`INPUTS`:
 
-``"frame"`` (default)
+``"median"`` (default)
+    channel 0: ``log1p(r / m)``, standardised, where ``r`` is the block mean / frame mean
+    (the frame's pattern) and ``m`` the scan's median pattern (pixel-wise median of ``r``
+    over up to :data:`PATTERN_FRAMES` frames spread over the scan): what is *unusual* in
+    this frame for this scan (a dead module reads 0, a shadow 0.1, a streak several
+    times 1), independent of count level and of the scan's scattering; channel 1: the
+    relative flux plane as for "frame".
+``"frame"``
     channel 0: ``log1p(block mean / frame mean)``, standardised with the training set's
     mean/std: the frame's pattern, independent of its count level; channel 1: a constant
     plane ``FLUX_GAIN x (frame mean / reference - 1)`` (the frame's flux relative to its
@@ -30,7 +37,7 @@ exposure (binomial thinning of the counts) for training.
 >>> data = prepare_counts(stack, size=2, reference=[10.0, 200.0])   # two scans, 20x apart
 >>> data.counts.shape, data.valid[0].tolist()
 ((2, 2, 2), [[4.0, 4.0], [4.0, 4.0]])
->>> x = network_input(*as_tensors(data), mode="frame", norm=(0.0, 1.0))
+>>> x = network_input(*as_tensors(data), mode="median", norm=(0.0, 1.0))
 >>> bool((x[0] == x[1]).all())     # the network sees the same input at both levels
 True
 """
@@ -49,12 +56,15 @@ from .frames import binned_shape
 
 torch = require_torch()
 
-__all__ = ["INPUTS", "DEFAULT_INPUT", "REFERENCE_WINDOW", "Counts", "prepare_counts", "frame_means",
+__all__ = ["INPUTS", "DEFAULT_INPUT", "REFERENCE_WINDOW", "PATTERN_FRAMES", "Counts", "prepare_counts",
+           "median_pattern", "pattern_rows", "frame_means",
            "reference_flux", "as_tensors", "network_input", "n_input_channels", "thin",
            "input_norm"]
 
-INPUTS = ("frame", "scan", "global")
-DEFAULT_INPUT = "frame"
+INPUTS = ("median", "frame", "scan", "global")
+DEFAULT_INPUT = "median"
+#: Frames (spread evenly over a scan) whose pixel-wise median is the scan's pattern.
+PATTERN_FRAMES = 256
 #: Frames in the running median of the scan's flux (as ``frame_stats``' ``flux_rel``).
 REFERENCE_WINDOW = 51
 _MAX_RATIO = 1e3
@@ -64,24 +74,26 @@ _MAX_RATIO = 1e3
 #: (flux task recall 0.68 / precision 0.57, BENCHMARKS.md).
 FLUX_GAIN = 10.0
 _DARK = 0.01       # a frame darker than 1 % of its scan is normalised by 1 % of the scan
+_PATTERN_FLOOR = 0.05  # behind a beamstop (pattern ~0) the ratio to the pattern is noise
 
 
 @dataclass
 class Counts:
     """Binned counts of frames: ``counts`` (n, h, w) sums of the valid pixels of each block,
     ``valid`` (n, h, w) number of valid pixels per block, ``reference`` (n,) the scan's
-    running-median flux per frame (mean counts per valid pixel), ``scans`` (n,) scan names."""
+    running-median flux per frame (mean counts per valid pixel), ``scans`` (n,) scan names,
+    ``patterns`` (k, h, w) the median pattern of each scan and ``scan_index`` (n,) which
+    of them belongs to each frame."""
 
     counts: np.ndarray
     valid: np.ndarray
     reference: np.ndarray
     scans: np.ndarray
+    patterns: np.ndarray
+    scan_index: np.ndarray
 
     def __len__(self):
         return len(self.counts)
-
-    def subset(self, index) -> "Counts":
-        return Counts(self.counts[index], self.valid[index], self.reference[index], self.scans[index])
 
 
 def _block_sums(stack: np.ndarray, size) -> np.ndarray:
@@ -106,12 +118,14 @@ def _valid_mask(stack, source):
     return good & (raw >= 0) if raw.dtype.kind in "if" else good
 
 
-def prepare_counts(stack, size=None, source=None, reference=None, scan="frames", start=0) -> Counts:
+def prepare_counts(stack, size=None, source=None, reference=None, scan="frames", start=0,
+                   pattern=None) -> Counts:
     """Block sums of the valid pixels of ``stack`` (n, H, W) and valid-pixel counts per block.
 
     ``reference``: the scan's flux per frame (default: :func:`reference_flux` of these
-    frames, i.e. ``stack`` is taken as one whole scan). Frames without a single valid
-    pixel raise ModelError naming ``scan`` and the frames (numbered from ``start``).
+    frames, i.e. ``stack`` is taken as one whole scan); ``pattern``: the scan's median
+    pattern (default: :func:`median_pattern` of these frames). Frames without a single
+    valid pixel raise ModelError naming ``scan`` and the frames (numbered from ``start``).
     """
     good = _valid_mask(stack, source)
     values = np.where(good, np.asarray(stack, dtype=np.float32), np.float32(0))
@@ -120,9 +134,27 @@ def prepare_counts(stack, size=None, source=None, reference=None, scan="frames",
     _check_frames(valid, scan, start)
     if reference is None:
         reference = reference_flux(frame_means(counts, valid))
+    if pattern is None:
+        pattern = median_pattern(counts, valid)
     return Counts(counts, valid, np.asarray(reference, np.float64),
-                  np.full(len(counts), str(scan), dtype=object))
+                  np.full(len(counts), str(scan), dtype=object),
+                  np.asarray(pattern, np.float32)[None], np.zeros(len(counts), np.int64))
 
+
+def pattern_rows(n: int) -> np.ndarray:
+    """The frames of a scan of ``n`` whose median makes its pattern (evenly spread)."""
+    return np.unique(np.linspace(0, n - 1, min(n, PATTERN_FRAMES)).round().astype(np.int64))
+
+
+def median_pattern(counts, valid) -> np.ndarray:
+    """Pixel-wise median of the frames' patterns (block mean / frame mean; blocks without
+    valid pixels read 1) over :func:`pattern_rows` of them."""
+    rows = pattern_rows(len(counts))
+    counts, valid = counts[rows].astype(np.float64), valid[rows]
+    means = frame_means(counts, valid)[:, None, None]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(valid > 0, counts / np.maximum(valid, 1) / np.maximum(means, 1e-12), 1.0)
+    return np.median(ratio, axis=0).astype(np.float32)
 
 def _check_frames(valid, scan, start=0):
     empty = np.flatnonzero(valid.reshape(len(valid), -1).sum(axis=1) == 0)
@@ -150,16 +182,17 @@ def reference_flux(means, window: int = REFERENCE_WINDOW) -> np.ndarray:
 
 
 def as_tensors(data: Counts, index=None, device="cpu"):
-    """``(counts, valid, reference)`` as float32 tensors (optionally rows ``index``)."""
+    """``(counts, valid, reference, pattern)`` as float32 tensors (optionally rows ``index``)."""
     rows = slice(None) if index is None else index
-    return tuple(torch.from_numpy(np.array(a[rows], dtype=np.float32)).to(device)
-                 for a in (data.counts, data.valid, data.reference))
+    arrays = (data.counts[rows], data.valid[rows], data.reference[rows],
+              data.patterns[data.scan_index[rows]])
+    return tuple(torch.from_numpy(np.array(a, dtype=np.float32)).to(device) for a in arrays)
 
 
 def n_input_channels(mode: str) -> int:
     """Channels of :func:`network_input` for ``mode``."""
     _check_mode(mode)
-    return 2 if mode == "frame" else 1
+    return 2 if mode in ("frame", "median") else 1
 
 
 def _check_mode(mode):
@@ -167,7 +200,7 @@ def _check_mode(mode):
         raise ModelError(f"unknown frame input {mode!r}; choose one of {INPUTS}")
 
 
-def _image(counts, valid, reference, mode):
+def _image(counts, valid, reference, pattern, mode):
     """Un-standardised channel 0 and the frame means (torch)."""
     n_valid = valid.sum(dim=(1, 2)).clamp_min(1)
     mean = counts.sum(dim=(1, 2)) / n_valid
@@ -175,8 +208,11 @@ def _image(counts, valid, reference, mode):
     if mode == "global":
         return torch.log1p(block), mean
     reference = reference.clamp_min(1e-12)
-    scale = torch.maximum(mean, _DARK * reference) if mode == "frame" else reference
-    return torch.log1p((block / scale[:, None, None]).clamp_max(_MAX_RATIO)), mean
+    scale = reference if mode == "scan" else torch.maximum(mean, _DARK * reference)
+    ratio = block / scale[:, None, None]
+    if mode == "median":
+        ratio = (ratio + _PATTERN_FLOOR) / (pattern + _PATTERN_FLOOR)
+    return torch.log1p(ratio.clamp_max(_MAX_RATIO)), mean
 
 
 def input_norm(data: Counts, mode: str, index=None, batch=512) -> tuple[float, float]:
@@ -194,15 +230,16 @@ def input_norm(data: Counts, mode: str, index=None, batch=512) -> tuple[float, f
     return mean, std if std > 1e-8 else 1.0
 
 
-def network_input(counts, valid, reference, mode: str = DEFAULT_INPUT, norm=(0.0, 1.0)):
-    """The network's input ``(n, channels, h, w)`` from binned counts (torch tensors).
+def network_input(counts, valid, reference, pattern, mode: str = DEFAULT_INPUT, norm=(0.0, 1.0)):
+    """The network's input ``(n, channels, h, w)`` from binned counts (torch tensors;
+    ``pattern``: each frame's scan pattern, see :class:`Counts`).
 
     ``norm``: ``(mean, std)`` of channel 0 on the training set (:func:`input_norm`).
     """
     _check_mode(mode)
-    image, mean = _image(counts, valid, reference, mode)
+    image, mean = _image(counts, valid, reference, pattern, mode)
     image = ((image - norm[0]) / norm[1]).unsqueeze(1)
-    if mode != "frame":
+    if n_input_channels(mode) == 1:
         return image
     relative = FLUX_GAIN * ((mean / reference.clamp_min(1e-12)).clamp(0, 3) - 1)
     return torch.cat([image, relative[:, None, None, None].expand_as(image)], dim=1)

@@ -2,8 +2,9 @@
 
 :class:`PixelCNN` (kind "cnn") and :class:`SupervisedAEClassifier` (kind "sae") share one
 recipe (:mod:`xlabel.models.frame_fit`) and one input (:mod:`xlabel.models.frame_input`):
-each frame normalised by its own mean, plus its flux relative to its scan as a second
-input, so a model trained on scans of one count level judges scans of 100x more or less.
+each frame normalised by its own mean and by its scan's median pattern, plus its flux
+relative to its scan as a second input, so a model trained on scans of one count level
+judges scans of 100x more or less.
 
 >>> model = PixelCNN(epochs=10, progress=False).fit([scan_a, scan_b], labels)  # doctest: +SKIP
 >>> model.predict(new_scan)                                                    # doctest: +SKIP
@@ -35,7 +36,7 @@ class PixelCNN(FrameModel):
     """CNN on exposure-invariant frames (kind "cnn").
 
     Parameters: ``class_names``; ``size`` (frames binned to at most ``size`` x ``size``);
-    ``input`` ("frame" | "scan" | "global", see :mod:`xlabel.models.frame_input`);
+    ``input`` ("median" | "frame" | "scan" | "global", see :mod:`xlabel.models.frame_input`);
     ``channels`` (conv widths) and ``hidden`` (head width); ``epochs`` (at most),
     ``batch_size``, ``lr``, ``patience`` (early stopping on the validation loss of held-out
     scans), ``val_fraction``; ``augment`` (random flips), ``augment_exposure`` (thinning to
