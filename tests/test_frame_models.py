@@ -178,10 +178,12 @@ def test_defect_cnn_finds_local_defects_and_points_at_them(defect_task, defect_c
     assert recall >= 0.85 and precision >= 0.85, (recall, precision)
     scan = defect_task.test[0]
     bad = np.flatnonzero(scan.is_bad)
-    maps = cam(defect_cnn, scan.source(), target="bad", layer="all")[bad]
+    maps = cam(defect_cnn, scan.source(), target="bad")[bad]
     assert maps.shape == (len(bad), 32, 32)
     assert np.isnan(maps[:, scan.pixel_mask]).all()
     assert pointing_score(maps, defect_boxes(scan.truth)[bad], margin=1) >= 0.7
+    combined = cam(defect_cnn, scan.source(), target="bad", layer="all", method="smoothgrad++", n_samples=2)
+    assert combined.shape == (len(scan), 32, 32) and np.nanmax(combined) <= 1
 
 
 def test_supervised_autoencoder_trains_and_reconstructs(flux_task):
