@@ -308,3 +308,14 @@ def test_cli_train_cnn_then_filter_held_out_scans_of_other_exposure(flux_task, t
     recall = (predicted & truth).sum() / truth.sum()
     precision = (predicted & truth).sum() / max(predicted.sum(), 1)
     assert recall >= 0.95 and precision >= 0.9, (recall, precision)
+
+
+def test_cam_of_some_rows_uses_the_whole_scan_context(flux_task, flux_cnn):
+    """A widget explaining one frame gets the map the whole-scan explanation gives."""
+    scan = flux_task.test[1].source()
+    rows = [0, 5, 77]
+    whole = cam(flux_cnn, scan, target="bad")[rows]
+    some = cam(flux_cnn, scan, target="bad", rows=rows)
+    np.testing.assert_allclose(some, whole, atol=1e-5)
+    alone = cam(flux_cnn, scan[[77]], target="bad")   # one frame without its scan: other input
+    assert some.shape == (3, 32, 32) and alone.shape == (1, 32, 32)

@@ -34,6 +34,18 @@ def reference_weights(acts, grads, method):
     return (alpha * torch.relu(grads)).sum(dim=(2, 3))
 
 
+def reference_map(weights, acts, shape):
+    """ReLU(sum_k w_k A_k), bilinear to ``shape``, min-max scaled per map (zeros if constant)."""
+    maps = torch.relu((weights[:, :, None, None] * acts).sum(1, keepdim=True))
+    maps = torch.nn.functional.interpolate(maps, size=shape, mode="bilinear",
+                                           align_corners=False)[:, 0].numpy()
+    out = np.zeros_like(maps)
+    for i, m in enumerate(maps):
+        if m.max() > m.min():
+            out[i] = (m - m.min()) / (m.max() - m.min())
+    return out
+
+
 def reference_cam(net, x, layer_name, target, method):
     """(n, H, W) maps for the float input ``x`` (n, 1, H, W)."""
     layer = dict(net.named_modules())[layer_name]
@@ -50,14 +62,7 @@ def reference_cam(net, x, layer_name, target, method):
     (grads,) = torch.autograd.grad(score, acts)
     acts, grads = acts.detach().double(), grads.double()
     weights = reference_weights(acts, grads, method)
-    maps = torch.relu((weights[:, :, None, None] * acts).sum(1, keepdim=True))
-    maps = torch.nn.functional.interpolate(maps, size=x.shape[2:], mode="bilinear",
-                                           align_corners=False)[:, 0].numpy()
-    out = np.zeros_like(maps)
-    for i, m in enumerate(maps):
-        if m.max() > m.min():
-            out[i] = (m - m.min()) / (m.max() - m.min())
-    return out
+    return reference_map(weights, acts, x.shape[2:])
 
 
 # ---------------------------------------------------------------- models
@@ -222,14 +227,7 @@ def reference_smooth(net, x, layer_name, target, n_samples, noise, seed):
     alpha = torch.where(den != 0, g2 / torch.where(den != 0, den, torch.ones_like(den)),
                         torch.zeros_like(g2))
     weights = (alpha * torch.relu(g1)).sum(dim=(2, 3))
-    maps = torch.relu((weights[:, :, None, None] * acts).sum(1, keepdim=True))
-    maps = torch.nn.functional.interpolate(maps, size=x.shape[2:], mode="bilinear",
-                                           align_corners=False)[:, 0].numpy()
-    out = np.zeros_like(maps)
-    for i, m in enumerate(maps):
-        if m.max() > m.min():
-            out[i] = (m - m.min()) / (m.max() - m.min())
-    return out
+    return reference_map(weights, acts, x.shape[2:])
 
 
 def test_smoothgrad_cam_plus_plus_matches_reference(user_net, frames):

@@ -38,7 +38,7 @@ _EPS = 1e-7
 
 
 def cam(model, frames, target=None, layer=None, method="gradcam", batch_size=16, *,
-        n_samples=8, noise=0.15, seed=0, invalid="nan", reference=None) -> np.ndarray:
+        n_samples=8, noise=0.15, seed=0, invalid="nan", reference=None, rows=None) -> np.ndarray:
     """Class activation maps ``(n, H, W)`` at frame resolution, each scaled to [0, 1].
 
     ``model``: an xlabel frame model with a network (CNNClassifier, PixelCNN, ...) or a
@@ -53,7 +53,9 @@ def cam(model, frames, target=None, layer=None, method="gradcam", batch_size=16,
     ``seed``). ``invalid``: "nan" sets the scan's invalid pixels (masked, flagged,
     non-finite) to NaN in maps of xlabel models; "keep" leaves them. ``reference``: the
     scan's running flux per frame for models that judge flux relative to the scan
-    (default: from ``frames``).
+    (default: from ``frames``). ``rows``: explain only these frames of the scan ``frames``
+    (models that judge a frame against its scan then still see the whole scan's context;
+    a widget showing one frame passes its index here).
 
     Each map is ReLU(sum_k w_k A_k), upsampled bilinearly to the frame size, then
     min-max scaled per frame over its valid pixels; a map that is constant (e.g. all
@@ -63,7 +65,7 @@ def cam(model, frames, target=None, layer=None, method="gradcam", batch_size=16,
         raise ModelError(f"unknown CAM method {method!r}; choose one of {METHODS}")
     if invalid not in ("nan", "keep"):
         raise ModelError(f"invalid= must be 'nan' or 'keep', got {invalid!r}")
-    network, inputs, out_shape, classes, invalid_mask = _inputs(model, frames, reference)
+    network, inputs, out_shape, classes, invalid_mask = _inputs(model, frames, reference, rows)
     modules = [_find_layer(network, name) for name in _layer_names(network, layer)]
     targets = _targets(target, len(inputs), classes)
     smooth = {"n_samples": int(n_samples), "noise": float(noise),
@@ -186,11 +188,14 @@ def default_layer(network) -> str:
     return names[-1]
 
 
-def _inputs(model, frames, reference=None):
+def _inputs(model, frames, reference=None, rows=None):
     """(network, float input tensor (n, C, h, w), output map shape, class names or None,
     invalid pixels (n, H, W) bool or None)."""
     if hasattr(model, "cam_input"):
-        return model.cam_input(frames, reference=reference)
+        return model.cam_input(frames, reference=reference, rows=rows)
+    if rows is not None:
+        from .frames import as_source
+        frames = as_source(frames)[np.asarray(rows, dtype=np.int64)]
     if isinstance(model, FrameModel):
         if not hasattr(model, "network_input"):
             raise ModelError(f"a {model.kind!r} model has no neural network layers for Grad-CAM")

@@ -27,10 +27,10 @@ torch = require_torch()
 nn = torch.nn
 F = nn.functional
 
-__all__ = ["FrameNet", "SupervisedAE", "build", "NETWORKS"]
+__all__ = ["FrameNet", "SupervisedAE", "build", "conv_encoder", "NETWORKS"]
 
 
-def _encoder(channels) -> nn.Sequential:
+def conv_encoder(channels) -> nn.Sequential:
     """conv1 (+ReLU), pool, conv2, ... : a 2x2 max-pool before every conv but the first."""
     layers = OrderedDict()
     previous = 1
@@ -51,7 +51,7 @@ class _Classifier(nn.Module):
         if in_channels not in (1, 2):
             raise ValueError(f"in_channels must be 1 or 2, got {in_channels}")
         self.in_channels = in_channels
-        self.features = _encoder(channels)
+        self.features = conv_encoder(channels)
         extra = in_channels - 1
         self.head = nn.Sequential(nn.Linear(2 * channels[-1] + extra, hidden), nn.ReLU(),
                                   nn.Linear(hidden, n_classes))

@@ -132,16 +132,35 @@ class PixelCNN(FrameModel):
         proba = self.predict_proba(X, progress=progress, reference=reference)
         return np.asarray(self.classes_, dtype=object)[proba.argmax(axis=1)]
 
-    def cam_input(self, frames, reference=None):
+    def cam_input(self, frames, reference=None, rows=None):
         """What Grad-CAM needs: ``(network, input tensor, frame shape, class names, invalid)``;
-        ``invalid`` (n, H, W) bool marks the pixels no model input came from."""
+        ``invalid`` (n, H, W) bool marks the pixels no model input came from. ``rows``:
+        only these frames of the scan ``frames``, judged in the whole scan's context (its
+        running flux and median pattern, computed once per scan and cached)."""
         from .frame_input import as_tensors
         source = self.check_frames(frames)
-        stack = source.read_all()
-        data = prepare_counts(stack, self.size, source, reference=reference, scan=scan_name(source))
+        if rows is None:
+            stack, pattern = source.read_all(), None
+        else:
+            rows = np.asarray(rows, dtype=np.int64)
+            full_reference, pattern = self._scan_context(source)
+            stack = source[rows]
+            reference = full_reference[rows] if reference is None else np.asarray(reference)[rows]
+        data = prepare_counts(stack, self.size, source, reference=reference, scan=scan_name(source),
+                              pattern=pattern)
         device = resolve_device(self.device)
         x = network_input(*as_tensors(data, None, device), self.input, self.norm_)
         return self.network_, x, self.frame_shape_, self.classes, invalid_mask(stack, source)
+
+    def _scan_context(self, source):
+        """(running flux per frame, median pattern) of a whole scan, cached for the last scan."""
+        from .frame_fit import scan_pattern, scan_reference
+        key = (id(source), len(source), scan_name(source))
+        cached = self.__dict__.get("_context")
+        if cached is None or cached[0] != key:
+            cached = (key, scan_reference(source), scan_pattern(source, self.size))
+            self._context = cached
+        return cached[1], cached[2]
 
     # ------------------------------------------------------------------ persistence
     def _save_state(self, folder) -> dict:
