@@ -10,15 +10,25 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Jupyter refuses to run as root unless told; containers and CI machines often are root.
 ROOTOK := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
-.PHONY: lab test install chromium bench samples clean
+.PHONY: lab lab-notebooks test install chromium bench samples clean
 
-# The dev extra brings jupytext: saving a notebook in JupyterLab also updates its paired .py.
-lab: $(STAMP)
-	$(BIN)/jupyter lab $(ROOTOK) --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
+# JupyterLab runs on lab/, a git-ignored working copy of notebooks/ (tools/lab_copy.py: newer
+# sources win; a copy the learner edited is moved to lab/edited/ first, never overwritten),
+# so autosave, outputs and File > New never touch the tracked notebooks.
+# Teachers edit the tracked notebooks with `.venv/bin/jupyter lab notebooks/` (README).
+LAB ?= lab
+
+lab: $(STAMP) lab-notebooks
+	$(BIN)/jupyter lab $(ROOTOK) --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=$(LAB) \
 		--LabApp.default_url=/lab/tree/01_explore_raw_scans.ipynb
 
+lab-notebooks:
+	$(PYTHON) tools/lab_copy.py notebooks $(LAB)
+
+# --doctest-modules runs the docstring examples of xlabel/ too (conftest.py: which, and why
+# notebooks/*.py are never imported).
 test: $(STAMP) chromium
-	$(BIN)/python -m pytest --nbval-lax tests notebooks
+	$(BIN)/python -m pytest --nbval-lax --doctest-modules tests notebooks xlabel
 
 install: $(STAMP)
 

@@ -47,6 +47,20 @@ def bench_paging(source, store, per_page, repeat):
     return gallery
 
 
+def bench_first_page(source, per_page, repeat):
+    """A new gallery's first page: contrast per frame vs the default shared range.
+
+    The shared range reads and block-averages 8 reference frames once per gallery.
+    """
+    shown = np.arange(per_page)
+    per_frame = median_time(lambda i: FrameGallery(source, shown, per_page=per_page,
+                                                   vrange="frame"), repeat)
+    report(f"new gallery, page of {per_page}, contrast per frame", per_frame)
+    shared = median_time(lambda i: FrameGallery(source, shown, per_page=per_page), repeat)
+    report(f"new gallery, page of {per_page}, shared range (default)", shared, per_frame,
+           "per frame")
+
+
 def bench_encoder(source, repeat):
     rgb = _frame_rgb(source[0], source, max_size=128)
     ours = median_time(lambda i: encode_png(rgb), repeat)
@@ -87,6 +101,7 @@ def main(argv=None):
     print(f"{args.frames} frames {args.shape[0]}x{args.shape[1]} uint16, "
           f"{args.per_page} per page, median of {args.repeat}")
     gallery = bench_paging(source, store, args.per_page, args.repeat)
+    bench_first_page(source, args.per_page, args.repeat)
     bench_encoder(source, args.repeat * 10)
     bench_redraw(store, gallery, args.repeat * 10)
 

@@ -235,6 +235,71 @@ print("Exercise 3: correct.")
 # thresholds move from beamline to beamline and new kinds of bad frames appear: that is why
 # the next notebooks cluster, correct labels by hand and train a classifier.
 #
+# ## Spots: hits and blanks
+#
+# In serial crystallography most frames are **blanks** (no crystal in the beam) and the useful
+# ones are **hits** showing Bragg spots. Hit finders (Cheetah, OnDA, DIALS) count the spots
+# of every frame. `frame_stats(..., spots=True)` adds that count, `n_spots`, and the summed
+# spot intensity: pixels standing out of the local background (median of 8x8 tiles, noise
+# from the MAD) are grouped into spots by DBSCAN. Module gaps, dead pixels and hot pixels
+# never become spots; powder or ice rings are the usual false spots. A small U-Net
+# (`xlabel.models.unet`, `method="unet"`) can select the pixels instead: see BENCHMARKS.md.
+#
+# The scan below is synthetic (`xlabel.synth.make_spot_scan`): about half of its frames are
+# hits, and hits and blanks alike carry powder rings, module gaps and hot pixels.
+
+# %%
+from sklearn.metrics import roc_auc_score
+
+from xlabel.spots import find_spots
+from xlabel.synth import make_spot_scan
+
+spot_scan = make_spot_scan(n_frames=64, frame_shape=(128, 128), seed=4)
+spot_stats = xlabel.frame_stats(spot_scan.source(), spots=True)
+spot_stats["truth"] = np.where(spot_scan.truth["hit"], "hit", "blank")
+print(spot_stats.groupby("truth")["n_spots"].describe()[["count", "min", "50%", "max"]])
+print(f"ROC AUC of n_spots for hits: {roc_auc_score(spot_scan.truth['hit'], spot_stats['n_spots']):.3f}")
+px.strip(spot_stats, x="n_spots", y="truth", color="truth", height=300,
+         title="Spots per frame (threshold): hits vs blanks")
+
+# %% [markdown]
+# Hits get many spots, most blanks few, but some blanks get dozens: the rings break into
+# pieces that look like spots to a threshold. Circled on one of them:
+
+# %%
+spots = find_spots(spot_scan.source(), progress=False)
+worst_blank = int(spot_stats.loc[spot_stats["truth"] == "blank"].sort_values("n_spots")["frame"].iloc[-1])
+image = np.log1p(np.where(spot_scan.pixel_mask, 0, spot_scan.frames[worst_blank]).astype(float))
+fig = px.imshow(image, color_continuous_scale="gray", height=450,
+                title=f"blank frame {worst_blank}: {int((spots['frame'] == worst_blank).sum())} false spots")
+on_frame = spots[spots["frame"] == worst_blank]
+fig.add_scatter(x=on_frame["x"], y=on_frame["y"], mode="markers", name="found",
+                marker=dict(symbol="circle-open", size=12, color="red"))
+fig
+
+# %% [markdown]
+# A small U-Net, trained in a few seconds on *other* synthetic scans (focal loss, so it leans
+# toward finding every spot), selects the pixels instead of the threshold; its decision
+# threshold is tuned on a third scan. It has learned that a spot is compact and a ring is
+# not. (Trained longer, as in BENCHMARKS.md, it does better still.)
+
+# %%
+from xlabel.models.unet import train_spot_unet
+from xlabel.spots import tune_threshold
+
+train_scans = [make_spot_scan(n_frames=24, frame_shape=(96, 96), seed=s) for s in (11, 12)]
+selector = train_spot_unet([t.frames for t in train_scans], [t.spot_pixels() for t in train_scans],
+                           pixel_mask=[t.pixel_mask for t in train_scans], steps=200,
+                           batch_size=8, patch=48, alpha=0.9)
+tune_threshold(selector, [make_spot_scan(n_frames=16, frame_shape=(96, 96), seed=13)])
+unet_stats = xlabel.frame_stats(spot_scan.source(), spots=selector, progress=False)
+unet_stats["truth"] = spot_stats["truth"]
+print(unet_stats.groupby("truth")["n_spots"].describe()[["count", "min", "50%", "max"]])
+print(f"ROC AUC of n_spots for hits: {roc_auc_score(spot_scan.truth['hit'], unet_stats['n_spots']):.3f}")
+px.strip(unet_stats, x="n_spots", y="truth", color="truth", height=300,
+         title="Spots per frame (U-Net selection): hits vs blanks")
+
+# %% [markdown]
 # ## Optional: real beamline data
 #
 # If the folder `shared/realdata` sits next to the repository (see its README), this cell
@@ -269,5 +334,7 @@ fig
 # - Frames are best viewed on a log scale.
 # - The flux-vs-frame scatter shows the shutter ramp and beam losses at a glance;
 #   `flux_rel` compares each frame to its neighbours; `frac_saturated` finds saturation.
+# - `frame_stats(..., spots=True)` counts spots per frame (`n_spots`): hits vs blanks;
+#   rings make false spots for a threshold, fewer for the U-Net selection.
 #
 # Next: **02_cluster_and_compare.ipynb** finds the groups automatically with K-means and DBSCAN.

@@ -28,7 +28,6 @@
 # changes, and every change is journaled to disk before it returns.
 
 # %%
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -51,11 +50,14 @@ def agreement(store):
 # %% [markdown]
 # ## Seed the labels from clusters
 #
-# The store lives in a folder (here a temporary one; use a folder next to your data in real
-# work). `order_by` makes cluster 0 the darkest, so the mapping "0 is bad" is safe.
+# The store lives in a folder: here `work_03/` next to this notebook (git-ignored; in real
+# work, a folder next to your data). It is kept between runs: running this cell again, or
+# the whole notebook in a new kernel, reopens the same store with its history, and
+# `seed_from` then starts a new step on top of it. `order_by` makes cluster 0 the darkest,
+# so the mapping "0 is bad" is safe.
 
 # %%
-work = Path(tempfile.mkdtemp(prefix="xlabel-notebook3-"))
+work = Path("work_03")
 store = LabelStore(len(table), classes=("good", "bad"), path=work / "scan_a.xlabel")
 ids = cluster.order_by(cluster.kmeans(table, k=2), table["mean"])
 store.seed_from(ids, mapping={0: "bad", 1: "good"}, source="kmeans")
@@ -67,7 +69,9 @@ print(store.counts(), f"agreement with the truth: {agreement(store):.2%}")
 # Run the next cell. In the scatter, pick the **lasso** tool, draw around the points you want
 # to relabel, then press the **bad** button (or key `2`). `Ctrl+Z` undoes. Turn on the log
 # axis or switch `y` to `flux_rel` to see the shutter ramp better. The selected frames appear
-# as thumbnails below the plot.
+# as thumbnails below the plot, six per page: first those whose label differs from their
+# neighbours' (the edges K-means is least sure about), all drawn with one brightness range so
+# that a beam-loss frame looks dark (the *contrast* menu stretches each frame instead).
 #
 # Look at the end of the shutter ramp and at the edges of the beam loss near frame 70: a few
 # half-bright frames are still colored *good*.
@@ -131,13 +135,14 @@ store.provenance(10)
 # %% [markdown]
 # ## Save, reopen, export
 #
-# There is no "save" button to forget: the journal on disk already holds every step.
-# `close()` releases the files; `LabelStore.open` reopens the folder with labels, history and
-# provenance. `to_csv` exports `frame,label,...` for `xlabel train` or any other tool.
+# There is no "save" button to forget: the journal on disk already holds every step, so
+# `LabelStore.open` gives back labels, history and provenance from the folder, in this
+# kernel, another notebook or after a restart. `to_csv` exports `frame,label,...` for
+# `xlabel train` or any other tool. `store.close()` releases the folder when you are done
+# labeling; this notebook leaves the store open so that the scatter above keeps working.
 
 # %%
 path = store.path
-store.close()
 print(sorted(p.name for p in Path(path).iterdir()))
 
 # %% [markdown] tags=["exercise"]

@@ -73,7 +73,8 @@ lazy.per_class
 #
 # Two multi-layer perceptrons, 512-256-128 and 256-128-64 hidden units. First on the raw
 # mean flux alone (the classic baseline), then on xlabel's default features
-# (`flux_rel`, `frac_saturated`), which do not depend on the scan's exposure.
+# (`flux_local`, `flux_scan`, `frac_saturated`: flux relative to the frames with beam nearby
+# and in the whole scan, and the saturated fraction), which do not depend on the exposure.
 
 # %%
 def bad_scores(model, data, truth):
@@ -201,8 +202,8 @@ print("Exercise 2: correct.")
 # - Split **by scan**: neighbouring frames are near copies, so a random split flatters.
 # - With imbalanced classes, report recall and precision of the rare class and balanced
 #   accuracy, not accuracy.
-# - Features that are relative to the scan (`flux_rel`, `frac_saturated`) generalize to new
-#   scans; absolute flux does not. The CNN learns from pixels and needs more epochs.
+# - Features that are relative to the scan (`flux_local`, `flux_scan`, `frac_saturated`)
+#   generalize to new scans; absolute flux does not. The CNN learns from pixels and needs more epochs.
 # - The confusion-matrix viewer turns model errors into label corrections.
 #
 # Next: **05_explain_and_filter.ipynb** asks what the CNN looks at and filters a new scan.

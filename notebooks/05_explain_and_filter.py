@@ -26,8 +26,8 @@
 # %%
 import json
 import subprocess
+import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +129,9 @@ print("Exercise 1: correct.")
 all_stats = xlabel.frame_stats(train_sources)
 mlp = models.train_mlp(all_stats, train_labels, preset="256-128-64", max_iter=100)
 
-work = Path(tempfile.mkdtemp(prefix="xlabel-notebook5-"))
+work = Path("work_05")                   # scratch folder next to this notebook (git-ignored),
+shutil.rmtree(work, ignore_errors=True)  # emptied at each run, so nothing piles up
+work.mkdir()
 models.save_model(mlp, work / "model.xlmodel")
 new = synth.make_scan(n_frames=300, seed=2024, name="new_scan")
 new_master = synth.write_scan(new, work / "new_scan")

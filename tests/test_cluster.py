@@ -103,7 +103,7 @@ def test_dbscan_on_frame_stats_table_uses_mean_and_reports_eps():
     labels, info = dbscan(table, return_info=True)
     assert labels.dtype.kind == "i"
     assert info["eps_source"] == "knee" and info["eps"] > 0 and info["columns"] == ["mean"]
-    assert dbscan.last_info == info
+    assert not hasattr(dbscan, "last_info")  # no state kept between calls: return_info
     assert info["n_clusters"] == labels.max() + 1 and info["n_noise"] == np.sum(labels == -1)
     # with the knee eps the dark and the bright frames are never in one cluster
     assert not set(labels[truth == 0]) - {-1} & set(labels[truth == 1]) - {-1}
@@ -295,8 +295,8 @@ def test_nan_features_name_the_frames(func):
 def test_dbscan_only_noise_warns_with_suggested_eps():
     x = np.arange(0.0, 100.0, 10.0)
     with pytest.warns(ClusterWarning, match=r"only noise.*Try eps=") as caught:
-        labels = dbscan(x, eps=1.0, min_samples=3, scale=False)
-    assert (labels == -1).all() and dbscan.last_info["n_clusters"] == 0
+        labels, info = dbscan(x, eps=1.0, min_samples=3, scale=False, return_info=True)
+    assert (labels == -1).all() and info["n_clusters"] == 0
     suggested = [float(v) for v in re.findall(r"eps=([0-9.e+-]+) \(", str(caught[0].message))]
     assert len(suggested) == 2
     for eps in suggested:  # every suggestion finds the one cluster

@@ -160,12 +160,38 @@ def test_contiguous_dataset_split_into_several_pieces(tmp_path):
     assert plan is not None and plan.n_chunks >= 3
     assert plan.starts[-1] + plan.frames_in(plan.n_chunks - 1) == 2100
     buffers = ReadBuffers()
-    pieces = [plan.read(k0, k1, buffers) for k0, k1 in plan.chunk_ranges(0, 2100, 1 << 20)]
+    pieces = []
+    for k0, k1 in plan.chunk_ranges(0, 2100, 1 << 20):
+        first, block = plan.read(k0, k1, buffers)
+        pieces.append((first, block.copy()))  # the block lives in buffers until their next use
     assert [first for first, _ in pieces] == sorted(first for first, _ in pieces)
     got = np.concatenate([block for _, block in pieces])
     assert same_bytes(got, frames.reshape(2100, -1))
     first, two = plan.read(0, 2, buffers)
     assert first == 0 and same_bytes(two, frames[:2 * plan.chunk_frames].reshape(-1, 64 * 64))
+
+
+@pytest.mark.parametrize("name", ["contiguous", "chunks1", "chunks3", "gzip", "bslz4"])
+def test_read_pieces_cover_the_range_in_order(tmp_path, name):
+    """read_pieces gives the frames read() gives, in pieces of whole frames (uncompressed:
+    about piece_bytes each; compressed: one piece), for every chunk range."""
+    frames = sample_frames(11, (37, 41), "uint16")
+    expected, plan = read_and_plan(write_scan(tmp_path / "s.h5", frames, layout(name, (37, 41))))
+    flat = expected.reshape(len(expected), -1)
+    piece_bytes = 3 * plan.frame_nbytes + 7  # three frames a piece
+    for k0 in range(plan.n_chunks):
+        for k1 in range(k0 + 1, plan.n_chunks + 1):
+            pieces = [(first, block.copy()) for first, block in
+                      plan.read_pieces(k0, k1, ReadBuffers(), piece_bytes)]
+            first, whole = plan.read(k0, k1, ReadBuffers())
+            assert pieces[0][0] == first
+            assert all(a[0] + len(a[1]) == b[0] for a, b in zip(pieces[:-1], pieces[1:]))
+            assert same_bytes(np.concatenate([b for _, b in pieces]), whole)
+            assert same_bytes(whole, flat[first:first + len(whole)])
+            if plan.filters:
+                assert len(pieces) == 1
+            else:
+                assert max(len(b) for _, b in pieces) <= 3
 
 
 @pytest.mark.parametrize("create", [

@@ -47,6 +47,24 @@ def reference(frames, invalid, saturation, window=51):
     table["flux_rel"] = table["mean"] / running_median(table["mean"].to_numpy(), window)
     order = table["mean"].rank().to_numpy()
     table["flux_rank"] = (order - 1) / (len(order) - 1)
+    return add_beam_reference(table, window)
+
+
+def add_beam_reference(table, window=51):
+    """flux_scan, flux_local, no_beam the obvious way: frame by frame, in plain numpy."""
+    mean = table["mean"].to_numpy(float)
+    level = np.nanquantile(mean, 0.9)
+    beam = (mean > 0.1 * level) & (table["max"].to_numpy(float) > 0)
+    reference = np.median(mean[beam])
+    half = window // 2
+    local = []
+    for i in range(len(mean)):
+        near = np.arange(max(0, i - half), min(len(mean), i + half + 1))
+        near = near[beam[near]]
+        local.append(np.median(mean[near]) if len(near) else reference)
+    table["flux_scan"] = mean / reference
+    table["flux_local"] = mean / np.array(local)
+    table["no_beam"] = (~beam).astype(float)
     return table
 
 
@@ -289,3 +307,60 @@ def test_dask_true_starts_and_closes_its_own_local_cluster(tmp_path):
     path = str(write_h5(tmp_path / "scan.h5", frames))
     remote = frame_stats(path, dask=True, workers=1, progress=False)
     pd.testing.assert_frame_equal(remote, frame_stats(path, workers=1, progress=False))
+
+
+# -- beam reference: dark blocks, closed shutters, frames without beam (issue 11) ---------
+
+def beam_scan(n=300, dark=(100, 160), level=30_000.0, dark_level=100.0, seed=0):
+    """Frames at ``level`` drifting by +-10 %, with a block of dark frames at ``dark_level``."""
+    rng = np.random.default_rng(seed)
+    means = level * (1 + 0.1 * np.sin(np.arange(n) / 40.0))
+    means[dark[0]:dark[1]] = dark_level
+    frames = rng.poisson(means[:, None, None], size=(n, 6, 5)).astype(np.uint16)
+    return frames, np.isin(np.arange(n), np.arange(*dark))
+
+
+def test_a_long_dark_block_cannot_pull_the_beam_reference_down():
+    frames, dark = beam_scan()
+    table = frame_stats(frames, progress=False)
+    # the old running-median feature is blind inside a block longer than half its window
+    assert table.loc[dark, "flux_rel"].between(0.9, 1.1).mean() > 0.4
+    assert (table.loc[dark, "flux_scan"] < 0.01).all()
+    assert (table.loc[dark, "flux_local"] < 0.01).all()
+    assert (table.loc[dark, "no_beam"] == 1).all() and (table.loc[~dark, "no_beam"] == 0).all()
+    assert table.loc[~dark, "flux_local"].between(0.95, 1.05).all()
+    assert table.loc[~dark, "flux_scan"].between(0.85, 1.15).all()
+
+
+def test_a_scan_that_opens_with_a_closed_shutter_has_defined_no_beam_features():
+    frames, _ = beam_scan(n=400, dark=(0, 0))
+    frames[:60] = 0
+    table = frame_stats(frames, progress=False)
+    assert table.loc[:59, "flux_rel"].isna().all()     # running median 0: undefined
+    assert (table.loc[:59, ["flux_scan", "flux_local"]] == 0).all().all()
+    assert (table.loc[:59, "no_beam"] == 1).all() and (table.loc[60:, "no_beam"] == 0).all()
+    assert table.loc[60:, "flux_local"].between(0.95, 1.05).all()
+
+
+def test_frames_without_valid_pixels_and_scans_without_beam_have_undefined_features():
+    frames, _ = beam_scan(n=40, dark=(0, 0))
+    frames = frames.astype(np.float32)
+    frames[5] = np.nan
+    table = frame_stats(frames, progress=False)
+    assert table.loc[5, ["flux_scan", "flux_local", "no_beam"]].isna().all()
+    assert table.drop(index=5)[["flux_scan", "flux_local", "no_beam"]].notna().all().all()
+    dark = frame_stats(np.zeros((10, 4, 4), np.uint16), progress=False)
+    assert dark["flux_scan"].isna().all() and dark["flux_local"].isna().all()
+    assert (dark["no_beam"] == 1).all()
+
+
+def test_real_k11_darks_have_no_beam_and_flats_and_projections_do(realdata):
+    # Real data: Diamond K11 (DIAD) scan of ../shared/realdata/dls_k11_diad_tomo.
+    master = realdata / "dls_k11_diad_tomo" / "k11-18014.nxs"
+    table = frame_stats(open_scan(master), progress=False)
+    with h5py.File(master, "r", locking=False) as f:
+        dark = f["/entry/instrument/imaging/image_key"][()] == 2
+    assert (table.loc[dark, "no_beam"] == 1).all() and (table.loc[~dark, "no_beam"] == 0).all()
+    assert (table.loc[dark, "flux_local"] < 0.01).all()
+    assert table.loc[~dark, "flux_local"].between(0.95, 1.05).all()
+    assert table.loc[~dark, "flux_scan"].between(0.6, 1.3).all()

@@ -393,3 +393,32 @@ def test_user_h5py_handles_with_other_locking_flags_coexist(tmp_path):
     with h5py.File(master, "r") as default:  # default flags while the source holds handles
         src[0]
         assert "entry" in default
+
+
+# -- error kinds -----------------------------------------------------------------------
+
+def test_errors_are_also_the_builtin_kinds(tmp_path):
+    """A missing file is an OSError, a bad argument a ValueError (and both XLabelErrors);
+    pickling (results back from Dask workers) keeps the file, dataset and frame."""
+    from xlabel.errors import ClusterError, FeatureError, ScanArgumentError, XLabelError
+
+    with pytest.raises(OSError) as missing:
+        open_scan(tmp_path / "nope.h5")
+    assert isinstance(missing.value, ScanError) and isinstance(missing.value, XLabelError)
+    with pytest.raises(ValueError) as bad_mode:
+        open_scan(frames(), invalid_values="sometimes")
+    assert isinstance(bad_mode.value, ScanArgumentError)
+    with pytest.raises(ValueError):
+        open_scan(frames(), mask=np.zeros((2, 2), bool))
+    with pytest.raises(ValueError):
+        open_scan(frames())[99]
+    with pytest.raises(ValueError) as bad_stats:
+        xlabel.frame_stats(frames(), stats="most", progress=False)
+    assert isinstance(bad_stats.value, FeatureError)
+    with pytest.raises(ValueError) as few:
+        xlabel.cluster.kmeans(np.arange(3.0), k=5)
+    assert isinstance(few.value, ClusterError)
+    err = ScanError("frame 7 is unreadable", path="scan.h5", dataset="/entry/data/data", frame=7)
+    again = pickle.loads(pickle.dumps(err))
+    assert type(again) is ScanError and str(again) == str(err)
+    assert (again.path, again.dataset, again.frame) == ("scan.h5", "/entry/data/data", 7)

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 EXPECTED = ["01_explore_raw_scans.ipynb", "02_cluster_and_compare.ipynb",
             "03_correct_labels_by_lasso.ipynb", "04_train_a_classifier.ipynb",
-            "05_explain_and_filter.ipynb"]
+            "05_explain_and_filter.ipynb", "06_tag_scattering_images.ipynb",
+            "07_bin_by_embedding.ipynb"]
 SOLUTION = "<details><summary>Solution</summary>"
 PAIRING = "ipynb,py:percent"
 # The four cells of an exercise, in order, and the tag each one carries.
@@ -147,3 +148,154 @@ def test_check_cell_rejects_a_wrong_answer():
     client = NotebookClient(nb, timeout=120, resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
     with pytest.raises(CellExecutionError, match="AssertionError"):
         client.execute()
+
+
+# ----------------------------------------------------------------- make lab
+
+def lab_clone(tmp_path):
+    """A git repository with this one's Makefile (and what it names), tools/ and notebooks/."""
+    clone = tmp_path / "repo"
+    clone.mkdir()
+    for name in ("Makefile", ".gitignore", "pyproject.toml", "constraints.txt"):
+        shutil.copy(ROOT / name, clone / name)
+    shutil.copytree(ROOT / "tools", clone / "tools", ignore=shutil.ignore_patterns("__pycache__"))
+    (clone / "notebooks").mkdir()
+    for name in EXPECTED:
+        for path in (NOTEBOOK_DIR / name, script_of(name)):
+            shutil.copy(path, clone / "notebooks" / path.name)
+    git(clone, "init", "-q")
+    git(clone, "add", "-A")
+    git(clone, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "clone")
+    return clone
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout
+
+
+def make(cwd, *args):
+    return subprocess.run(["make", "--no-print-directory", *args, f"PYTHON={sys.executable}"],
+                          cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def add_cell(path, source):
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell(source))
+    nbformat.write(nb, path)
+
+
+def test_make_lab_serves_a_git_ignored_copy_that_never_edits_the_repository(tmp_path):
+    clone = lab_clone(tmp_path)
+    planned = make(clone, "-n", "lab")
+    assert "--ServerApp.root_dir=lab " in planned and "tools/lab_copy.py notebooks lab" in planned
+    assert "root_dir=notebooks" not in planned
+
+    make(clone, "lab-notebooks")
+    lab = clone / "lab"
+    assert sorted(p.name for p in lab.glob("*.ipynb")) == EXPECTED
+    assert sorted(p.name for p in lab.glob("*.py")) == [script_of(n).name for n in EXPECTED]
+    assert (lab / EXPECTED[0]).read_bytes() == (NOTEBOOK_DIR / EXPECTED[0]).read_bytes()
+    # what JupyterLab does there: autosave with outputs, File > New, notebook scratch folders
+    add_cell(lab / EXPECTED[0], "print('learner was here')")
+    (lab / "Untitled.ipynb").write_text("{}")
+    (clone / "notebooks" / "work_03").mkdir()
+    (clone / "notebooks" / "work_03" / "journal.bin").write_bytes(b"x")
+    assert git(clone, "status", "--porcelain") == ""
+
+    # sources unchanged: the learner's edit stays
+    assert "lab/:" not in make(clone, "lab-notebooks")
+    assert "learner was here" in (lab / EXPECTED[0]).read_text()
+
+    # new sources win: an untouched copy is replaced, an edited one set aside first
+    for name in EXPECTED[:2]:
+        add_cell(clone / "notebooks" / name, "print('new upstream cell')")
+    out = make(clone, "lab-notebooks")
+    for name in EXPECTED[:2]:
+        assert (lab / name).read_bytes() == (clone / "notebooks" / name).read_bytes()
+    kept = list((lab / "edited").glob(Path(EXPECTED[0]).stem + "-*.ipynb"))
+    assert len(kept) == 1 and "learner was here" in kept[0].read_text()
+    assert f"your edited copy is kept as lab/edited/{kept[0].name}" in out
+    assert not list((lab / "edited").glob(Path(EXPECTED[1]).stem + "-*"))
+    assert f"updated {EXPECTED[1]}" in out
+    # the script is not older than its notebook (jupytext refuses to open it otherwise)
+    notebook, script = lab / EXPECTED[1], script_of(EXPECTED[1], lab)
+    assert script.stat().st_mtime >= notebook.stat().st_mtime
+    assert git(clone, "status", "--porcelain") == " M notebooks/" + EXPECTED[0] + "\n" + \
+        " M notebooks/" + EXPECTED[1] + "\n"
+
+
+# ----------------------------------------------------------------- scratch folders and live widgets
+
+def test_notebook_3_run_all_leaves_a_working_widget_and_nothing_in_tmp(tmp_path, monkeypatch):
+    """After "Run All" the scatter's buttons still write to the store; /tmp stays clean."""
+    from nbclient import NotebookClient
+
+    name = "03_correct_labels_by_lasso.ipynb"
+    run_dir, temp = tmp_path / "run", tmp_path / "tmp"
+    run_dir.mkdir()
+    temp.mkdir()
+    nb = read(name)
+    nb.cells.append(nbformat.v4.new_code_cell(
+        "before = store.labels.copy()\n"
+        "scatter.select([200, 201])\n"
+        "scatter.plot._handle_custom_msg({'type': 'button', 'id': 'assign:1'}, [])  # 'bad'\n"
+        "assert not scatter.status.startswith('⚠'), scatter.status\n"
+        "assert store.labels[[200, 201]].tolist() == [1, 1]\n"
+        "scatter.plot._handle_custom_msg({'type': 'button', 'id': 'undo'}, [])\n"
+        "assert not scatter.status.startswith('⚠'), scatter.status\n"
+        "assert (store.labels == before).all()\n"))
+    monkeypatch.setenv("TMPDIR", str(temp))           # the kernel's tempfile.gettempdir()
+    NotebookClient(nb, timeout=180, resources={"metadata": {"path": str(run_dir)}}).execute()
+    assert (run_dir / "work_03" / "scan_a.xlabel").is_dir()      # next to the notebook
+    assert [p.name for p in temp.iterdir()] == []
+
+
+def test_notebook_scratch_folders_are_next_to_the_notebook_and_git_ignored():
+    for name in EXPECTED:
+        text = script_of(name).read_text(encoding="utf-8")
+        assert "mkdtemp" not in text and "tempfile" not in text and "/tmp" not in text, name
+        for folder in re.findall(r'Path\("(work_\d\d)"\)', text):
+            ignored = subprocess.run(["git", "check-ignore", "-q", f"notebooks/{folder}/x"],
+                                     cwd=ROOT)
+            assert ignored.returncode == 0, f"notebooks/{folder}/ is not git-ignored"
+    assert 'Path("work_05")' in script_of(EXPECTED[4]).read_text(encoding="utf-8")
+
+
+# ----------------------------------------------------------------- doctests
+
+def test_make_test_runs_the_docstring_examples_of_xlabel():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert "--doctest-modules" in recipe and " xlabel" in recipe and "--nbval-lax" in recipe
+
+
+def test_doctest_collection_never_imports_the_notebook_scripts(tmp_path):
+    """With --doctest-modules a notebooks/*.py would be imported, i.e. the notebook run.
+
+    The repository's conftest.py, in a scratch tree whose notebook script fails on import
+    and whose package holds one docstring example.
+    """
+    shutil.copy(ROOT / "conftest.py", tmp_path / "conftest.py")
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "01_demo.py").write_text("raise RuntimeError('notebook ran')\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text('def f():\n    """\n    >>> 1 + 1\n    2\n    """\n')
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "--doctest-modules", "notebooks", "pkg"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "1 passed" in run.stdout, run.stdout + run.stderr
+    assert "notebook ran" not in run.stdout + run.stderr
+
+
+def test_doctest_pending_names_existing_modules_only():
+    """Entries of conftest.DOCTEST_PENDING are real module paths (the lead removes them)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for entry in module.DOCTEST_PENDING:
+        assert (ROOT / entry).exists(), f"DOCTEST_PENDING names {entry}, which does not exist"
+        assert entry.startswith("xlabel/")
+    assert module.collect_ignore == module.DOCTEST_PENDING

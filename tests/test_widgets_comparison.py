@@ -111,3 +111,64 @@ def test_bad_input(scene):
     with pytest.raises(LabelError, match="not class indices"):
         view.adopt("left")
     assert "not class indices" in view.status
+
+
+def table_cells(markup, table_class):
+    """Rows of cell texts of the HTML table with class ``table_class`` (stdlib parser)."""
+    from html.parser import HTMLParser
+
+    class Cells(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.inside, self.cell = [], False, None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.inside = table_class in dict(attrs).get("class", "")
+            elif self.inside and tag == "tr":
+                self.rows.append([])
+            elif self.inside and tag in ("td", "th"):
+                self.cell = ""
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell += data
+
+        def handle_endtag(self, tag):
+            if tag == "table":
+                self.inside = False
+            elif self.inside and tag in ("td", "th") and self.cell is not None:
+                self.rows[-1].append(self.cell)
+                self.cell = None
+
+    parser = Cells()
+    parser.feed(markup)
+    return parser.rows
+
+
+def test_contingency_and_metrics_tables_name_their_rows_and_columns(scene):
+    view, _ = make(scene)
+    rows = table_cells(view.table.value, "xlabel-contingency")
+    assert rows[0] == ["kmeans ↓ · dbscan →", "noise", "cluster 0", "cluster 1", "total"]
+    assert [row[0] for row in rows[1:]] == ["kmeans cluster 0", "kmeans cluster 1", "total"]
+    assert {len(row) for row in rows} == {5}                      # aligned: no ragged rows
+    expected = compare(scene[1], scene[2]).table
+    assert [[int(v) for v in row[1:4]] for row in rows[1:3]] == expected.to_numpy().tolist()
+    assert rows[-1][1:] == ["1", "86", "33", "120"]
+    metrics = table_cells(view.table.value, "xlabel-metrics")
+    assert [row[0] for row in metrics] == ["adjusted Rand index (ARI)",
+                                           "normalized mutual information (NMI)",
+                                           "frames that disagree"]
+    assert metrics[2][1] == "4 (3.3%)"
+    assert 'style="' in view.table.value and "text-align:right" in view.table.value
+
+
+def test_cluster_legends_have_no_empty_entries(scene):
+    features, a, _ = scene
+    view = ClusterComparison(features, a, a.copy(), names=("kmeans", "dbscan"))  # no noise
+    for entries in view.plot.legends:
+        assert all(entry["count"] > 0 for entry in entries)
+        assert "noise" not in [entry["name"] for entry in entries]
+    view, _ = make(scene)
+    assert [(e["name"], e["count"]) for e in view.plot.legends[1]] == [("0", 86), ("1", 33),
+                                                                      ("noise", 1)]

@@ -138,7 +138,9 @@ def test_paging_reads_only_visible_frames_and_caches(setup):
             return super()._read(start, stop)
 
     gallery = FrameGallery(CountingSource(frames), np.arange(25), features, store, per_page=10)
-    assert sorted(reads) == list(range(10))
+    # page 0, plus once the 8 reference frames of the shared contrast range (spread evenly)
+    reference = np.linspace(0, len(frames) - 1, 8).round().astype(int).tolist()
+    assert sorted(reads) == sorted(list(range(10)) + reference)
     assert gallery.n_pages == 3 and gallery.page_indices.tolist() == list(range(10))
     assert gallery.next_page() == 1 and gallery.page_indices.tolist() == list(range(10, 20))
     assert gallery.go_to(7) == 2 and gallery.page_indices.tolist() == list(range(20, 25))
@@ -256,15 +258,103 @@ def test_real_k11_dark_and_flat_frames(realdata):
     store = LabelStore(len(source), classes=("good", "bad"))
     store.assign(np.arange(50, 100), "bad", source="import")
     frames = [10, 60, 200]
-    gallery = FrameGallery(source, frames, features, store)
+    gallery = FrameGallery(source, frames, features, store, vrange="frame")
     flux = features["mean"].to_numpy()
     assert gallery.captions[1] == f"#60 · flux {flux[60]:.4g} · label bad"
     assert 90 < flux[60] < 110 and flux[10] > 40000
     # per-frame contrast stretches each frame; a shared range keeps the dark frame dark
     per_frame = [decode_png(gallery.thumbnail(i))[..., 0].mean() for i in frames]
+    default = FrameGallery(source, frames, features, store)     # shared range from the scan
+    scan_range = [decode_png(default.thumbnail(i))[..., 0].mean() for i in frames]
+    assert scan_range[1] < 0.2 * min(scan_range[0], scan_range[2])
     shared = FrameGallery(source, frames, features, store, vrange=(0, 50000))
     fixed = [decode_png(shared.thumbnail(i))[..., 0].mean() for i in frames]
     assert decode_png(gallery.thumbnail(60)).shape == (22, 26, 3)
     assert min(per_frame) > 40                                # all stretched to full range
     assert fixed[1] < 0.5 * fixed[0] and fixed[1] < 0.5 * fixed[2]
     assert fixed[0] > fixed[2]                                # flat brighter than projection
+
+
+# ----------------------------------------------------------------- review order and contrast
+
+def test_review_order_puts_frames_that_disagree_with_their_neighbours_first():
+    from xlabel.widgets.gallery import review_order
+
+    labels = np.zeros(40, int)
+    labels[10:20] = 1          # a run of "bad" ...
+    labels[15] = 0             # ... with a lone "good" inside (what K-means leaves behind)
+    order, differ, near = review_order(np.arange(5, 25), labels, window=2)
+    assert order[0] == 15 and (differ[0], near[0]) == (4, 4)
+    # then the two frames on each side of the run's edges (2 of 4 differ), in frame order,
+    # then those with one differing neighbour (next to an edge or to frame 15)
+    assert order[1:5].tolist() == [9, 10, 19, 20]
+    assert order[5:13].tolist() == [8, 11, 13, 14, 16, 17, 18, 21]
+    assert differ[-1] == 0 and set(order.tolist()) == set(range(5, 25))
+    # rows of another scan are not neighbours: a scan boundary is no disagreement
+    groups = np.repeat([0, 1], 20)
+    labels = np.repeat([0, 1], 20)
+    _, differ, near = review_order([19, 20], labels, groups, window=2)
+    assert differ.tolist() == [0, 0] and near.tolist() == [2, 2]
+
+
+def test_flux_scatter_gallery_pages_through_every_selected_frame(setup):
+    from xlabel.widgets import FluxScatter
+
+    frames, source, store, features = setup
+    store.assign(np.arange(30), "good", source="kmeans")
+    store.assign([10, 11, 12, 14, 15, 16], "bad", source="kmeans")   # 13: left good
+    scatter = FluxScatter(store, features, source=source, n_thumbnails=6)
+    selection = np.arange(6, 18)                                      # 12 frames
+    scatter.select(selection)
+    gallery = scatter.gallery
+    assert sorted(gallery.indices.tolist()) == selection.tolist()
+    assert gallery._page_label.value == "frames 1-6 of 12 (page 1/2)"
+    assert gallery.page_indices[0] == 13                  # the frame K-means left good, first
+    assert "≠ 4 of 4 neighbours" in gallery.captions[0]
+    assert "12 frame(s), " in gallery.status
+    gallery.next_page()
+    assert gallery._page_label.value == "frames 7-12 of 12 (page 2/2)"
+    assert sum(c.box.layout.display != "none" for c in gallery._cells) == 6
+    scatter.clear_selection()                             # an empty lasso empties the gallery
+    assert gallery.indices.size == 0 and gallery._page_label.value == "no frames"
+    assert all(c.box.layout.display == "none" for c in gallery._cells)
+
+
+def test_default_contrast_keeps_beam_loss_frames_dark_on_the_sample_scan():
+    """scan_a: beam loss at frames 68-74, shutter ramp 0-11 (bundled ground truth)."""
+    import xlabel
+
+    source = xlabel.open_scan(xlabel.samples.path("scan_a"))
+    truth = xlabel.samples.truth("scan_a")
+    lost = truth.frame[truth.reason == "beam_loss"].to_numpy()[1:-1]   # the deepest ones
+    good = [100, 200, 300]
+
+    def brightness(gallery):
+        mean = {i: decode_png(gallery.thumbnail(i)).mean() for i in [*lost, *good]}
+        return np.mean([mean[i] for i in lost]) / np.mean([mean[i] for i in good])
+
+    default = FrameGallery(source, [])
+    assert default.vrange == "scan" and default.intensity_range is not None
+    assert brightness(default) < 0.7                     # visibly darker, as they are
+    per_frame = FrameGallery(source, [], vrange="frame")
+    assert brightness(per_frame) > 0.9                   # the trap: looks like a good frame
+    assert per_frame.intensity_range is None
+
+
+def test_contrast_choice_switches_and_bad_ranges_are_refused(setup):
+    frames, source, store, features = setup
+    gallery = FrameGallery(source, range(6), features, store)
+    assert "contrast" in gallery.status and "for all frames" in gallery.status
+    shared = gallery.thumbnail(1)
+    gallery._contrast.value = "frame"                     # the toolbar dropdown
+    assert gallery.vrange == "frame" and gallery.thumbnail(1) != shared
+    assert "per frame" in gallery.status
+    gallery.vrange = (0, 20000)
+    assert gallery.intensity_range == (0.0, 20000.0)
+    assert gallery._contrast.value == "fixed"
+    for bad in [(5, 5), (0, np.nan), "auto"]:
+        with pytest.raises(XLabelError, match="vrange"):
+            gallery.vrange = bad
+    assert FrameGallery(source, range(2), vrange=None).vrange == "frame"   # the old default
+    blank = FrameGallery(ArraySource(np.zeros((4, 8, 8))), range(4))
+    assert blank.intensity_range is None and "no usable shared range" in blank.status

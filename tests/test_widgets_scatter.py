@@ -185,7 +185,8 @@ def test_selection_shows_thumbnails_in_a_gallery(store):
     scatter = FluxScatter(store, make_features(), source=ArraySource(frames), n_thumbnails=3)
     lasso(scatter, [40, 7, 9, 12])
     assert scatter.gallery is not None
-    assert scatter.gallery.indices.tolist() == [7, 9, 12]
+    assert scatter.gallery.indices.tolist() == [7, 9, 12, 40]     # all, paged by 3
+    assert scatter.gallery.page_indices.tolist() == [7, 9, 12]
     lasso(scatter, [100, 101])
     assert scatter.gallery.indices.tolist() == [100, 101]
 
@@ -195,3 +196,187 @@ def test_close_stops_observing(store):
     scatter.close()
     store.assign([0], "bad")            # must not try to message a closed widget
     assert store.counts()["bad"] == 1
+
+
+# ---------------------------------------------------------------- kernel raster (issue 15)
+
+VIEW = {"type": "view", "x0": -10.0, "x1": 210.0, "y0": -50.0, "y1": 1100.0,
+        "width": 440, "height": 230}
+
+
+def raster_scatter(store, features=None, **kwargs):
+    scatter = FluxScatter(store, make_features() if features is None else features,
+                          raster=True, **kwargs)
+    scatter.plot._handle_custom_msg({"type": "ready"}, [])
+    scatter.plot._handle_custom_msg(dict(VIEW), [])
+    return scatter
+
+
+def png_pixels(buffer):
+    from io import BytesIO
+
+    from PIL import Image
+
+    return np.asarray(Image.open(BytesIO(bytes(buffer))).convert("RGBA"))
+
+
+def polygon(widget, xs, ys, panel=0):
+    """What the raster front end sends after a lasso: the outline in axis units."""
+    buffers = [memoryview(np.asarray(v, dtype=np.float64).tobytes()) for v in (xs, ys)]
+    widget.plot._handle_custom_msg({"type": "polygon", "panel": panel}, buffers)
+
+
+def pixel_of(x, y, view=VIEW):
+    col = int((x - view["x0"]) / (view["x1"] - view["x0"]) * view["width"])
+    row = int((view["y1"] - y) / (view["y1"] - view["y0"]) * view["height"])
+    return row, col
+
+
+def test_raster_mode_is_chosen_by_size_and_sends_no_points(store):
+    from xlabel.widgets._raster import RASTER_THRESHOLD
+
+    assert not FluxScatter(store, make_features()).raster
+    big = pd.DataFrame({"frame": np.arange(RASTER_THRESHOLD), "mean": np.ones(RASTER_THRESHOLD)})
+    assert FluxScatter(LabelStore(RASTER_THRESHOLD), big).raster
+    scatter = FluxScatter(store, make_features(), raster=True)
+    scatter.plot._handle_custom_msg({"type": "ready"}, [])
+    content, buffers = scatter.plot.last_message
+    assert content["raster"] is True and buffers == [] and content["n"] == 200
+    assert content["extent"]["x"] == [0.0, 199.0]
+
+
+def test_raster_polygon_selects_exact_frames_and_redraws_the_image(store):
+    scatter = raster_scatter(store)
+    content, buffers = scatter.plot.last_message
+    assert content["type"] == "image" and content["reason"] == "view"
+    assert png_pixels(buffers[0]).shape == (230, 440, 4)
+    # A triangle around frames 3..5 (the ramp: means 300, 400, 500).
+    polygon(scatter, [2.5, 5.5, 5.5], [250.0, 250.0, 560.0])
+    mean = make_features()["mean"].to_numpy()
+    inside = [i for i in (3, 4, 5) if mean[i] - 250 <= (i - 2.5) / 3.0 * 310]
+    assert scatter.selected.tolist() == inside
+    content, buffers = scatter.plot.last_message
+    assert content["reason"] == "select"
+    click(scatter, "assign:1")
+    assert np.flatnonzero(store.labels == 1).tolist() == inside
+    content, buffers = scatter.plot.last_message
+    assert content["reason"] == "update"
+    red = png_pixels(buffers[0])[pixel_of(inside[0], mean[inside[0]])]
+    assert red.tolist() == [214, 39, 40, 255]
+
+
+def test_raster_lone_frame_in_a_crowd_stays_visible(store):
+    features = make_features()
+    features.loc[100:, "mean"] = 1000.0           # one dense blob of identical frames
+    store.assign(range(10, 200), "good", source="kmeans")
+    store.assign([150], "bad")
+    scatter = raster_scatter(store, features)
+    image = png_pixels(scatter.plot.last_message[1][0])
+    row, col = pixel_of(150, 1000.0)
+    assert image[row, col, :3].tolist() == [214, 39, 40]     # bad on top of 99 good
+    lone = pixel_of(0, features["mean"][0])                  # the ramp's first frame
+    assert image[lone][3] == 255                              # opaque, a 5x5 dot
+    assert (image[lone[0] - 2:lone[0] + 3, lone[1] - 2:lone[1] + 3, 3] == 255).all()
+
+
+def test_raster_hover_finds_the_nearest_frame_in_the_kernel(store):
+    scatter = raster_scatter(store)
+    store.assign([4], "bad", note="checked")
+    mean = make_features()["mean"][4]
+    scatter.plot._handle_custom_msg({**VIEW, "type": "hover", "seq": 7, "cx": 4.2,
+                                     "cy": float(mean) + 3}, [])
+    content, _ = scatter.plot.last_message
+    assert content["seq"] == 7 and content["index"] == 4
+    assert content["lines"][:2] == ["frame 4 · scan s1", "frame: 4"]
+    assert "labels: bad" in content["lines"] and "source: manual" in content["lines"]
+    scatter.plot._handle_custom_msg({**VIEW, "type": "hover", "seq": 8, "cx": 100.0,
+                                     "cy": 300.0}, [])
+    assert scatter.plot.last_message[0]["index"] == -1
+
+
+def test_raster_and_marker_modes_behave_the_same_for_code(store):
+    features = make_features()
+    other = LabelStore(200, classes=("good", "bad"))
+    for widget, labels in ((FluxScatter(store, features, raster=False), store),
+                           (FluxScatter(other, features, raster=True), other)):
+        widget.select(np.arange(200) % 9 == 0)
+        widget.assign("bad")
+        widget.undo()
+        widget.redo()
+        widget.y = "std"
+        widget.log_y = True
+        assert widget.selected.tolist() == list(range(0, 200, 9))
+        assert np.flatnonzero(labels.labels == 1).tolist() == list(range(0, 200, 9))
+    assert store.counts() == other.counts()
+
+
+def test_raster_axis_change_and_log_y_remap_in_the_kernel(store):
+    features = make_features()
+    features.loc[7, "std"] = -1.0                     # not plottable on a log axis
+    scatter = raster_scatter(store, features)
+    scatter.y = "std"
+    content, _ = scatter.plot.last_message
+    assert content["type"] == "xy" and content["extent"]["y"][0] == -1.0
+    scatter.log_y = True
+    content, _ = scatter.plot.last_message
+    assert content["type"] == "xy"
+    low = content["extent"]["y"][0]
+    assert 0 < low < features["std"][features["std"] > 0].min()   # drawn at the edge
+    # A box around the edge row selects the flagged frame (as drawn).
+    edge = np.log10(low)
+    polygon(scatter, [6.5, 7.5, 7.5, 6.5], [edge - 0.01, edge - 0.01, edge + 0.01, edge + 0.01])
+    assert scatter.selected.tolist() == [7]
+
+
+def test_raster_keeps_views_of_the_feature_columns():
+    n = 1_000_000
+    features = pd.DataFrame({"frame": np.arange(n), "mean": np.ones(n)})
+    store = LabelStore(n)
+    first, second = FluxScatter(store, features), FluxScatter(store, features)
+    for widget in (first, second):
+        assert np.shares_memory(widget.plot.raster.y, features["mean"].to_numpy())
+
+
+def test_bad_raster_messages_do_not_crash(store):
+    scatter = raster_scatter(store)
+    scatter.plot._handle_custom_msg({"type": "view", "x0": 1, "x1": 1, "y0": 0, "y1": 1,
+                                     "width": 10, "height": 10}, [])
+    polygon(scatter, [1.0, 2.0], [1.0, 2.0])                  # not a polygon: selects nothing
+    assert scatter.selected.tolist() == []
+    scatter.plot._handle_custom_msg({"type": "hover"}, [])
+
+
+def test_scatter_plot_uses_only_the_callbacks_it_is_given():
+    from xlabel.widgets._scatter_base import ScatterCallbacks, ScatterPlot
+
+    seen = []
+    callbacks = ScatterCallbacks(data=lambda: ({"type": "data"}, []), codes=lambda: [],
+                                 selected=lambda idx, panel: seen.append(("sel", idx.tolist(), panel)),
+                                 button=lambda name: seen.append(("button", name)),
+                                 describe=lambda i: [])
+    plot = ScatterPlot(callbacks)
+    plot._handle_custom_msg({"type": "selected", "panel": 1},
+                            [memoryview(np.array([3, 4], np.int32).tobytes())])
+    plot._handle_custom_msg({"type": "button", "id": "undo"}, [])
+    plot._handle_custom_msg({"type": "ready"}, [])
+    assert seen == [("sel", [3, 4], 1), ("button", "undo")]
+    assert plot.last_message[0] == {"type": "data"}
+
+
+def test_cluster_comparison_raster_draws_every_panel(store):
+    from xlabel.widgets import ClusterComparison
+
+    features = make_features()
+    a = (features["mean"] > 500).to_numpy().astype(int)
+    b = a.copy()
+    b[:3] = 1
+    view = ClusterComparison(features, a, b, store=store, raster=True)
+    view.plot._handle_custom_msg({"type": "ready"}, [])
+    view.plot._handle_custom_msg(dict(VIEW), [])
+    content, buffers = view.plot.last_message
+    assert content["type"] == "image" and len(buffers) == 3
+    polygon(view, [-0.5, 2.5, 2.5, -0.5], [-10.0, -10.0, 250.0, 250.0], panel=1)
+    assert view.selected.tolist() == [0, 1, 2]
+    view.adopt("right", selection_only=True)
+    assert store.labels[:3].tolist() == [1, 1, 1]
+    assert view.plot.last_message[0]["reason"] == "update"

@@ -1,17 +1,20 @@
 """How :func:`xlabel.features.frame_stats` walks one scan: blocks of frames on threads.
 
 For HDF5 scans in the usual detector layouts the frames come straight from the file
-(:mod:`xlabel.io.direct`): each thread reads and decodes its own chunks and runs the
-compiled statistics kernel (:mod:`xlabel._stats_kernel`) on them, all outside the GIL
-and outside h5py's lock. Every other source is read block by block by the calling
-thread (``source.iter_chunks``) while the threads compute statistics of the blocks
-already read. Either way, at most a few blocks are in memory at once.
+(``source.chunk_plans``, :mod:`xlabel.io.direct`): each pool thread reads and decodes
+its own chunks and runs the compiled statistics kernel (:mod:`xlabel._stats_kernel`)
+on them, all outside the GIL and outside h5py's lock. Every other source is read block
+by block by the calling thread (``source.iter_chunks``) while the pool computes
+statistics of the blocks already read. Either way, at most ``workers`` blocks wait at
+once. Threads: a ``concurrent.futures.ThreadPoolExecutor`` (it measured as fast as
+the hand-made crew it replaced; BENCHMARKS.md). Per-frame pixel masks
+(``source.frame_masks``) split blocks into runs of frames sharing one mask.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, as_completed, wait
 
 import numpy as np
 
@@ -34,11 +37,16 @@ def range_stats(source, start, stop, opts, on_block=None, workers=1):
     called as blocks of ``n`` frames finish; ``workers``: threads.
     """
     params = kernel_params(source, opts)
+    if opts["exclude_invalid"] and source.frame_masks is not None:
+        params = _PerFrameParams(source, opts, params)
     out = np.full((stop - start, N_OUT), np.nan)
     tasks = _direct_tasks(source, start, stop, opts)
+    # direct tasks hold no frames until they run: all are queued at once; blocks read
+    # here hold their frames, so only ``workers`` wait at a time (memory stays bounded)
+    max_pending = None if tasks is not None else workers
     if tasks is None:
         tasks = _block_tasks(source, start, stop, opts)
-    _run(tasks, params, out, start, stop, workers, on_block or (lambda n: None))
+    _run(tasks, params, out, (start, stop), workers, max_pending, on_block or (lambda n: None))
     return _columns(out, int(np.prod(source.frame_shape)))
 
 
@@ -48,10 +56,43 @@ def kernel_params(source, opts) -> KernelParams:
     if np.dtype(source.dtype).kind not in "buif":
         raise FeatureError(f"frames of dtype {source.dtype} are not numbers",
                            path=source.path, dataset=source.dataset)
+    if int(np.prod(source.frame_shape)) == 0:
+        raise FeatureError(f"frames of shape {tuple(source.frame_shape)} hold no pixels: "
+                           "nothing to measure", path=source.path, dataset=source.dataset)
     return KernelParams.for_frames(
         source.frame_shape, source.dtype, pixel_mask=source.pixel_mask if exclude else None,
         flag_values=exclude and source.invalid_values == "auto",
         saturation=_saturation_level(source, opts["saturation"]), full=opts["full"])
+
+
+class _PerFrameParams:
+    """Kernel parameters for a source whose pixel mask changes from frame to frame.
+
+    ``runs(lo, hi)`` splits frames ``lo:hi`` into runs sharing one mask, each with its
+    parameters (made once per distinct mask; masks usually change rarely).
+    """
+
+    def __init__(self, source, opts, base: KernelParams):
+        self.source, self.opts, self.base = source, opts, base
+        self._cache = {}
+
+    def runs(self, lo, hi):
+        masks = self.source.frame_masks.read(lo, hi).reshape(hi - lo, -1)
+        change = np.flatnonzero((masks[1:] != masks[:-1]).any(axis=1)) + 1
+        bounds = [0, *change.tolist(), hi - lo]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            yield lo + a, lo + b, self._params(masks[a])
+
+    def _params(self, mask):
+        key = np.packbits(mask).tobytes()
+        if key not in self._cache:
+            static = self.source.pixel_mask if self.source.pixel_mask is not None else False
+            self._cache[key] = KernelParams.for_frames(
+                self.source.frame_shape, self.source.dtype,
+                pixel_mask=mask.reshape(self.source.frame_shape) | static,
+                flag_values=self.base.flag_value is not None or self.base.flag_negative,
+                saturation=self.base.saturation, full=self.base.full)
+        return self._cache[key]
 
 
 def _saturation_level(source, saturation):
@@ -68,36 +109,27 @@ def _saturation_level(source, saturation):
     return np.inf
 
 
-# -- tasks: each returns (first frame, frames as (n, pixels)) -----------------------------
+# -- tasks: each returns pieces (first frame, frames as (n, pixels)) ----------------------
 
 def _direct_tasks(source, start, stop, opts):
-    """Tasks reading HDF5 chunks straight from the files, or None (use iter_chunks)."""
-    segments = getattr(source, "segments", None)
-    if segments is None or opts.get("chunk_frames") or not hasattr(source, "_dataset"):
+    """Tasks reading chunks straight from the files (``source.chunk_plans``), or None."""
+    plans = None if opts.get("chunk_frames") else source.chunk_plans(start, stop)
+    if plans is None:
         return None
-    from .io.direct import plan_dataset
-
     tasks = []
-    try:
-        for i, (path, name, n) in enumerate(segments):
-            first = int(source._offsets[i])
-            if first >= stop or first + n <= start:
-                continue
-            plan = plan_dataset(source._dataset(i), name=path, dataset=name, frame_offset=first)
-            if plan is None:
-                return None
-            ranges = plan.chunk_ranges(max(0, start - first), min(n, stop - first), TASK_BYTES)
-            tasks += [_DirectTask(plan, k0, k1, first) for k0, k1 in ranges]
-    finally:
-        source.close()  # the threads read the files themselves
+    for plan in plans:
+        first = plan.frame_offset
+        ranges = plan.chunk_ranges(max(0, start - first), min(plan.n_frames, stop - first),
+                                   TASK_BYTES)
+        tasks += [_DirectTask(plan, k0, k1) for k0, k1 in ranges]
     return tasks
 
 
 class _DirectTask:
     _local = threading.local()
 
-    def __init__(self, plan, k0, k1, offset):
-        self.plan, self.k0, self.k1, self.offset = plan, k0, k1, offset
+    def __init__(self, plan, k0, k1):
+        self.plan, self.k0, self.k1 = plan, k0, k1
 
     def __call__(self):
         from .io.direct import ReadBuffers
@@ -105,8 +137,9 @@ class _DirectTask:
         buffers = getattr(self._local, "buffers", None)
         if buffers is None:
             buffers = self._local.buffers = ReadBuffers()
-        first, frames = self.plan.read(self.k0, self.k1, buffers)
-        return self.offset + first, frames
+        offset = self.plan.frame_offset
+        for first, frames in self.plan.read_pieces(self.k0, self.k1, buffers):
+            yield offset + first, frames
 
 
 def _block_tasks(source, start, stop, opts):
@@ -114,7 +147,7 @@ def _block_tasks(source, start, stop, opts):
     for first, stack in source.iter_chunks(opts["chunk_frames"], start=start, stop=stop):
         _check_block(source, first, stack, stop)
         frames = stack.reshape(len(stack), -1)
-        yield lambda first=first, frames=frames: (first, frames)
+        yield lambda first=first, frames=frames: [(first, frames)]
 
 
 def _check_block(source, first, stack, stop):
@@ -131,69 +164,55 @@ def _check_block(source, first, stack, stop):
 
 # -- running -----------------------------------------------------------------------------
 
-def _run(tasks, params, out, start, stop, workers, on_block):
+def _run(tasks, params, out, frame_range, workers, max_pending, on_block):
+    start, stop = frame_range
+
     def work(task):
-        first, frames = task()
-        lo, hi = max(first, start), min(first + len(frames), stop)
-        block_stats(frames[lo - first:hi - first], params, out[lo - start:hi - start])
-        return hi - lo
+        done = 0
+        for first, frames in task():
+            lo, hi = max(first, start), min(first + len(frames), stop)
+            if lo >= hi:
+                continue
+            runs = params.runs(lo, hi) if isinstance(params, _PerFrameParams) \
+                else [(lo, hi, params)]
+            for a, b, run_params in runs:
+                block_stats(frames[a - first:b - first], run_params, out[a - start:b - start])
+            done += hi - lo
+        return done
 
     if workers <= 1:
         for task in tasks:
             on_block(work(task))
         return
-    _Crew(tasks, work, workers).run(on_block)
+    _run_threads(tasks, work, workers, on_block, max_pending)
 
 
-class _Crew:
-    """Threads that take the next task from a shared iterator until it runs out.
+def _run_threads(tasks, work, workers, on_block, max_pending=None):
+    """``work(task)`` for every task on a thread pool; progress reported by this thread.
 
-    Taking a task runs the iterator under a lock, so a source read through h5py is
-    read by one thread at a time while the others compute. The calling thread only
-    reports progress; the first error stops every thread and is raised.
+    Tasks are taken from the iterator by this thread (so a source read through h5py is
+    read here while the pool computes); with ``max_pending`` at most that many wait or
+    run at once, which bounds memory. The first error cancels what has not started and
+    is raised.
     """
-
-    def __init__(self, tasks, work, workers):
-        self._tasks, self._work, self._workers = iter(tasks), work, workers
-        self._lock = threading.Lock()
-        self._done = queue.SimpleQueue()
-        self._stop = threading.Event()
-
-    def run(self, on_block):
-        threads = [threading.Thread(target=self._loop, name=f"frame_stats-{i}", daemon=True)
-                   for i in range(self._workers)]
-        for thread in threads:
-            thread.start()
-        error, running = None, len(threads)
+    with ThreadPoolExecutor(workers, thread_name_prefix="frame_stats") as pool:
         try:
-            while running:
-                kind, value = self._done.get()
-                if kind == "frames":
-                    on_block(value)
-                elif kind == "error" and error is None:
-                    error = value
-                    self._stop.set()
-                elif kind == "exit":
-                    running -= 1
-        finally:
-            self._stop.set()
-            for thread in threads:
-                thread.join()
-        if error is not None:
-            raise error
-
-    def _loop(self):
-        try:
-            while not self._stop.is_set():
-                with self._lock:
-                    task = next(self._tasks, None)
-                if task is None:
-                    break
-                self._done.put(("frames", self._work(task)))
-        except BaseException as err:  # noqa: BLE001 - handed to the calling thread
-            self._done.put(("error", err))
-        finally:
-            self._done.put(("exit", None))
+            if max_pending is None:  # everything queued at once: the pool never waits on us
+                for future in as_completed([pool.submit(work, task) for task in tasks]):
+                    on_block(future.result())
+                return
+            pending = set()
+            for task in tasks:
+                if len(pending) >= max_pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        on_block(future.result())
+                pending.add(pool.submit(work, task))
+            for future in as_completed(pending):
+                on_block(future.result())
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _columns(out, n_pixels):

@@ -410,9 +410,8 @@ def dbscan(features, eps: float | None = None, min_samples: int = DEFAULT_MIN_SA
     The eps used is never printed. It is returned with ``return_info=True`` as
     ``(labels, info)``, ``info`` a dict with ``eps`` (in the units used for clustering),
     ``eps_source`` ("given" or "knee"), ``min_samples``, ``n_clusters``, ``n_noise``,
-    ``scale``, ``columns`` and ``scales`` (per-column std divided out, or None); the same
-    dict is kept as ``dbscan.last_info`` and the eps as ``dbscan.last_eps`` (last call in
-    this process; not thread-safe, prefer ``return_info``).
+    ``scale``, ``columns`` and ``scales`` (per-column std divided out, or None). Nothing
+    is kept between calls.
 
     Only noise gives a :class:`ClusterWarning` suggesting an eps; too few frames,
     identical frames and NaN features raise :class:`~xlabel.errors.ClusterError`.
@@ -440,14 +439,10 @@ def dbscan(features, eps: float | None = None, min_samples: int = DEFAULT_MIN_SA
             "n_clusters": int(labels.max() + 1), "n_noise": int(np.sum(labels == -1)),
             "scale": bool(scale), "columns": cols,
             "scales": None if scales is None else scales.tolist()}
-    dbscan.last_info, dbscan.last_eps = info, info["eps"]
     if info["n_clusters"] == 0:
         _warn_only_noise(matrix, eps, min_samples, kdist)
     return (labels, info) if return_info else labels
 
-
-dbscan.last_info = None
-dbscan.last_eps = None
 
 
 def _run_dbscan(matrix, eps, min_samples):
@@ -522,12 +517,15 @@ def _remap(labels, old_ids, new_ids) -> np.ndarray:
 
 
 def _contingency(a, b):
-    """(row ids, column ids, counts) of the cross table of two label arrays."""
-    rows, ia = np.unique(a, return_inverse=True)
-    cols, ib = np.unique(b, return_inverse=True)
-    table = np.zeros((rows.size, cols.size), dtype=np.int64)
-    np.add.at(table, (ia.ravel(), ib.ravel()), 1)
-    return rows, cols, table
+    """(row ids, column ids, counts) of the cross table of two label arrays.
+
+    The counts are scikit-learn's ``contingency_matrix``; this adds the ids of its rows
+    and columns (sorted, as scikit-learn orders them), which the tables show.
+    """
+    from sklearn.metrics.cluster import contingency_matrix
+
+    table = contingency_matrix(a, b).astype(np.int64)
+    return np.unique(a), np.unique(b), table
 
 
 def align_labels(reference, labels) -> np.ndarray:
@@ -587,38 +585,6 @@ class Comparison:
                 f"disagree={self.disagree.size} frames)\n{self.table.to_string()}")
 
 
-def _ari(table: np.ndarray, n: int) -> float:
-    """Adjusted Rand index from the pair confusion matrix (scikit-learn's formula)."""
-    sum_squares = int(np.sum(table.astype(object) ** 2))
-    rows, cols = table.sum(axis=1).astype(object), table.sum(axis=0).astype(object)
-    tp = sum_squares - n
-    fp = int(np.sum(table.astype(object) @ cols)) - sum_squares
-    fn = int(np.sum(table.T.astype(object) @ rows)) - sum_squares
-    tn = n * n - fp - fn - sum_squares
-    if fn == 0 and fp == 0:
-        return 1.0
-    return 2.0 * (tp * tn - fn * fp) / ((tp + fn) * (fn + tn) + (tp + fp) * (fp + tn))
-
-
-def _entropy(counts: np.ndarray) -> float:
-    p = counts[counts > 0] / counts.sum()
-    return float(-np.sum(p * np.log(p)))
-
-
-def _nmi(table: np.ndarray, n: int) -> float:
-    """Normalized mutual information, arithmetic normalization (scikit-learn's default)."""
-    if table.shape[0] == table.shape[1] <= 1:
-        return 1.0
-    rows, cols = table.sum(axis=1), table.sum(axis=0)
-    i, j = np.nonzero(table)
-    nij = table[i, j].astype(np.float64)
-    mi = float(np.sum(nij / n * (np.log(nij * n) - np.log(rows[i] * 1.0 * cols[j]))))
-    mi = max(mi, 0.0)
-    if mi == 0:
-        return 0.0
-    return mi / ((_entropy(rows) + _entropy(cols)) / 2)
-
-
 def compare(a, b) -> Comparison:
     """Compare two clusterings of the same frames (noise -1 counts as its own group).
 
@@ -633,7 +599,10 @@ def compare(a, b) -> Comparison:
     if a.shape != b.shape:
         raise ClusterError(f"compare: a has {a.size} frames, b has {b.size}")
     aligned = align_labels(a, b)
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
     rows, cols, table = _contingency(a, aligned)
     frame = pd.DataFrame(table, index=pd.Index(rows, name="a"), columns=pd.Index(cols, name="b"))
-    return Comparison(table=frame, ari=_ari(table, a.size), nmi=_nmi(table, a.size),
+    return Comparison(table=frame, ari=float(adjusted_rand_score(a, aligned)),
+                      nmi=float(normalized_mutual_info_score(a, aligned)),
                       disagree=np.flatnonzero(a != aligned), aligned_b=aligned)

@@ -3,6 +3,9 @@
 Every error raised on purpose by xlabel derives from :class:`XLabelError`, so a
 notebook can catch them all with one ``except``. Messages name what they are
 about: the file, the dataset inside it and, where it applies, the frame.
+Each is also the built-in kind code outside xlabel catches: a scan that cannot be
+read is an ``OSError``; bad features, clustering input and bad arguments are
+``ValueError``; a missing optional dependency is an ``ImportError``.
 
 >>> from xlabel.errors import ScanError, XLabelError
 >>> try:
@@ -17,12 +20,14 @@ from __future__ import annotations
 __all__ = [
     "XLabelError",
     "ScanError",
+    "ScanArgumentError",
     "FeatureError",
     "ClusterError",
     "LabelError",
     "JournalError",
     "ModelError",
     "MissingDependencyError",
+    "missing_file_message",
 ]
 
 
@@ -52,17 +57,35 @@ class XLabelError(Exception):
             where = f"{where} frame {self.frame}" if where else f"frame {self.frame}"
         return f"{where}: {message}" if where else message
 
-
-class ScanError(XLabelError):
-    """A scan cannot be opened or read (missing file, not HDF5, no frame stack, corrupt chunk...)."""
-
-
-class FeatureError(XLabelError):
-    """Per-frame features cannot be computed (NaN pixels, empty scan, wrong frame shape...)."""
+    def __reduce__(self):
+        # pickled (e.g. back from a Dask worker) with its parts, not only the text
+        return (_rebuild, (type(self), self.reason, self.path, self.dataset, self.frame))
 
 
-class ClusterError(XLabelError):
-    """Clustering input is degenerate (too few frames, NaN features, only noise...)."""
+def _rebuild(cls, reason, path, dataset, frame):
+    return cls(reason, path=path, dataset=dataset, frame=frame)
+
+
+class ScanError(XLabelError, OSError):
+    """A scan cannot be opened or read (missing file, not HDF5, no frame stack, corrupt chunk...).
+
+    Also an ``OSError``, like the errors of ``open()`` and h5py.
+    """
+
+
+class ScanArgumentError(ScanError, ValueError):
+    """A bad argument to a scan reader (unknown option, mask of the wrong shape, frame index).
+
+    Both a :class:`ScanError` and a ``ValueError``.
+    """
+
+
+class FeatureError(XLabelError, ValueError):
+    """Per-frame features cannot be computed (empty scan, frames of no pixels, bad option...)."""
+
+
+class ClusterError(XLabelError, ValueError):
+    """Clustering input is degenerate (too few frames, NaN features, bad arguments...)."""
 
 
 class LabelError(XLabelError):
@@ -79,3 +102,17 @@ class ModelError(XLabelError):
 
 class MissingDependencyError(XLabelError, ImportError):
     """An optional dependency is needed; the message says what to install."""
+
+
+def missing_file_message(what: str, path) -> str:
+    """``"<what> not found: <absolute path> (working directory <cwd>)"``: a relative path
+    in a README or notebook resolves against the working directory, which is often not
+    the one the user thinks (notebooks run in ``notebooks/``).
+
+    >>> missing_file_message("scan", "/data/x.h5")[:26]
+    'scan not found: /data/x.h5'
+    """
+    import os
+
+    return (f"{what} not found: {os.path.abspath(os.fspath(path))} "
+            f"(working directory {os.getcwd()})")

@@ -24,22 +24,31 @@ from ._frame_kernel import PIXEL_COLUMNS, range_stats
 from .errors import FeatureError, MissingDependencyError, XLabelError
 from .io.base import FrameSource
 
-__all__ = ["frame_stats", "FEATURE_COLUMNS", "COLUMNS"]
+__all__ = ["frame_stats", "beam_context", "FEATURE_COLUMNS", "COLUMNS", "BEAM_LEVEL_QUANTILE",
+           "BEAM_ON_FRACTION"]
 
 #: Numeric columns usable by clustering and models.
 FEATURE_COLUMNS = ["mean", "sum", "median", "std", "min", "max", "frac_saturated",
-                   "frac_zero", "n_valid", "n_invalid", "flux_rel", "flux_rank"]
+                   "frac_zero", "n_valid", "n_invalid", "flux_rel", "flux_rank",
+                   "flux_scan", "flux_local", "no_beam"]
 #: All columns of a ``frame_stats`` table, in order.
 COLUMNS = ["scan", "frame", *FEATURE_COLUMNS, "problem"]
 
 _STATS = ("default", "full")
+#: The scan's "beam level": this quantile of its frames' ``mean`` (a block of frames without
+#: beam, e.g. 50 darks or a long beam dump, cannot pull it down unless it holds more than
+#: 90 % of the scan).
+BEAM_LEVEL_QUANTILE = 0.9
+#: A frame whose ``mean`` is at most this fraction of the beam level has no beam (``no_beam``);
+#: darks are 0.3-0.5 % of the beam level on the K11, APS 2-BM and Savu detectors.
+BEAM_ON_FRACTION = 0.1
 # Frames per Dask task: about this many bytes.
 _TASK_BYTES = 64 << 20
 
 
 def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=True,
                 client=None, dask=False, chunk_frames=None, exclude_invalid=True,
-                saturation=None, window=51) -> pd.DataFrame:
+                saturation=None, window=51, spots=None) -> pd.DataFrame:
     """Per-frame statistics of one scan or many, as a DataFrame (one row per frame).
 
     ``scans``: a :class:`~xlabel.io.FrameSource`, a path (opened with
@@ -69,6 +78,22 @@ def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=
                             (centered window of ``window`` frames, shrinking at the
                             ends); NaN where that median is 0
     ``flux_rank``           rank of ``mean`` within its scan, 0 (lowest) .. 1
+    ``flux_scan``           ``mean`` / the scan's beam-on reference: the median
+                            ``mean`` of the frames with beam (``no_beam`` 0); a
+                            block of darks or a beam dump cannot pull it down
+                            (darks: ~0.003, flats ~1.2, projections ~1); NaN
+                            when no frame of the scan has beam
+    ``flux_local``          ``mean`` / running median (``window``) of the
+                            ``mean`` of the frames with beam around it (the
+                            scan's reference where the window holds none):
+                            like ``flux_rel`` but inside a dark block or at a
+                            shutter-closed start it stays ~0, not ~1 or NaN
+    ``no_beam``             1.0 when the frame's ``mean`` is at most
+                            ``BEAM_ON_FRACTION`` (10 %) of the scan's beam level
+                            (``BEAM_LEVEL_QUANTILE``, the 90 % quantile of
+                            ``mean``) or no valid pixel is above 0: the frame is
+                            indistinguishable from a dark / closed shutter;
+                            0.0 otherwise; NaN for frames without valid pixels
     ``problem``             "" when fine; "nan pixels" when NaN/inf pixels (outside
                             the pixel mask) were skipped; "no valid pixels" (all
                             stats NaN)
@@ -93,6 +118,10 @@ def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=
       the calling thread while the threads compute. Statistics are computed by a
       compiled kernel (numba) that releases the GIL; its first use in a fresh
       environment compiles it (a few seconds, cached afterwards).
+    - ``spots`` (opt-in): also ``n_spots``, ``spot_intensity``, ``spot_max`` per frame,
+      from :func:`xlabel.spots.spot_columns` (True / "threshold", a dict of
+      ``find_spots`` options, or a U-Net ``SpotSelector``); a second streamed pass;
+      invalid pixels never make spots, whatever ``exclude_invalid``.
     - ``dask=True`` / ``client=``: run one task per scan block range on Dask
       (``client``: any ``dask.distributed.Client``; ``dask=True`` without a client
       starts a ``LocalCluster`` for the call). Needs the ``dask`` extra.
@@ -118,8 +147,12 @@ def frame_stats(scans, *, dataset=None, stats="default", workers=None, progress=
     runner = _run_dask if (dask or client is not None) else _run_local
     parts = runner(sources, tasks, opts, workers=workers, client=client,
                    progress=progress)
-    return pd.concat([_scan_table(src, parts[i], window) for i, src in enumerate(sources)],
-                     ignore_index=True)
+    tables = [_scan_table(src, parts[i], window) for i, src in enumerate(sources)]
+    if spots is not None and spots is not False:
+        from .spots import spot_columns
+        tables = [t.join(spot_columns(src, spots, chunk_frames=chunk_frames, progress=progress))
+                  for t, (src, _) in zip(tables, sources)]
+    return pd.concat(tables, ignore_index=True)
 
 
 # -- inputs -----------------------------------------------------------------------
@@ -252,8 +285,37 @@ def _scan_table(src_and_name, parts, window):
     ranks = table["mean"].rank(method="average")
     valid = int(ranks.notna().sum())
     table["flux_rank"] = (ranks - 1) / (valid - 1) if valid > 1 else ranks * 0.0
+    table = table.assign(**beam_context(table["mean"], table["max"], window))
     table["problem"] = table["problem"].astype(str)
     return table[COLUMNS]
+
+
+def beam_context(mean: pd.Series, max_: pd.Series, window: int = 51) -> dict:
+    """The scan-level columns ``flux_scan``, ``flux_local`` and ``no_beam`` of one scan.
+
+    Written here (not a library call): they need the scan's beam-on frames, which no
+    rolling/quantile helper knows about. See :func:`frame_stats` for their meaning.
+
+    >>> means = pd.Series([0.0, 0.0, 100.0, 110.0, 5.0, 100.0, 90.0])
+    >>> cols = beam_context(means, means, window=3)
+    >>> cols["no_beam"].tolist(), cols["flux_scan"].round(2).tolist()
+    ([1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.1, 0.05, 1.0, 0.9])
+    >>> cols["flux_local"].round(2).tolist()
+    [0.0, 0.0, 0.95, 1.05, 0.05, 1.05, 0.95]
+    """
+    mean = pd.Series(np.asarray(mean, dtype=np.float64))
+    finite = mean.notna()
+    level = mean[finite].quantile(BEAM_LEVEL_QUANTILE) if finite.any() else np.nan
+    beam_on = finite & (mean > BEAM_ON_FRACTION * level) & (np.asarray(max_) > 0)
+    reference = mean[beam_on].median() if beam_on.any() else np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        flux_scan = mean / reference if reference > 0 else mean * np.nan
+        running = mean.where(beam_on).rolling(_odd(window), center=True, min_periods=1).median()
+        running = running.fillna(reference)
+        flux_local = mean / running.where(running > 0)
+    no_beam = (~beam_on).astype(np.float64).where(finite)
+    return {"flux_scan": flux_scan.to_numpy(), "flux_local": flux_local.to_numpy(),
+            "no_beam": no_beam.to_numpy()}
 
 
 def _odd(window):

@@ -95,6 +95,9 @@ __all__ = [
     "SATURATION_THRESHOLD",
     "SATURATION_GAP",
     "main",
+    "make_gisaxs",
+    "GisaxsSet",
+    "GISAXS_STRUCTURES",
 ]
 
 BEAM_THRESHOLD = 0.85
@@ -712,8 +715,538 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+
+# ---------------------------------------------------------------------------
+# GISAXS-like series (system 4 of the domain notes: binning by embedding)
+# ---------------------------------------------------------------------------
+GISAXS_STRUCTURES = ("spheres", "cylinders", "lamellae", "disordered")
+GISAXS_EXPOSURE = (2.0, 400.0)   # mean counts per valid pixel, drawn log-uniform per frame
+
+
+@dataclass(repr=False)
+class GisaxsSet:
+    """Simulated GISAXS series: frames plus per-frame truth.
+
+    Attributes: ``frames`` (n, H, W) uint32 counts; ``truth`` DataFrame with ``scan``
+    (series name), ``frame`` (index within the series), ``structure`` (one of
+    :data:`GISAXS_STRUCTURES`), ``size`` and ``spacing`` (pixels of the detector: the
+    first form-factor minimum / the Bragg rod or sheet period; NaN where a type has none),
+    ``exposure`` (mean expected counts per valid pixel), ``background`` (detector dark
+    counts per pixel), ``beam_x`` / ``beam_y`` (direct-beam position, drifting);
+    ``pixel_mask`` (True = module gap / dead pixel / beamstop: one detector for the whole
+    set); ``seed``.
+    """
+
+    frames: np.ndarray
+    truth: pd.DataFrame
+    pixel_mask: np.ndarray
+    seed: int = 0
+
+    def source(self):
+        """The frames as an :class:`xlabel.io.ArraySource` with the gap/beamstop mask."""
+        from .io.base import ArraySource
+        return ArraySource(self.frames, name=f"gisaxs_seed{self.seed}", pixel_mask=self.pixel_mask)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __repr__(self) -> str:
+        n, h, w = self.frames.shape
+        counts = self.truth["structure"].value_counts().sort_index().to_dict()
+        return f"<GisaxsSet {self.truth['scan'].nunique()} series, {n} frames {h}x{w} {counts}>"
+
+
+def _gisaxs_geometry(shape, beam):
+    """(qy, qz) in pixels from the direct beam; qz > 0 above the sample horizon."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    horizon = beam[0] - 0.12 * h          # specular/horizon above the direct beam
+    return xx - beam[1], horizon - yy
+
+
+def _structure_image(kind, qy, qz, rng, h):
+    """Scattering of one structure type (no Yoneda/background), and its (size, spacing)."""
+    q = np.hypot(qy, qz)
+    if kind == "spheres":
+        first_min = rng.uniform(0.12, 0.32) * h
+        x = np.maximum(q * (4.493 / first_min), 1e-3)
+        image = (3 * (np.sin(x) - x * np.cos(x)) / x ** 3) ** 2 * 40 + 0.02 / (1 + (q / first_min) ** 2)
+        return image, first_min, np.nan
+    if kind == "cylinders":
+        spacing = rng.uniform(0.08, 0.2) * h
+        width = rng.uniform(0.8, 1.6)
+        rods = sum(np.exp(-0.5 * ((np.abs(qy) - n * spacing) / width) ** 2) / n
+                   for n in range(1, 6))
+        image = rods * np.exp(-np.maximum(qz, 0) / (rng.uniform(0.3, 0.6) * h)) * 4
+        return image + 0.05 / (1 + (q / (0.1 * h)) ** 2), np.nan, spacing
+    if kind == "lamellae":
+        spacing = rng.uniform(0.07, 0.18) * h
+        width = rng.uniform(0.8, 1.6)
+        sheets = sum(np.exp(-0.5 * ((qz - n * spacing) / width) ** 2) / n for n in range(1, 6))
+        image = sheets / (1 + (qy / (rng.uniform(0.15, 0.35) * h)) ** 2) * 4
+        return image + 0.05 / (1 + (q / (0.1 * h)) ** 2), np.nan, spacing
+    if kind == "disordered":
+        corr = rng.uniform(0.04, 0.15) * h
+        return 3 / (1 + (q / corr) ** 2) ** 2, corr, np.nan
+    raise SynthError(f"unknown GISAXS structure {kind!r}; choose from {GISAXS_STRUCTURES}")
+
+
+def _gisaxs_frame(kind, params, shape, beam, rng_params):
+    """Expected scattering (spatial mean 1 over valid pixels) for one frame."""
+    h = shape[0]
+    qy, qz = _gisaxs_geometry(shape, beam)
+    image, size, spacing = _structure_image(kind, qy, qz, rng_params, h)
+    yoneda = np.exp(-0.5 * ((qz - params["yoneda"]) / 1.5) ** 2) * params["yoneda_amp"]
+    image = (image + yoneda + 0.01) * (qz > -1.0)   # the sample shadows below the horizon
+    return image.astype(np.float32), size, spacing
+
+
+def _gisaxs_mask(shape, beam, rng):
+    """Module gaps plus the beamstop (a vertical strip from the bottom edge to the beam),
+    and the hot pixels (not in the mask)."""
+    flags, hot = _detector(shape, rng, gaps=True, modules=(2, 2), n_hot=int(rng.integers(2, 6)))
+    mask = flags != 0
+    h, w = shape
+    half = max(1, round(0.03 * w))
+    col = int(round(beam[1]))
+    mask[int(round(beam[0])) - half:, col - half:col + half + 1] = True
+    return mask, hot
+
+
+def make_gisaxs(n_series: int = 8, frames_per_series: int = 20, frame_shape=(128, 128),
+                seed: int = 0, structures=GISAXS_STRUCTURES, exposure=GISAXS_EXPOSURE) -> GisaxsSet:
+    """GISAXS-like series of a few structure types, with the noise simulations lack.
+
+    Each series is one sample of one structure type (types are dealt round-robin, so
+    every type is present once ``n_series >= len(structures)``) with its own size /
+    spacing; its frames differ in exposure (log-uniform over ``exposure`` mean counts per
+    pixel, a 200x range by default), Poisson noise, a detector background (dark counts
+    with a slow gradient), hot pixels (not in the mask) and a direct beam drifting by up
+    to ~2 pixels over the series. Types: ``spheres`` (form-factor rings around the
+    horizon), ``cylinders`` (vertical Bragg rods), ``lamellae`` (horizontal Bragg
+    sheets), ``disordered`` (smooth decay); all share a Yoneda band just above the
+    horizon and the shadow of the sample below it. The beamstop and the module gaps are
+    in ``pixel_mask`` and hold 0 counts. Same seed, same set; different seeds give
+    different series (use them as held-out data).
+
+    >>> data = make_gisaxs(n_series=4, frames_per_series=3, frame_shape=(64, 64), seed=1)
+    >>> data.frames.shape, sorted(data.truth["structure"].unique())
+    ((12, 64, 64), ['cylinders', 'disordered', 'lamellae', 'spheres'])
+    """
+    _check_args(n_series * frames_per_series, frame_shape, np.uint32, 1.0)
+    structures = tuple(structures)
+    if not structures or any(s not in GISAXS_STRUCTURES for s in structures):
+        raise SynthError(f"structures must be among {GISAXS_STRUCTURES}, got {structures}")
+    h, w = (int(s) for s in frame_shape)
+    rng = np.random.default_rng([seed, 4])
+    beam0 = np.array([0.85 * h, w / 2 + rng.uniform(-0.05, 0.05) * w])
+    mask, hot = _gisaxs_mask((h, w), beam0, rng)      # one instrument for the whole set
+    frames, rows = [], []
+    for series in range(int(n_series)):
+        kind = structures[series % len(structures)]
+        stack, truth = _gisaxs_series(kind, int(frames_per_series), (h, w), rng, exposure,
+                                      beam0, mask, hot)
+        truth.insert(0, "scan", f"gisaxs_s{seed}_{series:02d}")
+        frames.append(stack)
+        rows.append(truth)
+    return GisaxsSet(np.concatenate(frames), pd.concat(rows, ignore_index=True), mask, int(seed))
+
+
+def _gisaxs_series(kind, n, shape, rng, exposure, beam0, mask, hot):
+    h, w = shape
+    params = {"yoneda": rng.uniform(0.03, 0.06) * h, "yoneda_amp": rng.uniform(0.3, 1.0)}
+    structure_seed = int(rng.integers(2 ** 31))
+    drift = np.cumsum(rng.normal(0, 0.4, (n, 2)), axis=0).clip(-2, 2)
+    levels = np.exp(rng.uniform(*np.log(exposure), n))
+    dark = rng.uniform(0.2, 2.0)
+    gradient = (1 + 0.5 * np.linspace(-1, 1, w, dtype=np.float32))[None, :]
+    stack = np.zeros((n, h, w), np.uint32)
+    truth = []
+    for i in range(n):
+        beam = beam0 + drift[i]
+        image, size, spacing = _gisaxs_frame(kind, params, shape, beam,
+                                             np.random.default_rng(structure_seed))
+        image /= image[~mask].mean()
+        lam = levels[i] * image + dark * gradient
+        lam[hot] = levels[i] * rng.uniform(20, 80)
+        counts = rng.poisson(lam)
+        counts[mask] = 0
+        stack[i] = counts
+        truth.append({"frame": i, "structure": kind, "size": size, "spacing": spacing,
+                      "exposure": levels[i], "background": dark,
+                      "beam_x": beam[1], "beam_y": beam[0]})
+    return stack, pd.DataFrame(truth)
+
+
+
+
+# ---------------------------------------------------------------------------
+# Frames with known spots (spot finding, issue 13 B)
+# ---------------------------------------------------------------------------
+SPOT_SIGMA = (0.8, 1.6)      # pixels, Gaussian width of a spot
+SPOT_SNR = (6.0, 60.0)       # peak height over the local background noise sqrt(bg + 1)
+SPOT_SEPARATION = 8.0        # pixels between spot centres
+SPOT_MARGIN = 3              # pixels kept between a spot centre and an invalid pixel / the edge
+
+
+@dataclass(repr=False)
+class SpotScan:
+    """Frames with known spots, for spot finding (made by :func:`make_spot_scan`).
+
+    Attributes: ``frames`` (n, H, W) uint16 (invalid pixels hold 65535); ``spots``
+    DataFrame, one row per true spot: ``frame``, ``y``, ``x`` (centre, pixels),
+    ``sigma`` (pixels), ``peak`` (expected counts above background at the centre),
+    ``intensity`` (expected integrated counts, ``2 pi sigma^2 peak``); ``truth``
+    DataFrame per frame: ``frame``, ``hit`` (bool), ``n_spots``, ``n_rings``,
+    ``background`` (expected counts of a background pixel far from the centre);
+    ``pixel_mask`` (True = gap / dead pixel); ``hot_pixels`` (True = hot, NOT in
+    the mask); ``name``; ``seed``; ``params``.
+    """
+
+    frames: np.ndarray
+    spots: pd.DataFrame
+    truth: pd.DataFrame
+    pixel_mask: np.ndarray
+    hot_pixels: np.ndarray
+    name: str
+    seed: int = 0
+    params: dict = field(default_factory=dict)
+
+    def source(self):
+        """The frames as an :class:`xlabel.io.ArraySource` (with this scan's pixel mask)."""
+        from .io.base import ArraySource
+        return ArraySource(self.frames, name=self.name, pixel_mask=self.pixel_mask)
+
+    def spot_pixels(self, frames=None, radius: float = 1.2) -> np.ndarray:
+        """Boolean (n, H, W) truth of the pixels that belong to a spot (segmentation target).
+
+        A pixel belongs to a spot when it lies within ``max(1.5, radius * sigma)`` of the
+        spot's centre and is valid. ``frames``: indices (default: all).
+        """
+        index = np.arange(len(self.frames)) if frames is None else np.asarray(frames)
+        h, w = self.frames.shape[1:]
+        out = np.zeros((index.size, h, w), bool)
+        yy, xx = np.mgrid[0:h, 0:w]
+        by_frame = self.spots.groupby("frame")
+        for k, i in enumerate(index):
+            if int(i) not in by_frame.groups:
+                continue
+            for y, x, sigma in by_frame.get_group(int(i))[["y", "x", "sigma"]].to_numpy():
+                out[k] |= (yy - y) ** 2 + (xx - x) ** 2 <= max(1.5, radius * sigma) ** 2
+        out &= ~self.pixel_mask
+        return out
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __repr__(self) -> str:
+        n, h, w = self.frames.shape
+        return (f"<SpotScan {self.name!r} {n} frames {h}x{w}, {int(self.truth['hit'].sum())} hits, "
+                f"{len(self.spots)} spots, {int(self.hot_pixels.sum())} hot pixels>")
+
+
+def _spot_positions(count, valid, rng, separation):
+    """Up to ``count`` spot centres on pixels far enough from invalid pixels and each other."""
+    from scipy import ndimage
+
+    h, w = valid.shape
+    inner = np.zeros_like(valid)
+    inner[SPOT_MARGIN:h - SPOT_MARGIN, SPOT_MARGIN:w - SPOT_MARGIN] = True
+    allowed = ndimage.binary_erosion(valid, np.ones((2 * SPOT_MARGIN + 1,) * 2), border_value=0) & inner
+    where = np.flatnonzero(allowed)
+    chosen = []
+    for _ in range(30 * count):  # rejection sampling; gives up quietly on crowded frames
+        if len(chosen) == count or where.size == 0:
+            break
+        y, x = divmod(int(rng.choice(where)), w)
+        y, x = y + rng.uniform(-0.5, 0.5), x + rng.uniform(-0.5, 0.5)
+        if all((y - cy) ** 2 + (x - cx) ** 2 >= separation ** 2 for cy, cx in chosen):
+            chosen.append((y, x))
+    return chosen
+
+
+def _add_gaussian(image, y, x, sigma, peak):
+    h, w = image.shape
+    half = int(math.ceil(4 * sigma))
+    y0, y1 = max(0, int(y) - half), min(h, int(y) + half + 2)
+    x0, x1 = max(0, int(x) - half), min(w, int(x) + half + 2)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    image[y0:y1, x0:x1] += peak * np.exp(-0.5 * ((yy - y) ** 2 + (xx - x) ** 2) / sigma ** 2)
+
+
+def _ring_image(r, rng, background, count):
+    """Thin powder / ice rings: amplitude 3-12 x the local noise, width 0.6-1.2 pixels."""
+    image = np.zeros_like(r)
+    radii = rng.uniform(0.15, 0.65, count) * min(r.shape) / 2 + 8
+    for radius in radii:
+        width = rng.uniform(0.6, 1.2)
+        amp = rng.uniform(3, 12) * np.sqrt(background + 1)
+        image += amp * np.exp(-0.5 * ((r - radius) / width) ** 2)
+    return image
+
+
+def make_spot_scan(n_frames: int = 64, frame_shape=(128, 128), seed: int = 0, *,
+                   name: str | None = None, hit_fraction: float = 0.5, spots_per_hit=(5, 40),
+                   level: float | None = None, rings=(0, 3), hot_pixels: int | None = None,
+                   gaps: bool = True, snr=SPOT_SNR, sigma=SPOT_SIGMA) -> SpotScan:
+    """Frames of a serial-crystallography-like scan with known spots and distractors.
+
+    Each frame: a diffuse background falling off from a beam centre (``level`` counts
+    per pixel far from the centre, log-uniform 1-30 per scan when None, +-20 % per
+    frame), a beamstop shadow, 0 to ``rings`` thin powder/ice rings (on hits and blanks),
+    and on hit frames (probability ``hit_fraction``) ``spots_per_hit`` Gaussian spots
+    (width ``sigma`` pixels, peak ``snr`` x ``sqrt(background + 1)``, log-uniform;
+    centres at least 8 pixels apart and 3 from invalid pixels, outside the beamstop);
+    blanks have none.
+    Detector: module gaps and dead pixels (``pixel_mask``, value 65535) and hot pixels
+    (``hot_pixels``, default ~1 per 2000 pixels, single pixels counting 10-100 x the
+    background in every frame, not in the mask, never within 4 pixels of a spot).
+    Poisson noise. Seeded: the same arguments give the same frames.
+
+    >>> scan = make_spot_scan(n_frames=8, frame_shape=(64, 64), seed=1)
+    >>> scan.frames.shape, int(scan.truth["n_spots"].sum()) == len(scan.spots)
+    ((8, 64, 64), True)
+    >>> bool((scan.frames[:, scan.pixel_mask] == 65535).all())
+    True
+    """
+    n, shape = int(n_frames), (int(frame_shape[0]), int(frame_shape[1]))
+    if n < 1 or min(shape) < 32:
+        raise SynthError(f"need n_frames >= 1 and frames of at least 32x32, got {n} x {shape}")
+    if not 0 <= hit_fraction <= 1:
+        raise SynthError(f"hit_fraction must be in [0, 1], got {hit_fraction}")
+    frame_rng, spot_rng, detector_rng, noise_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    if level is None:
+        level = float(np.exp(frame_rng.uniform(np.log(1.0), np.log(30.0))))
+    n_hot = max(1, shape[0] * shape[1] // 2000) if hot_pixels is None else int(hot_pixels)
+    flags, _ = _detector(shape, detector_rng, gaps, (2, 2), 0)
+    valid = flags == 0
+    center = (shape[0] / 2 + detector_rng.uniform(-0.08, 0.08) * shape[0],
+              shape[1] / 2 + detector_rng.uniform(-0.08, 0.08) * shape[1])
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    r = np.hypot(yy - center[0], xx - center[1])
+    profile = (1 + 3 / (1 + (r / (0.15 * min(shape))) ** 2)).astype(np.float32)
+    beamstop = np.where(r < max(2.0, 0.04 * min(shape)), 0.05, 1.0).astype(np.float32)
+
+    rows, truth, lam = [], [], np.empty((n, *shape), np.float32)
+    for i in range(n):
+        background = level * frame_rng.uniform(0.8, 1.2)
+        image = background * profile
+        n_rings = int(frame_rng.integers(rings[0], rings[1] + 1))
+        image += _ring_image(r, frame_rng, background, n_rings)
+        hit = bool(spot_rng.random() < hit_fraction)
+        count = int(spot_rng.integers(spots_per_hit[0], spots_per_hit[1] + 1)) if hit else 0
+        placed = _spot_positions(count, valid & (beamstop == 1), spot_rng, SPOT_SEPARATION)
+        for y, x in placed:
+            width = float(spot_rng.uniform(*sigma))
+            local = float(image[int(round(y)), int(round(x))])
+            peak = float(np.exp(spot_rng.uniform(*np.log(snr)))) * math.sqrt(local + 1)
+            _add_gaussian(image, y, x, width, peak)
+            rows.append((i, y, x, width, peak, 2 * math.pi * width ** 2 * peak))
+        lam[i] = image * beamstop
+        truth.append((i, hit and bool(placed), len(placed), n_rings, background))
+    spots = pd.DataFrame(rows, columns=["frame", "y", "x", "sigma", "peak", "intensity"])
+    hot = _hot_pixels(shape, valid, spots, n_hot, detector_rng)
+    lam[:, hot] = (level * detector_rng.uniform(10, 100, int(hot.sum()))).astype(np.float32)
+    frames = np.minimum(noise_rng.poisson(lam), 65534).astype(np.uint16)
+    frames[:, ~valid] = 65535
+    truth = pd.DataFrame(truth, columns=["frame", "hit", "n_spots", "n_rings", "background"])
+    params = dict(n_frames=n, frame_shape=shape, seed=seed, hit_fraction=hit_fraction,
+                  spots_per_hit=tuple(spots_per_hit), level=level, rings=tuple(rings),
+                  hot_pixels=int(hot.sum()), gaps=gaps, snr=tuple(snr), sigma=tuple(sigma))
+    return SpotScan(frames=frames, spots=spots, truth=truth, pixel_mask=~valid, hot_pixels=hot,
+                    name=name or f"spots_{seed}", seed=seed, params=params)
+
+
+def _hot_pixels(shape, valid, spots, count, rng):
+    """Single hot pixels on valid pixels at least 4 pixels from every true spot."""
+    far = valid.copy()
+    for y, x in spots[["y", "x"]].to_numpy():
+        y0, x0 = int(round(y)), int(round(x))
+        far[max(0, y0 - 4):y0 + 5, max(0, x0 - 4):x0 + 5] = False
+    hot = np.zeros(shape[0] * shape[1], bool)
+    candidates = np.flatnonzero(far.ravel())
+    hot[rng.choice(candidates, size=min(count, candidates.size), replace=False)] = True
+    return hot.reshape(shape)
+
+
+__all__ += ["SpotScan", "make_spot_scan"]
+
+
+# ---------------------------------------------------------------------------
+# Multi-label scattering frames (NSLS-II style tags, issue 13 A)
+# ---------------------------------------------------------------------------
+#: Tags of :func:`make_tagged` frames, in column order.
+TAGS = ("rings", "spots", "halo", "streak", "beamstop")
+#: Probability that a frame carries each tag (drawn independently, so a frame has 0 to 5).
+TAG_RATES = {"rings": 0.45, "spots": 0.4, "halo": 0.4, "streak": 0.3, "beamstop": 0.55}
+#: Range of a batch's median exposure (mean counts per pixel, log-uniform); frames of a
+#: batch spread a further x/÷ 3 around it, so the whole set spans about 0.7 to 1500.
+TAG_LEVEL_RANGE = (2.0, 500.0)
+
+
+@dataclass(repr=False)
+class TagScan:
+    """Scattering frames with multi-label truth (see :func:`make_tagged`).
+
+    Attributes: ``frames`` (n, H, W) uint32 counts (gap pixels hold the dtype max);
+    ``tags`` DataFrame of bool, one column per name in :data:`TAGS`; ``truth``
+    DataFrame (``frame``, ``level`` (mean counts/pixel before features), ``n_rings``,
+    ``n_spots``); ``pixel_mask`` (True = gap/dead); ``name``; ``seed``;
+    ``beam_center`` (row, col); ``params``.
+    """
+
+    frames: np.ndarray
+    tags: pd.DataFrame
+    truth: pd.DataFrame
+    pixel_mask: np.ndarray
+    name: str
+    seed: int = 0
+    beam_center: tuple = (128.0, 128.0)
+    params: dict = field(default_factory=dict)
+
+    def source(self):
+        """The frames as an :class:`xlabel.io.ArraySource` (with the pixel mask)."""
+        from .io.base import ArraySource
+        return ArraySource(self.frames, name=self.name, pixel_mask=self.pixel_mask)
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __repr__(self) -> str:
+        n, h, w = self.frames.shape
+        counts = {tag: int(self.tags[tag].sum()) for tag in self.tags.columns}
+        return f"<TagScan {self.name!r} {n} frames {h}x{w}, tagged {counts}>"
+
+
+def _ray_distance(dy, dx, angle):
+    """Distance along and across a ray from the beam centre at ``angle``."""
+    along = dy * np.sin(angle) + dx * np.cos(angle)
+    across = -dy * np.cos(angle) + dx * np.sin(angle)
+    return along, across
+
+
+def _tag_contrast(present, r, phi, dy, dx, size, rng):
+    """Feature contrast (relative to the diffuse background) and beamstop transmission of
+    one frame; returns ``(contrast, transmission, n_rings, n_spots)``."""
+    contrast = np.zeros(r.shape, np.float32)
+    n_rings = n_spots = 0
+    if present["rings"]:
+        n_rings = int(rng.integers(1, 5))
+        for _ in range(n_rings):
+            radius, width = rng.uniform(0.1, 0.45) * size, rng.uniform(0.8, 2.5) * size / 256
+            texture = 1 + rng.uniform(0, 0.8) * np.cos(rng.integers(1, 4) * (phi - rng.uniform(0, np.pi)))
+            contrast += (rng.uniform(0.4, 3.0) * texture
+                         * np.exp(-0.5 * ((r - radius) / max(width, 0.6)) ** 2)).astype(np.float32)
+    if present["spots"]:
+        n_spots = int(rng.integers(3, 41))
+        ys, xs = rng.uniform(0, r.shape[0], n_spots), rng.uniform(0, r.shape[1], n_spots)
+        sigmas = rng.uniform(0.7, 2.0, n_spots) * size / 256
+        for y, x, sigma, peak in zip(ys, xs, np.maximum(sigmas, 0.6), rng.uniform(3, 30, n_spots)):
+            lo_y, hi_y = int(max(y - 4 * sigma, 0)), int(min(y + 4 * sigma + 1, r.shape[0]))
+            lo_x, hi_x = int(max(x - 4 * sigma, 0)), int(min(x + 4 * sigma + 1, r.shape[1]))
+            yy, xx = np.mgrid[lo_y:hi_y, lo_x:hi_x]
+            contrast[lo_y:hi_y, lo_x:hi_x] += peak * np.exp(
+                -0.5 * ((yy - y) ** 2 + (xx - x) ** 2) / sigma ** 2)
+    if present["halo"]:
+        radius, width = rng.uniform(0.15, 0.35) * size, rng.uniform(0.05, 0.12) * size
+        contrast += (rng.uniform(0.5, 2.0) * np.exp(-0.5 * ((r - radius) / width) ** 2)).astype(np.float32)
+    if present["streak"]:
+        # starts outside the largest beamstop shadow (0.08 size), so a tagged streak is visible
+        along, across = _ray_distance(dy, dx, rng.uniform(0, 2 * np.pi))
+        start, length = 0.1 * size, rng.uniform(0.25, 0.5) * size
+        width = max(rng.uniform(1.0, 2.5) * size / 256, 0.6)
+        on_ray = (along > start) & (along < start + length)
+        contrast += np.where(on_ray, rng.uniform(1.5, 6.0) * np.exp(-0.5 * (across / width) ** 2)
+                             * np.exp(-0.5 * (along - start) / length), 0).astype(np.float32)
+    transmission = np.ones(r.shape, np.float32)
+    if present["beamstop"]:
+        along, across = _ray_distance(dy, dx, rng.choice([0.5, 1.0, 1.5, 2.0]) * np.pi
+                                      + rng.normal(0, 0.1))
+        arm = (along > 0) & (np.abs(across) < rng.uniform(0.01, 0.02) * size)
+        shadow = (r < rng.uniform(0.04, 0.08) * size) | arm
+        transmission[shadow] = rng.uniform(0.005, 0.03)
+    return contrast, transmission, n_rings, n_spots
+
+
+def make_tagged(n_frames: int = 200, frame_shape=(256, 256), seed: int = 0, *,
+                name: str | None = None, level: float | None = None, tag_rates=None,
+                gaps: bool = True, modules=(2, 2), hot_pixels: int | None = None) -> TagScan:
+    """Simulate scattering frames that each carry 0 to all of :data:`TAGS`.
+
+    Every frame has a diffuse background (a Lorentzian-like falloff from the beam centre
+    plus a flat part) times ``1 + contrast`` of its features: Debye-Scherrer ``rings``
+    (1-4, textured, 0.4-3x the background), Bragg ``spots`` (3-40 Gaussian peaks, 3-30x),
+    an amorphous ``halo`` (a broad ring, 0.5-2x), a ``streak`` (a ray pointing away from the
+    beam centre, starting outside the beamstop shadow, 1.5-6x) and a ``beamstop`` shadow (disc plus holder arm, 0.5-3 % transmission).
+    Tags are drawn independently (``tag_rates``, default :data:`TAG_RATES`), so overlaps
+    are common and some frames have none or all. Exposure: ``level`` is the scan's median
+    mean counts per pixel (default: log-uniform in :data:`TAG_LEVEL_RANGE`); frames spread
+    x/÷ 3 around it; Poisson noise. Module ``gaps`` (masked, dtype max), dead and hot pixels
+    as in :func:`make_scan`. The beam centre sits within 4 % of the frame centre.
+
+    >>> scan = make_tagged(40, (64, 64), seed=1)
+    >>> scan.frames.shape, list(scan.tags.columns) == list(TAGS)
+    ((40, 64, 64), True)
+    >>> bool(scan.tags.sum(axis=1).between(0, 5).all())
+    True
+    """
+    dtype, cutoff = _check_args(n_frames, frame_shape, "uint32", level if level else 1.0)
+    n, shape = int(n_frames), (int(frame_shape[0]), int(frame_shape[1]))
+    rates = dict(TAG_RATES, **(tag_rates or {}))
+    unknown = set(rates) - set(TAGS)
+    if unknown:
+        raise SynthError(f"unknown tags {sorted(unknown)}; known: {TAGS}")
+    tag_rng, content_rng, detector_rng, noise_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4))
+    if level is None:
+        level = float(np.exp(tag_rng.uniform(*np.log(TAG_LEVEL_RANGE))))
+    levels = level * np.exp(tag_rng.uniform(-np.log(3), np.log(3), n))
+    present = pd.DataFrame({tag: tag_rng.random(n) < rates[tag] for tag in TAGS})
+    flags, hot = _detector(shape, detector_rng, gaps, modules, hot_pixels)
+    valid = flags == 0
+    size = min(shape)
+    center = (shape[0] / 2 + detector_rng.uniform(-0.04, 0.04) * shape[0],
+              shape[1] / 2 + detector_rng.uniform(-0.04, 0.04) * shape[1])
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
+    dy, dx = yy - center[0], xx - center[1]
+    r, phi = np.hypot(dy, dx), np.arctan2(dy, dx)
+    frames = np.empty((n, *shape), dtype)
+    n_rings, n_spots = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for i in range(n):
+        falloff = content_rng.uniform(0.05, 0.2) * size
+        background = _normalised(content_rng.uniform(0.1, 0.5) + 1 / (1 + (r / falloff) ** 2))
+        contrast, transmission, n_rings[i], n_spots[i] = _tag_contrast(
+            present.iloc[i], r, phi, dy, dx, size, content_rng)
+        lam = levels[i] * background * (1 + contrast) * transmission
+        lam[hot] = levels[i] * detector_rng.uniform(10, 60, int(hot.sum()))
+        frames[i] = np.minimum(noise_rng.poisson(lam), cutoff)
+    frames[:, ~valid] = np.iinfo(dtype).max
+    truth = pd.DataFrame({"frame": np.arange(n), "level": levels, "n_rings": n_rings,
+                          "n_spots": n_spots})
+    params = dict(n_frames=n, frame_shape=shape, seed=seed, level=level, tag_rates=rates,
+                  gaps=gaps, modules=tuple(modules), hot_pixels=int(hot.sum()))
+    return TagScan(frames=frames, tags=present, truth=truth, pixel_mask=~valid,
+                   name=name or f"tagged_{seed}", seed=seed, beam_center=center, params=params)
+
+
+def make_tagged_batches(n_batches: int = 10, frames_per_batch: int = 200, frame_shape=(256, 256),
+                        seed: int = 0, progress: bool = False, **knobs) -> list:
+    """``n_batches`` independent :func:`make_tagged` scans (``tags_b0`` ..), as in the NSLS-II
+    study (10 batches: train on the first 9, test on the last). Each batch has its own
+    seed, exposure, beam centre and detector defects.
+
+    >>> batches = make_tagged_batches(3, 8, (32, 32))
+    >>> [b.name for b in batches], len(batches[0])
+    (['tags_b0', 'tags_b1', 'tags_b2'], 8)
+    """
+    seeds = np.random.SeedSequence(seed).generate_state(n_batches)
+    items = range(n_batches)
+    if progress:
+        from tqdm.auto import tqdm
+        items = tqdm(items, desc="tagged batches", unit="batch")
+    return [make_tagged(frames_per_batch, frame_shape, int(seeds[i]), name=f"tags_b{i}", **knobs)
+            for i in items]
 
 
 # ---------------------------------------------------------------------------
@@ -950,3 +1483,7 @@ def defect_boxes(truth: pd.DataFrame) -> np.ndarray:
 
 __all__ += ["FrameTask", "make_flux_task", "make_defect_scan", "make_defect_task", "defect_boxes",
             "FLUX_TASK_LEVELS", "DEFECT_TASK_LEVELS", "DEFECT_REASONS", "BOX_COLUMNS"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -59,6 +59,19 @@ def pixel_colors(page, indices, panel=0):
     return np.array([array[int(round(y * scale)), int(round(x * scale))] for x, y in positions])
 
 
+def pixel_colors_xy(page, points, panel=0):
+    """RGB of the screenshot at data-space points ``[(x, y), ...]``: (n, 3) array."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    positions = page.evaluate(DATA_TO_PAGE_JS, [[list(map(float, xy)) for xy in points], panel])
+    image = Image.open(BytesIO(page.screenshot())).convert("RGB")
+    scale = image.width / page.viewport_size["width"]
+    array = np.asarray(image)
+    return np.array([array[int(round(y * scale)), int(round(x * scale))] for x, y in positions])
+
+
 def is_red(rgb) -> np.ndarray:
     rgb = np.asarray(rgb, dtype=int)
     return (rgb[..., 0] > 150) & (rgb[..., 1] < 110) & (rgb[..., 2] < 110)

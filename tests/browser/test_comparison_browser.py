@@ -71,3 +71,51 @@ def test_lasso_and_adopt_selection_in_browser(open_notebook, tmp_path):
     p.click(".xlabel-button[data-id='disagree']")
     wait_status(page, "5 disagreement(s) selected")
     assert page.kernel_json("view.selected.tolist()") == list(range(150, 155))
+
+
+# Page rectangles of the modebar buttons and of the panel titles.
+BOXES_JS = """() => {
+  const gd = document.querySelectorAll('.xlabel-plot')[0];
+  const rect = (e) => { const r = e.getBoundingClientRect();
+                        return [r.left, r.top, r.right, r.bottom]; };
+  return {buttons: [...gd.querySelectorAll('.modebar-btn')].map(rect),
+          titles: [...gd.querySelectorAll('.annotation-text')].map(
+                      (e) => [e.textContent, rect(e)])};
+}"""
+
+
+def overlap(a, b):
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def test_tables_are_styled_and_the_modebar_leaves_the_titles_free(open_notebook, tmp_path):
+    page = open_notebook("compare_tables.ipynb", cells(tmp_path / "labels.xlabel"))
+    wait_rendered(page)
+    p = page.page
+    p.mouse.move(*p.evaluate("() => { const r = document.querySelector('.xlabel-plot')"
+                             ".getBoundingClientRect(); return [r.right - 50, r.top + 80]; }"))
+    p.wait_for_selector(".modebar-btn", state="attached")
+    boxes = p.evaluate(BOXES_JS)
+    assert [name for name, _ in boxes["titles"]] == ["kmeans", "dbscan", "labels"]
+    assert boxes["buttons"], "the modebar is drawn"
+    for name, title in boxes["titles"]:
+        covered = [b for b in boxes["buttons"] if overlap(b, title)]
+        assert not covered, f"the modebar covers the title {name!r}"
+
+    # the contingency table: named rows and columns, every row as wide as the header,
+    # numbers right-aligned in their columns
+    table = p.evaluate("""() => [...document.querySelectorAll('table.xlabel-contingency tr')]
+        .map((tr) => [...tr.children].map((c) => [c.textContent,
+                                                  getComputedStyle(c).textAlign]))""")
+    header = [text for text, _ in table[0]]
+    assert header == ["kmeans ↓ · dbscan →", "cluster 0", "cluster 1", "total"]
+    assert [row[0][0] for row in table[1:]] == ["kmeans cluster 0", "kmeans cluster 1", "total"]
+    assert {len(row) for row in table} == {len(header)}
+    assert {align for row in table[1:] for _, align in row[1:]} == {"right"}
+    assert table[-1][-1][0] == str(N_FRAMES)
+    metrics = p.evaluate("() => [...document.querySelectorAll('table.xlabel-metrics th')]"
+                         ".map((c) => c.textContent)")
+    assert metrics[0].startswith("adjusted Rand index")
+    legend = p.evaluate("() => [...document.querySelectorAll('.xlabel-legend-item')]"
+                        ".map((e) => e.textContent)")
+    assert "noise (0)" not in legend and not any(t.endswith(" (0)") for t in legend[:4])

@@ -8,7 +8,7 @@ import pytest
 import xlabel
 from xlabel.labels import LabelStore
 
-from .plotting import is_red, pixel_colors, rectangle_lasso
+from .plotting import DATA_TO_PAGE_JS, is_red, lasso, pixel_colors_xy, rectangle_lasso
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
@@ -21,7 +21,7 @@ SAMPLE_GOOD = SAMPLE_TRUTH.frame[SAMPLE_TRUTH.reason == ""].to_numpy()
 GD = "document.querySelectorAll('.xlabel-plot')[0]"
 
 
-def scene_cells(store_dir, n_frames=N_FRAMES):
+def scene_cells(store_dir, n_frames=N_FRAMES, raster=None, log_y=False):
     return [
         "import numpy as np, pandas as pd\n"
         "from xlabel.labels import LabelStore\n"
@@ -32,7 +32,7 @@ def scene_cells(store_dir, n_frames=N_FRAMES):
         f"mean[:{len(RAMP)}] = np.linspace(0, 800, {len(RAMP)})  # shutter ramp\n"
         "features = pd.DataFrame({'scan': 'sample', 'frame': np.arange(n), 'mean': mean})\n"
         f"store = LabelStore(n, classes=('good', 'bad'), path={str(store_dir)!r})\n"
-        "w = FluxScatter(store, features)",
+        f"w = FluxScatter(store, features, raster={raster!r}, log_y={log_y!r})",
         "w",
     ]
 
@@ -71,10 +71,25 @@ def wait_recolors(page, count):
     page.wait_js(f"(c) => {GD}.__xlabel.recolors >= c", arg=count)
 
 
-def test_lasso_assign_undo_in_browser(open_notebook, tmp_path):
+def colors_of(page, indices):
+    """Screen colors of frames ``indices`` (positions from the kernel: both modes)."""
+    xy = page.kernel_json(f"features[[w.x, w.y]].to_numpy()[{list(map(int, indices))}].tolist()")
+    return pixel_colors_xy(page.page, xy)
+
+
+def page_xy(page, points):
+    return page.page.evaluate(DATA_TO_PAGE_JS, [[list(map(float, xy)) for xy in points], 0])
+
+
+@pytest.mark.parametrize("raster", [False, True], ids=["markers", "raster"])
+def test_lasso_assign_undo_in_browser(open_notebook, tmp_path, raster):
     store_dir = tmp_path / "labels.xlabel"
-    page = open_notebook("scatter.ipynb", sample_scene_cells(store_dir))
+    cells = sample_scene_cells(store_dir)
+    cells[0] = cells[0].replace("FluxScatter(store, features)",
+                                f"FluxScatter(store, features, raster={raster})")
+    page = open_notebook(f"scatter_{raster}.ipynb", cells)
     wait_rendered(page)
+    assert page.kernel_json("w.raster") is raster
     p = page.page
     n_frames = page.kernel_json("len(features)")
     ramp = page.kernel_json(f"mean[{SAMPLE_RAMP.tolist()}].tolist()")
@@ -96,14 +111,14 @@ def test_lasso_assign_undo_in_browser(open_notebook, tmp_path):
     assert {sources[i] for i in SAMPLE_RAMP} == {"manual"}
     on_disk = LabelStore.open(store_dir)
     assert np.flatnonzero(on_disk.labels == 1).tolist() == SAMPLE_RAMP.tolist()
-    assert is_red(pixel_colors(p, SAMPLE_RAMP)).mean() >= 0.9
-    assert not is_red(pixel_colors(p, [100, 200, 300])).any()
+    assert is_red(colors_of(page, SAMPLE_RAMP)).mean() >= 0.9
+    assert not is_red(colors_of(page, [100, 200, 300])).any()
 
     p.focus(".xlabel-scatter")
     p.keyboard.press("Control+z")
     wait_recolors(page, 2)
     assert page.kernel_json("store.counts()") == {"good": 0, "bad": 0, "unlabeled": n_frames}
-    assert not is_red(pixel_colors(p, SAMPLE_RAMP)).any()
+    assert not is_red(colors_of(page, SAMPLE_RAMP)).any()
 
 
 def test_twenty_lassos_with_hover_all_arrive(open_notebook, tmp_path):
@@ -125,3 +140,153 @@ def test_twenty_lassos_with_hover_all_arrive(open_notebook, tmp_path):
         assert page.kernel_json("w.selected.tolist()") == list(range(first, last + 1))
     hovered = p.evaluate("() => document.querySelector('.xlabel-tooltip').style.display")
     assert hovered == "block"
+
+
+# ---------------------------------------------------------------- kernel raster (issue 15)
+
+OUTLIER = 123_456
+
+
+def million_cells(n=1_000_000):
+    """1,000,000 frames made in the kernel: a flat crowd and one dim outlier frame."""
+    return [
+        "import numpy as np, pandas as pd\n"
+        "from xlabel.labels import LabelStore\n"
+        "from xlabel.widgets import FluxScatter\n"
+        f"n = {n}\n"
+        "rng = np.random.default_rng(1)\n"
+        "mean = 1000 + rng.normal(0, 8, n)\n"
+        f"mean[{OUTLIER}] = 600.0\n"
+        "features = pd.DataFrame({'frame': np.arange(n), 'mean': mean})\n"
+        "store = LabelStore(n, classes=('good', 'bad'))\n"
+        "w = FluxScatter(store, features)",
+        "w",
+    ]
+
+
+def test_lasso_one_outlier_among_a_million_frames(open_notebook):
+    page = open_notebook("million.ipynb", million_cells())
+    wait_rendered(page)
+    p = page.page
+    assert page.kernel_json("w.raster") is True
+    # The browser got an image, not a million points.
+    assert p.evaluate(f"() => {GD}.data.every((t) => t.x.length <= 2)")
+    # The lone frame is drawn as a visible (grey, unlabeled) dot in the empty space.
+    dot = pixel_colors_xy(p, [(OUTLIER, 600.0)])[0]
+    assert dot.max() < 200, dot
+
+    # Hover: the kernel finds the nearest frame.
+    x, y = page_xy(page, [(OUTLIER, 600.0)])[0]
+    p.mouse.move(x + 1, y + 1)
+    page.wait_js("() => document.querySelector('.xlabel-tooltip').style.display === 'block'")
+    tip = p.evaluate("() => document.querySelector('.xlabel-tooltip').textContent")
+    assert f"frame {OUTLIER}" in tip and "mean: 600" in tip and "labels: unlabeled" in tip
+
+    rectangle_lasso(p, OUTLIER - 30_000, OUTLIER + 30_000, 560, 640)
+    wait_status(page, "1 selected")
+    assert page.kernel_json("w.selected.tolist()") == [OUTLIER]
+    p.click(".xlabel-button[data-id='assign:1']")
+    wait_recolors(page, 1)
+    assert page.kernel_json("np.flatnonzero(store.labels != -1).tolist()") == [OUTLIER]
+    assert page.kernel_json("int(store.labels[w.selected[0]])") == 1
+    assert is_red(pixel_colors_xy(p, [(OUTLIER, 600.0)])).all()
+
+    # Zoom re-renders the visible range in the kernel.
+    images = p.evaluate(f"() => {GD}.__xlabel.images")
+    p.evaluate(f"() => Plotly.relayout({GD}, {{'xaxis.range': [{OUTLIER - 50}, {OUTLIER + 50}],"
+               f" 'yaxis.range': [550, 1100]}})")
+    page.wait_js(f"(n) => {GD}.__xlabel.images > n", arg=images)
+    page.wait_js(f"() => Math.abs({GD}.layout.images[0].x - {OUTLIER - 50}) < 1e-6")
+    assert is_red(pixel_colors_xy(p, [(OUTLIER, 600.0)])).all()
+    assert not is_red(pixel_colors_xy(p, [(OUTLIER + 20, 1000.0)])).any()
+
+
+# ---------------------------------------------------------------- issue 11: lasso traps
+
+def open_scene(open_notebook, tmp_path, name, raster=None):
+    """The 130-frame scene (about 10 px per frame) rendered; returns (LabPage, page)."""
+    page = open_notebook(f"{name}_{raster}.ipynb",
+                         scene_cells(tmp_path / "labels.xlabel", 130, raster=raster))
+    wait_rendered(page)
+    return page, page.page
+
+
+@pytest.mark.parametrize("raster", [False, True], ids=["markers", "raster"])
+def test_new_lasso_inside_old_outline_makes_new_selection(open_notebook, tmp_path, raster):
+    page, p = open_scene(open_notebook, tmp_path, "inside", raster)
+    rectangle_lasso(p, 29.5, 50.5, 940, 1060)
+    wait_status(page, "21 selected")
+    # The second drag starts inside the first outline.
+    rectangle_lasso(p, 39.5, 41.5, 960, 1040)
+    wait_status(page, "2 selected")
+    assert page.kernel_json("w.selected.tolist()") == [40, 41]
+
+
+def test_drag_below_lowest_points_and_axis_change(open_notebook, tmp_path):
+    page, p = open_scene(open_notebook, tmp_path, "axes")
+    # A lasso that starts 10 px below the lowest frame (the ramp's first, mean 0).
+    (x0, y0), (x1, y1) = page_xy(page, [(-0.5, 0.0), (4.5, 300.0)])
+    lasso(p, [(x0, y0 + 10), (x1, y0 + 10), (x1, y1), (x0, y1)])
+    wait_status(page, "5 selected")
+    assert page.kernel_json("w.selected.tolist()") == [0, 1, 2, 3, 4]
+    assert p.evaluate(f"() => {GD}._fullLayout.xaxis.autorange") is True
+
+    # Pan the x axis on its drag handle, then change the x column: ranges and the
+    # lasso outline reset.
+    box = p.evaluate(f"() => {{ const gd = {GD}; const xa = gd._fullLayout.xaxis;"
+                     f" const ya = gd._fullLayout.yaxis; const b = gd.getBoundingClientRect();"
+                     f" return [b.left + xa._offset + xa._length / 2,"
+                     f" b.top + ya._offset + ya._length + 10]; }}")
+    p.mouse.move(*box)
+    p.mouse.down()
+    p.mouse.move(box[0] + 60, box[1], steps=5)
+    p.mouse.up()
+    page.wait_js(f"() => {GD}._fullLayout.xaxis.autorange === false")
+    assert p.evaluate(f"() => ({GD}.layout.selections || []).length") == 1
+    p.select_option(".xlabel-controls select >> nth=0", "mean")
+    page.wait_js(f"() => {GD}._fullLayout.xaxis.autorange === true")
+    x_range = p.evaluate(f"() => {GD}._fullLayout.xaxis.range")
+    assert x_range[0] < 0 < 1000 < x_range[1]        # the whole mean column, not squashed
+    assert p.evaluate(f"() => ({GD}.layout.selections || []).length") == 0
+
+
+@pytest.mark.parametrize("raster", [False, True], ids=["markers", "raster"])
+def test_keys_after_lasso_and_no_tooltip_after_mouse_up(open_notebook, tmp_path, raster):
+    page, p = open_scene(open_notebook, tmp_path, "keys", raster)
+    (hx, hy), = page_xy(page, [(30, page.kernel_json("float(mean[30])"))])
+    p.mouse.move(hx, hy)
+    page.wait_js("() => document.querySelector('.xlabel-tooltip').style.display === 'block'")
+    start = page_xy(page, [(29.5, 1060.0)])[0]
+    corners = [start] + page_xy(page, [(32.5, 1060.0), (32.5, 940.0), (29.5, 940.0)])
+    lasso(p, corners)
+    wait_status(page, "3 selected")
+    assert p.evaluate("() => document.querySelector('.xlabel-tooltip').style.display") == "none"
+    p.keyboard.press("2")                     # no click on the widget first
+    wait_recolors(page, 1)
+    labels, _ = page.store_state()
+    assert np.flatnonzero(labels == 1).tolist() == [30, 31, 32]
+    p.keyboard.press("Control+z")
+    wait_recolors(page, 2)
+    assert page.kernel_json("int((store.labels != -1).sum())") == 0
+
+
+@pytest.mark.parametrize("raster", [False, True], ids=["markers", "raster"])
+def test_log_y_ticks_and_no_share_button(open_notebook, tmp_path, raster):
+    cells = scene_cells(tmp_path / "labels.xlabel", 200, raster=raster, log_y=True)
+    cells[0] = cells[0].replace("features = pd.DataFrame", "mean = np.linspace(12, 150, n)\n"
+                                "features = pd.DataFrame")
+    page = open_notebook(f"logy_{raster}.ipynb", cells)
+    wait_rendered(page)
+    p = page.page
+    # Frames sit where the log axis puts them (the kernel maps log10 in raster mode).
+    frames = [5, 60, 150]
+    xy = [(f, float(np.log10(v))) for f, v in
+          zip(frames, page.kernel_json(f"mean[{frames}].tolist()"))]
+    assert (pixel_colors_xy(p, xy).max(axis=1) < 230).all()
+    ticks = p.evaluate("() => Array.from(document.querySelectorAll('.xlabel-plot .ytick text'))"
+                       ".map((t) => t.textContent)")
+    assert "20" in ticks and "30" in ticks, ticks
+    assert "2" not in ticks and "3" not in ticks, ticks
+    titles = p.evaluate("() => Array.from(document.querySelectorAll('.xlabel-plot .modebar-btn'))"
+                        ".map((b) => b.getAttribute('data-title') || '')")
+    assert titles and not any("share" in t.lower() or "cloud" in t.lower() for t in titles)

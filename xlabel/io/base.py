@@ -19,9 +19,25 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import ScanError
+from ..errors import ScanArgumentError, ScanError
 
-__all__ = ["FrameSource", "ConcatenatedSource", "ArraySource", "invalid_pixels"]
+__all__ = ["FrameSource", "ConcatenatedSource", "ArraySource", "invalid_pixels",
+           "check_frame_shape"]
+
+
+def check_frame_shape(frame_shape, *, path=None, dataset=None) -> tuple:
+    """``frame_shape`` as a tuple of two ints, or ScanError if frames hold no pixel.
+
+    >>> check_frame_shape((0, 5))
+    Traceback (most recent call last):
+    ...
+    xlabel.errors.ScanError: frames of shape (0, 5) hold no pixels: nothing to measure
+    """
+    shape = tuple(int(x) for x in frame_shape)
+    if len(shape) != 2 or min(shape) <= 0:
+        raise ScanError(f"frames of shape {shape} hold no pixels: nothing to measure",
+                        path=path, dataset=dataset)
+    return shape
 
 
 class FrameSource:
@@ -45,6 +61,12 @@ class FrameSource:
       along the frame axis; 1 for one-frame chunks).
     - ``part_starts``: first frame of each part of a multi-file scan
       (``(0,)`` for a single part); ``iter_chunks`` never crosses a part boundary.
+    - ``frame_masks``: masks that differ from frame to frame (an object with
+      ``read(start, stop) -> bool (n, H, W)`` and ``union``, True = invalid), or
+      ``None``; they add to ``pixel_mask`` (see :func:`invalid_pixels`).
+    - ``pixel_mask_applied``: the file's NXdetector flag (the detector already
+      overwrote masked pixels), or ``None`` when unknown; masked pixels are
+      excluded either way.
 
     File-backed sources are picklable (they pickle their path and reopen
     lazily), so they can be sent to worker processes and Dask workers.
@@ -54,6 +76,8 @@ class FrameSource:
     path = None
     dataset = None
     pixel_mask = None
+    frame_masks = None
+    pixel_mask_applied = None
     invalid_values: str = "auto"
     chunk_frames: int = 1
     #: first frame index of each part (file) of the scan; ``(0,)`` for one part.
@@ -90,8 +114,8 @@ class FrameSource:
             if i < 0:
                 i += n
             if not 0 <= i < n:
-                raise ScanError(f"frame index {key} out of range for a scan of {n} frames",
-                                path=self.path, dataset=self.dataset)
+                raise ScanArgumentError(f"frame index {key} out of range for a scan of {n} frames",
+                                        path=self.path, dataset=self.dataset)
             return self._read(i, i + 1)[0]
         if isinstance(key, slice):
             start, stop, step = key.indices(n)
@@ -103,8 +127,8 @@ class FrameSource:
         if indices.dtype == bool:
             indices = np.flatnonzero(indices)
         if indices.ndim != 1:
-            raise ScanError("frame indices must be an int, a slice or a 1-D index array",
-                            path=self.path, dataset=self.dataset)
+            raise ScanArgumentError("frame indices must be an int, a slice or a 1-D index array",
+                                    path=self.path, dataset=self.dataset)
         if indices.size == 0:
             return np.empty((0, *self.frame_shape), self.dtype)
         return np.stack([self[int(i)] for i in indices])
@@ -139,6 +163,15 @@ class FrameSource:
         per_chunk = max(1, self.chunk_frames)
         chunks = max(1, target_bytes // (frame_bytes * per_chunk))
         return int(chunks * per_chunk)
+
+    def chunk_plans(self, start: int = 0, stop: int | None = None):
+        """How to read frames ``start:stop`` straight from their files, or None.
+
+        A list of :class:`xlabel.io.direct.ChunkPlan` (one per file part holding some of
+        those frames; ``plan.frame_offset`` is its first frame in the scan) when every
+        part can be read without h5py; ``None`` (the default) means: use ``iter_chunks``.
+        """
+        return None
 
     def read_all(self) -> np.ndarray:
         """Load the whole scan into memory (explicitly asked for; never done implicitly)."""
@@ -188,6 +221,7 @@ class ArraySource(FrameSource):
         arr = np.asarray(array)
         if arr.ndim != 3:
             raise ScanError(f"expected a 3-D frame stack (n, H, W), got an array of shape {arr.shape}")
+        check_frame_shape(arr.shape[1:])
         self._array = arr
         self.name = name
         self.pixel_mask = None if pixel_mask is None else np.asarray(pixel_mask, dtype=bool)
@@ -209,7 +243,8 @@ class ArraySource(FrameSource):
         return self._array[start:stop]
 
 
-def invalid_pixels(stack: np.ndarray, source: FrameSource | None = None) -> np.ndarray | None:
+def invalid_pixels(stack: np.ndarray, source: FrameSource | None = None,
+                   start: int | None = None) -> np.ndarray | None:
     """Boolean mask of the pixels to exclude from statistics (``True`` = invalid).
 
     The one place that decides which pixels are flagged: the source's static
@@ -218,7 +253,9 @@ def invalid_pixels(stack: np.ndarray, source: FrameSource | None = None) -> np.n
     conventions of photon-counting detectors: the dtype's maximum value for
     unsigned integers (Eiger gaps/defects) and negative values for signed
     integers (Pilatus -1/-2). Returns ``None`` when no pixel is invalid, so
-    callers can take the fast unmasked path.
+    callers can take the fast unmasked path. Sources with per-frame masks
+    (``source.frame_masks``) add the masks of frames ``start:start + len(stack)``;
+    without ``start``, every pixel masked in any frame (the union) is flagged.
 
     >>> import numpy as np
     >>> stack = np.array([[[1, 65535], [3, 4]]], dtype=np.uint16)
@@ -227,6 +264,10 @@ def invalid_pixels(stack: np.ndarray, source: FrameSource | None = None) -> np.n
     """
     mode = "auto" if source is None else source.invalid_values
     static = None if source is None else source.pixel_mask
+    per_frame = None if source is None else source.frame_masks
+    if per_frame is not None:
+        extra = per_frame.union if start is None else per_frame.read(start, start + len(stack))
+        static = extra if static is None else static | extra
     flagged = None
     if mode == "auto":
         if np.issubdtype(stack.dtype, np.unsignedinteger):

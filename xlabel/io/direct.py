@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ctypes
 import glob
-import mmap
 import os
 import zlib
 
@@ -51,6 +50,11 @@ _DEFLATE, _SHUFFLE, _BITSHUFFLE = 1, 2, 32008
 _BSHUF_LZ4, _BSHUF_ZSTD = 2, 3
 # Contiguous datasets are cut into pseudo-chunks of about this many bytes.
 _CONTIGUOUS_PIECE = 8 << 20
+#: Uncompressed frames are read in pieces of about this many bytes (at least one frame)
+#: into a reused buffer, so the statistics find them in the CPU cache: read whole, the
+#: copy out of the page cache cost 35% more than the memory map it replaced; in 256 KB
+#: pieces about 10% (BENCHMARKS.md, "Reading without mmap").
+PIECE_BYTES = 256 << 10
 
 
 class ReadBuffers:
@@ -117,15 +121,19 @@ class ChunkPlan:
     def read(self, k0, k1, buffers: ReadBuffers):
         """Decode chunks ``k0:k1``: ``(first frame, frames as (n, pixels) array)``.
 
-        The array may live in ``buffers`` (valid until their next use).
+        The array may live in ``buffers`` (valid until their next use). A file that is
+        shorter than the plan says (truncated, or being rewritten by another process
+        while this reads it) raises a ScanError naming the first frame it lacks.
         """
         first = int(self.starts[k0])
         n = int(self.starts[k1 - 1]) + self.frames_in(k1 - 1) - first
-        with open(self.file, "rb", buffering=0) as f:
+        with self._open(k0) as f:
             if self._one_span(k0, k1):  # chunks back to back in the file: one read
                 self._check_in_file(f, k0, k1)
                 if not self.filters:
-                    return first, self._map_frames(f, k0, n)
+                    out = buffers.frame_bytes(n * self.frame_nbytes)
+                    self._read_into(f, int(self.offsets[k0]), out, k0)
+                    return first, out.view(self.dtype).reshape(n, self.frame_pixels)
                 span = int(self.offsets[k1 - 1] + self.sizes[k1 - 1] - self.offsets[k0])
                 raw = self._read_into(f, int(self.offsets[k0]), buffers.raw_bytes(span), k0)
                 if self._bitshuffle_only(k0, k1):
@@ -138,7 +146,38 @@ class ChunkPlan:
                 self._decode_chunk(f, k, raw, int(self.offsets[k0]), dest[:self.frames_in(k) * self.frame_nbytes])
         return first, out.view(self.dtype).reshape(n, self.frame_pixels)
 
+    def read_pieces(self, k0, k1, buffers: ReadBuffers, piece_bytes=PIECE_BYTES):
+        """The frames of chunks ``k0:k1`` as ``(first frame, frames)`` pieces, in order.
+
+        Uncompressed chunks lying back to back in the file come in pieces of about
+        ``piece_bytes`` (whole frames, at least one), each read into the same small
+        buffer (valid until the next piece); anything else as the one piece
+        :meth:`read` gives. Errors as in :meth:`read`.
+        """
+        if self.filters or not self._one_span(k0, k1):
+            yield self.read(k0, k1, buffers)
+            return
+        first = int(self.starts[k0])
+        n = int(self.starts[k1 - 1]) + self.frames_in(k1 - 1) - first
+        per_piece = max(1, piece_bytes // self.frame_nbytes)
+        with self._open(k0) as f:
+            self._check_in_file(f, k0, k1)
+            for a in range(0, n, per_piece):
+                m = min(per_piece, n - a)
+                out = buffers.frame_bytes(m * self.frame_nbytes)
+                self._read_into(f, int(self.offsets[k0]) + a * self.frame_nbytes, out, k0)
+                yield first + a, out.view(self.dtype).reshape(m, self.frame_pixels)
+
     # -- reading ------------------------------------------------------------------
+    # Plain reads into reusable buffers, never mmap: a mapped file that another process
+    # truncates kills this process with SIGBUS when the pages are touched, while a read
+    # just comes back short (cost: see PIECE_BYTES).
+    def _open(self, k):
+        try:
+            return open(self.file, "rb", buffering=0)
+        except OSError as err:
+            raise self._error(k, f"cannot open {self.file}: {err}") from None
+
     def _one_span(self, k0, k1):
         offsets = self.offsets[k0:k1]
         if (offsets < 0).any():
@@ -146,46 +185,43 @@ class ChunkPlan:
         ends = offsets + self.sizes[k0:k1]
         return bool((offsets[1:] == ends[:-1]).all())
 
-    def _map_frames(self, f, k, n):
-        """``n`` uncompressed frames from chunk ``k`` on, mapped from the file (no copy).
-
-        The mapping closes when the returned array is dropped.
-        """
-        offset, nbytes = int(self.offsets[k]), n * self.frame_nbytes
-        start = offset - offset % mmap.ALLOCATIONGRANULARITY
-        try:
-            mapped = mmap.mmap(f.fileno(), offset + nbytes - start, access=mmap.ACCESS_READ,
-                               offset=start)
-        except (OSError, ValueError) as err:
-            raise self._error(k, f"cannot read {self.file}: {err}") from None
-        frames = np.frombuffer(mapped, self.dtype, n * self.frame_pixels, offset - start)
-        return frames.reshape(n, self.frame_pixels)
-
     def _check_in_file(self, f, k0, k1):
         """Raise for the first frame of chunks ``k0:k1`` that lies past the end of the file.
 
-        (Mapping past the end would crash the process; a short read would name the
-        wrong frame.)
+        (Checked before reading so the error names the right frame without decoding
+        anything; a file cut while it is read is caught by :meth:`_read_into`.)
         """
         size = os.fstat(f.fileno()).st_size
         ends = self.offsets[k0:k1] + self.sizes[k0:k1]
         if ends.size and ends[-1] <= size:
             return
         k = k0 + int(np.argmax(ends > size))
+        raise self._short_file(k, size)
+
+    def _short_file(self, k, size):
+        """The error for a file of ``size`` bytes that ends inside chunk ``k``."""
         frame = int(self.starts[k])
         if not self.filters:  # uncompressed: whole frames before the end are fine
-            frame += max(0, (size - int(self.offsets[k])) // self.frame_nbytes)
-        raise self._error(k, f"{self.file} ends before the data of frame "
-                             f"{self.frame_offset + frame} (truncated file)", frame=frame)
+            inside = max(0, (size - int(self.offsets[k])) // self.frame_nbytes)
+            frame += min(inside, self.frames_in(k) - 1)
+        return self._error(k, f"{self.file} ends before the data of frame "
+                              f"{self.frame_offset + frame} (truncated file)", frame=frame)
 
     def _read_into(self, f, offset, buf, k):
+        """Fill ``buf`` with the file's bytes from ``offset`` (the data of chunks ``k``...)."""
+        view, got = memoryview(buf), 0
         try:
-            f.seek(offset)
-            got = f.readinto(memoryview(buf))
+            while got < buf.size:
+                n = os.preadv(f.fileno(), [view[got:]], offset + got)
+                if n == 0:
+                    break
+                got += n
         except OSError as err:
             raise self._error(k, f"cannot read {self.file}: {err}") from None
-        if got != buf.size:
-            raise self._error(k, f"{self.file} ends before the chunk's data (truncated file)")
+        if got < buf.size:  # the file ended early: name the chunk (frame) that is cut
+            ends = self.offsets[k:] + self.sizes[k:]
+            cut = k + int(np.argmax((ends > offset + got) | (self.offsets[k:] < 0)))
+            raise self._short_file(cut, offset + got)
         return buf
 
     # -- decoding -----------------------------------------------------------------

@@ -43,10 +43,11 @@ except ImportError:  # pragma: no cover - hdf5plugin is a hard dependency
     hdf5plugin = None
 import h5py
 
-from ..errors import ScanError
-from .base import ConcatenatedSource, FrameSource
+from ..errors import ScanArgumentError, ScanError, missing_file_message
+from .base import ConcatenatedSource, FrameSource, check_frame_shape
 
-__all__ = ["HDF5Source", "find_segments", "find_pixel_mask", "open_hdf5"]
+__all__ = ["HDF5Source", "find_segments", "find_pixel_mask", "find_masks", "FrameMasks",
+           "open_hdf5"]
 
 EIGER_PART = re.compile(r"^data_(\d+)$")
 MASK_LOCATIONS = (
@@ -71,7 +72,7 @@ def _h5open(path) -> h5py.File:
     """Open an HDF5 file read-only, turning h5py's OSErrors into ScanErrors."""
     path = Path(path)
     if not path.exists():
-        raise ScanError("file not found", path=path)
+        raise ScanError(missing_file_message("file", path), path=path)
     if path.is_dir():
         raise ScanError("is a folder, not an HDF5 file", path=path)
     try:
@@ -126,14 +127,42 @@ def _broken_link_error(f: h5py.File, name: str) -> ScanError | None:
                      f"target file {full} {what}", path=f.filename, dataset=name)
 
 
+class _Unreadable(ScanError):
+    """An object that exists in the file but HDF5 cannot read (corrupt or cut metadata)."""
+
+
+def _is_link_to_elsewhere(group: h5py.Group, name: str) -> bool:
+    """True if ``name`` in ``group`` is a soft or external link (which may dangle)."""
+    try:
+        link = group.get(name, getlink=True)
+    except (KeyError, OSError, RuntimeError, ValueError):
+        return False
+    return isinstance(link, (h5py.SoftLink, h5py.ExternalLink))
+
+
+def _exists(f: h5py.File, name: str) -> bool:
+    """True if the last link of ``name`` is present (readable or not)."""
+    parent, _, leaf = name.rstrip("/").rpartition("/")
+    try:
+        return f[parent or "/"].get(leaf, getlink=True) is not None
+    except (KeyError, OSError, RuntimeError, ValueError):
+        return False
+
+
 def _get_dataset(f: h5py.File, name: str) -> h5py.Dataset:
-    """``f[name]`` as a 3-D, non-empty dataset, or a ScanError saying why not."""
+    """``f[name]`` as a 3-D, non-empty dataset, or a ScanError saying why not.
+
+    HDF5's own reason is kept when an object that exists cannot be read
+    (``_Unreadable``: e.g. "invalid dataset size, likely file corruption").
+    """
     try:
         obj = f[name]
-    except (KeyError, OSError, RuntimeError, ValueError):
+    except (KeyError, OSError, RuntimeError, ValueError) as err:
         broken = _broken_link_error(f, name)
         if broken is not None:
             raise broken from None
+        if _exists(f, name):
+            raise _Unreadable(f"cannot be read: {err}", path=f.filename, dataset=name) from None
         raise ScanError("no such dataset in the file", path=f.filename, dataset=name) from None
     if isinstance(obj, h5py.Group):
         signal = obj.attrs.get("signal")
@@ -144,7 +173,68 @@ def _get_dataset(f: h5py.File, name: str) -> h5py.Dataset:
     if obj.ndim != 3:
         raise ScanError(f"is a {obj.ndim}-D dataset of shape {obj.shape}; a scan needs a "
                         "3-D frame stack (n_frames, height, width)", path=f.filename, dataset=name)
+    if obj.is_virtual:
+        _check_virtual_sources(obj, f.filename, name)
     return obj
+
+
+# -- virtual datasets --------------------------------------------------------------
+def _virtual_source_problem(master: str, filename: str, dset: str, checked: dict) -> str | None:
+    """Why one VDS source cannot give its data (None when it can).
+
+    Relative names are looked up as HDF5 does: ``$HDF5_VDS_PREFIX``, the folder of
+    the file holding the virtual dataset, the working directory. ``checked`` caches
+    answers per (file, dataset): a VDS often maps many pieces of one source.
+    """
+    if "%b" in filename:  # printf-style source names of unlimited mappings: not checked
+        return None
+    if filename == ".":
+        candidates = [master]
+    elif os.path.isabs(filename):
+        candidates = [filename]
+    else:
+        prefix = os.environ.get("HDF5_VDS_PREFIX", "")
+        candidates = ([os.path.join(prefix, filename)] if prefix else []) + [
+            os.path.join(os.path.dirname(os.path.abspath(master)), filename), filename]
+    found = next((c for c in candidates if os.path.isfile(c)), None)
+    if found is None:
+        return "is missing"
+    if (found, dset) not in checked:
+        try:
+            with h5py.File(found, "r") as g:
+                ok = isinstance(g.get(dset), h5py.Dataset)
+            checked[found, dset] = None if ok else f"has no dataset {dset}"
+        except (OSError, RuntimeError, ValueError, KeyError) as err:
+            checked[found, dset] = f"cannot be opened ({err})"
+    return checked[found, dset]
+
+
+def _check_virtual_sources(ds: h5py.Dataset, master: str, name: str):
+    """ScanError naming every source of a virtual dataset that is missing or unreadable.
+
+    HDF5 reads a missing source as the fill value without a word (Diamond writes VDS
+    masters; copying only the master is common): all-zero frames would be clustered
+    and trained on as if real.
+    """
+    dcpl = ds.id.get_create_plist()
+    problems, checked = {}, {}
+    for j in range(dcpl.get_virtual_count()):
+        filename, dset = dcpl.get_virtual_filename(j), dcpl.get_virtual_dsetname(j)
+        problem = _virtual_source_problem(master, filename, dset, checked)
+        if problem is None:
+            continue
+        try:
+            (first, *_), (last, *_) = dcpl.get_virtual_vspace(j).get_select_bounds()
+            frames = f"frames {first}-{last}"
+        except (ValueError, RuntimeError):
+            frames = "some frames"
+        problems.setdefault(f"{filename}:{dset} {problem}", []).append(frames)
+    if problems:
+        listed = "; ".join(f"{k} ({', '.join(v)})" for k, v in problems.items())
+        raise _Unreadable(
+            f"virtual dataset with {len(problems)} of {dcpl.get_virtual_count()} source(s) "
+            f"unavailable, which HDF5 would read as the fill value: {listed}. Copy the "
+            "source files next to the master file", path=master, dataset=name)
 
 
 def _signal_path(f: h5py.File, name: str) -> str:
@@ -158,11 +248,22 @@ def _signal_path(f: h5py.File, name: str) -> str:
 
 # -- discovery --------------------------------------------------------------
 def _try_3d(f: h5py.File, name: str, broken: list) -> h5py.Dataset | None:
+    """The 3-D dataset at ``name``, or None; an object there that HDF5 cannot read raises."""
     try:
         return _get_dataset(f, name)
+    except _Unreadable:
+        raise  # the scan is probably right there: never fall back to another dataset
     except ScanError as err:
         if "broken external link" in err.reason or "-D dataset" in err.reason:
             broken.append(f"{name} {err.reason}")
+        return None
+
+
+def _get(group, name):
+    """``group[name]``, or None when it is missing or HDF5 cannot open it."""
+    try:
+        return group[name]
+    except (KeyError, OSError, RuntimeError, ValueError):
         return None
 
 
@@ -170,28 +271,43 @@ def _default_chain(f: h5py.File, broken: list) -> str | None:
     root_default = f.attrs.get("default")
     entries = [_text(root_default)] if root_default is not None else [
         k for k in f if isinstance(f.get(k, getlink=True), h5py.HardLink)
-        and isinstance(f[k], h5py.Group) and _nx_class(f[k]) == "NXentry"]
+        and isinstance(_get(f, k), h5py.Group) and _nx_class(f[k]) == "NXentry"]
     for entry in entries:
-        if entry not in f or not isinstance(f[entry], h5py.Group):
+        if not isinstance(_get(f, entry), h5py.Group):
             continue
         nxdata = f[entry].attrs.get("default")
         if nxdata is None:
             continue
         group = f"/{entry}/{_text(nxdata)}"
-        if group in f and isinstance(f[group], h5py.Group) and "signal" in f[group].attrs:
+        if isinstance(_get(f, group), h5py.Group) and "signal" in f[group].attrs:
             name = f"{group}/{_text(f[group].attrs['signal'])}"
             if _try_3d(f, name, broken) is not None:
                 return name
     return None
 
 
-def _walk(f: h5py.File):
-    """Yield ``(path, object)`` for every readable object, following external links once."""
+def _identity(obj) -> tuple:
+    """What makes an HDF5 object itself, whatever path reached it: (file number, address).
+
+    Paths do not: a soft or hard link from a group to one of its parents gives every
+    object endlessly many paths (``/scan/loop/loop/...``).
+    """
+    info = h5py.h5o.get_info(obj.id)
+    return info.fileno, info.addr
+
+
+def _walk(f: h5py.File, unreadable: list):
+    """Yield ``(path, object)`` for every readable object, each group entered once.
+
+    External links are followed; links back to a group already seen (loops) are not.
+    Dangling soft/external links are skipped; objects HDF5 cannot read are added to
+    ``unreadable`` as ``"path (HDF5's reason)"``.
+    """
     seen = set()
     stack = [("/", f["/"])]
     while stack:
         prefix, group = stack.pop()
-        key = (group.file.filename, group.name)
+        key = _identity(group)
         if key in seen:
             continue
         seen.add(key)
@@ -199,27 +315,29 @@ def _walk(f: h5py.File):
             path = f"{prefix.rstrip('/')}/{name}"
             try:
                 obj = group[name]
-            except (KeyError, OSError, RuntimeError, ValueError):
-                continue  # dangling link: ignored while searching
+            except (KeyError, OSError, RuntimeError, ValueError) as err:
+                if not _is_link_to_elsewhere(group, name):  # dangling links are common
+                    unreadable.append(f"{path} ({err})")
+                continue
             yield path, obj
             if isinstance(obj, h5py.Group):
                 stack.append((path, obj))
 
 
 def _unique_by_target(items):
-    """Keep the first path for each distinct dataset (external links alias datasets)."""
+    """Keep the first path for each distinct dataset (links alias datasets)."""
     out, seen = [], set()
     for path, obj in items:
-        key = (os.path.realpath(obj.file.filename), obj.name)
+        key = _identity(obj)
         if key not in seen:
             seen.add(key)
             out.append((path, obj))
     return out
 
 
-def _scan_candidates(f: h5py.File):
+def _scan_candidates(f: h5py.File, unreadable: list):
     signals, detectors, stacks = [], [], []
-    for path, obj in _walk(f):
+    for path, obj in _walk(f, unreadable):
         if isinstance(obj, h5py.Dataset):
             if obj.ndim == 3:
                 stacks.append((path, obj))
@@ -249,11 +367,27 @@ def _choose_dataset(f: h5py.File) -> str:
     for fixed in ("/entry/data/data", "/exchange/data"):
         if _try_3d(f, fixed, broken) is not None:
             return fixed
-    if isinstance(f.get("/entry/data"), h5py.Group) and any(
+    if isinstance(_get(f, "/entry/data"), h5py.Group) and any(
             EIGER_PART.match(k) for k in f["/entry/data"]):
         first = sorted(k for k in f["/entry/data"] if EIGER_PART.match(k))[0]
         return f"/entry/data/{first}"
-    signals, detectors, stacks = _scan_candidates(f)
+    unreadable: list[str] = []
+    name = _search_choice(f, broken, unreadable)
+    if unreadable:  # the frame stack may be what HDF5 cannot read: never guess past it
+        found = f"the only readable candidate is {name}; " if name else ""
+        raise ScanError(
+            f"HDF5 cannot read {'; '.join(unreadable)}: the file is probably corrupt or cut "
+            f"short. {found}pass dataset= to read a dataset anyway", path=f.filename)
+    if name:
+        return name
+    hint = f"; skipped: {'; '.join(dict.fromkeys(broken))}" if broken else ""
+    raise ScanError("no frame stack found: the file holds no 3-D dataset (n_frames, height, "
+                    f"width){hint}. Pass dataset= if the frames are elsewhere", path=f.filename)
+
+
+def _search_choice(f: h5py.File, broken: list, unreadable: list) -> str | None:
+    """Rules 4-6 of the module docstring over every object of the file, or None."""
+    signals, detectors, stacks = _scan_candidates(f, unreadable)
     for group in (signals, detectors):
         if len(group) == 1:
             return group[0][0]
@@ -267,9 +401,7 @@ def _choose_dataset(f: h5py.File) -> str:
             f"several 3-D datasets could be the frame stack and none is marked (NeXus "
             f"@default/@signal): {_describe(stacks)}. Pass dataset=, e.g. "
             f"open_scan({Path(f.filename).name!r}, dataset={stacks[0][0]!r})", path=f.filename)
-    hint = f"; skipped: {'; '.join(dict.fromkeys(broken))}" if broken else ""
-    raise ScanError("no frame stack found: the file holds no 3-D dataset (n_frames, height, "
-                    f"width){hint}. Pass dataset= if the frames are elsewhere", path=f.filename)
+    return None
 
 
 def _eiger_siblings(f: h5py.File, name: str) -> list[str]:
@@ -305,41 +437,138 @@ def find_segments(path, dataset: str | None = None) -> list[tuple[str, str, int]
         return segments
 
 
-def find_pixel_mask(path, dataset: str | None = None) -> np.ndarray | None:
-    """The detector's static pixel mask in an HDF5/NeXus file (``True`` = invalid), or None.
+def _mask_names(f: h5py.File, dataset: str | None) -> list[str]:
+    """Where a detector pixel mask may be, in the order they are OR-ed."""
+    names = list(MASK_LOCATIONS)
+    if dataset:
+        names.append(f"{dataset.rpartition('/')[0]}/pixel_mask")
+    instrument = _get(f, "/entry/instrument")
+    if isinstance(instrument, h5py.Group):
+        for key in instrument:
+            obj = _get(instrument, key)
+            if isinstance(obj, h5py.Group) and _nx_class(obj) == "NXdetector":
+                names += [f"{obj.name}/pixel_mask", f"{obj.name}/detectorSpecific/pixel_mask"]
+    return list(dict.fromkeys(names))
+
+
+class DetectorMasks:
+    """The detector masks of one HDF5 file (True = invalid pixel).
+
+    ``static``: 2-D mask for every frame (or None); ``per_frame``: ``(file, dataset)``
+    of a ``(n_frames, H, W)`` mask whose frames differ (or None); ``applied``: the
+    NXdetector ``pixel_mask_applied`` flag (None when absent).
+    """
+
+    def __init__(self, static=None, per_frame=None, applied=None):
+        self.static, self.per_frame, self.applied = static, per_frame, applied
+
+
+def _or(a, b):
+    return b if a is None else a if b is None or a.shape != b.shape else a | b
+
+
+def _stacked_mask(obj: h5py.Dataset, n_frames, masks: DetectorMasks):
+    """A ``(1, H, W)`` or ``(n, H, W)`` mask: static when every frame's mask is the same."""
+    if obj.shape[0] == 1:
+        masks.static = _or(masks.static, obj[0] != 0)
+        return
+    if n_frames is None or obj.shape[0] != n_frames:
+        warnings.warn(f"{obj.file.filename}: {obj.name} of shape {obj.shape} has one mask per "
+                      f"frame but the scan has {n_frames} frames; ignored", stacklevel=4)
+        return
+    first, same = obj[0] != 0, True
+    step = max(1, (16 << 20) // max(1, first.size))  # ~16 MB of mask per read
+    for a in range(0, n_frames, step):
+        same = bool(((obj[a:a + step] != 0) == first).all())
+        if not same:
+            break
+    if same:
+        masks.static = _or(masks.static, first)
+    else:
+        masks.per_frame = (obj.file.filename, obj.name)
+
+
+def find_masks(path, dataset: str | None = None, n_frames: int | None = None) -> DetectorMasks:
+    """The detector masks of an HDF5/NeXus file: static, per frame, and whether applied.
 
     Looked up at the Eiger location ``/entry/instrument/detector/detectorSpecific/pixel_mask``,
     the NXdetector ``pixel_mask`` (``/entry/instrument/detector/pixel_mask`` or the
     NXdetector group holding ``dataset``) and in every NXdetector of
     ``/entry/instrument``. Any non-zero bit marks a pixel invalid (gap, dead, hot,
-    ...); several masks are OR-ed.
+    ...); several masks are OR-ed. A mask with a leading frame axis is honoured:
+    ``(1, H, W)`` (PETRA-III Lambda files) is one static mask; ``(n_frames, H, W)``
+    is one mask per frame (static if all are equal). ``pixel_mask_applied`` is
+    reported, and the masked pixels are excluded either way: an applied mask only
+    means the detector already overwrote their values (with 0 or a flag value),
+    which are no measurement either.
+    """
+    masks = DetectorMasks()
+    with _h5open(path) as f:
+        for name in _mask_names(f, dataset):
+            obj = _get(f, name)
+            if not isinstance(obj, h5py.Dataset):
+                continue
+            applied = _get(obj.parent, "pixel_mask_applied")
+            if isinstance(applied, h5py.Dataset) and applied.shape in ((), (1,)):
+                masks.applied = bool(np.asarray(applied[()]).reshape(-1)[0])
+            if obj.ndim == 2:
+                masks.static = _or(masks.static, obj[()] != 0)
+            elif obj.ndim == 3 and obj.shape[0] >= 1:
+                _stacked_mask(obj, n_frames, masks)
+    return masks
+
+
+def find_pixel_mask(path, dataset: str | None = None) -> np.ndarray | None:
+    """The detector's static pixel mask in an HDF5/NeXus file (``True`` = invalid), or None.
+
+    See :func:`find_masks` for where masks are looked up; a per-frame mask counts here
+    as the union of its frames.
 
     >>> find_pixel_mask("scan_master.h5").sum()                # doctest: +SKIP
     1234
     """
-    with _h5open(path) as f:
-        names = list(MASK_LOCATIONS)
-        if dataset:
-            names.append(f"{dataset.rpartition('/')[0]}/pixel_mask")
-        instrument = f.get("/entry/instrument")
-        if isinstance(instrument, h5py.Group):
-            for key in instrument:
-                try:
-                    obj = instrument[key]
-                except (KeyError, OSError, RuntimeError):
-                    continue
-                if isinstance(obj, h5py.Group) and _nx_class(obj) == "NXdetector":
-                    names += [f"{obj.name}/pixel_mask", f"{obj.name}/detectorSpecific/pixel_mask"]
-        mask = None
-        for name in dict.fromkeys(names):
-            try:
-                obj = f[name]
-            except (KeyError, OSError, RuntimeError, ValueError):
-                continue
-            if isinstance(obj, h5py.Dataset) and obj.ndim == 2:
-                bad = obj[()] != 0
-                mask = bad if mask is None or mask.shape != bad.shape else mask | bad
-        return mask
+    masks = find_masks(path, dataset)
+    if masks.per_frame is not None:
+        with _h5open(masks.per_frame[0]) as f:
+            union = FrameMasks._union(f[masks.per_frame[1]])
+        return _or(masks.static, union)
+    return masks.static
+
+
+class FrameMasks:
+    """One pixel mask per frame (True = invalid), read from HDF5 when asked for.
+
+    ``parts``: ``[(file, dataset, first frame, n_frames)]`` (a multi-file scan may have
+    per-frame masks in some files only; frames outside every part have no mask of
+    their own). ``union``: every pixel masked in any frame. Pickles as names.
+    """
+
+    def __init__(self, parts, frame_shape):
+        self.parts = [(str(p), d, int(a), int(n)) for p, d, a, n in parts]
+        self.frame_shape = tuple(frame_shape)
+        union = np.zeros(self.frame_shape, bool)
+        for path, name, _, _ in self.parts:
+            with _h5open(path) as f:
+                union |= self._union(f[name])
+        self.union = union
+
+    @staticmethod
+    def _union(ds: h5py.Dataset) -> np.ndarray:
+        union = np.zeros(ds.shape[1:], bool)
+        step = max(1, (16 << 20) // max(1, union.size))
+        for a in range(0, ds.shape[0], step):
+            union |= (ds[a:a + step] != 0).any(axis=0)
+        return union
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Masks of frames ``start:stop``: bool ``(stop - start, H, W)``."""
+        out = np.zeros((stop - start, *self.frame_shape), bool)
+        for path, name, first, n in self.parts:
+            a, b = max(start, first), min(stop, first + n)
+            if a < b:
+                with _h5open(path) as f:
+                    out[a - start:b - start] = f[name][a - first:b - first] != 0
+        return out
 
 
 # -- the source ---------------------------------------------------------------
@@ -384,7 +613,7 @@ class HDF5Source(ConcatenatedSource):
                 raise ScanError(f"holds {ds.shape[0]} frames, expected {n}", path=path,
                                 dataset=ds_name)
             if shape is None:
-                shape, dtype = tuple(ds.shape[1:]), ds.dtype
+                shape, dtype = check_frame_shape(ds.shape[1:], path=path, dataset=ds_name), ds.dtype
                 self.chunk_frames = int(ds.chunks[0]) if ds.chunks else 1
             elif tuple(ds.shape[1:]) != shape or ds.dtype != dtype:
                 raise ScanError(
@@ -425,6 +654,27 @@ class HDF5Source(ConcatenatedSource):
 
     def __exit__(self, *exc):
         self.close()
+
+    def chunk_plans(self, start=0, stop=None):
+        from .direct import plan_dataset
+
+        stop = len(self) if stop is None else stop
+        plans = []
+        try:
+            for i, (path, name, n) in enumerate(self.segments):
+                first = int(self._offsets[i])
+                if first >= stop or first + n <= start:
+                    continue
+                plan = plan_dataset(self._dataset(i), name=path, dataset=name,
+                                    frame_offset=first)
+                if plan is None:
+                    return None
+                plans.append(plan)
+        finally:
+            self.close()  # the plans read the files themselves
+        return plans
+
+    chunk_plans.__doc__ = FrameSource.chunk_plans.__doc__
 
     def _dataset(self, i: int) -> h5py.Dataset:
         if self._pid != os.getpid():  # forked child: never reuse the parent's HDF5 handles
@@ -485,23 +735,28 @@ def open_hdf5(paths, dataset=None, pixel_mask=None, invalid_values="auto", name=
     """One scan from one HDF5/NeXus file or several part files (in the given order).
 
     ``pixel_mask`` (user mask, True = invalid) is OR-ed with the file's detector
-    mask unless ``file_mask=False``.
+    mask unless ``file_mask=False``. Per-frame detector masks become
+    ``src.frame_masks`` (a :class:`FrameMasks`).
 
     >>> src = open_hdf5(["scan_part00000.nxs", "scan_part00001.nxs"])  # doctest: +SKIP
     """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    segments = []
-    mask = None
+    segments, mask, per_frame, applied = [], None, [], None
     for path in paths:
         segs = find_segments(path, dataset)
-        segments += segs
         if file_mask:
-            part_mask = find_pixel_mask(path, segs[0][1])
-            if part_mask is not None:
-                mask = part_mask if mask is None or mask.shape != part_mask.shape \
-                    else mask | part_mask
+            found = find_masks(path, segs[0][1], n_frames=sum(n for _, _, n in segs))
+            mask = _or(mask, found.static)
+            if found.per_frame is not None:
+                per_frame.append((*found.per_frame, sum(n for _, _, n in segments),
+                                  sum(n for _, _, n in segs)))
+            applied = found.applied if applied is None else applied
+        segments += segs
     src = HDF5Source(segments, name=name, invalid_values=invalid_values)
     src.pixel_mask = combine_masks(mask, pixel_mask, src)
+    src.pixel_mask_applied = applied
+    if per_frame:
+        src.frame_masks = FrameMasks(per_frame, src.frame_shape)
     return src
 
 
@@ -518,7 +773,7 @@ def combine_masks(file_mask, user_mask, src: FrameSource):
     if user_mask is not None:
         user = np.asarray(user_mask).astype(bool)
         if user.shape != shape:
-            raise ScanError(f"mask of shape {user.shape} does not match the frame shape {shape}",
-                            path=src.path, dataset=src.dataset)
+            raise ScanArgumentError(f"mask of shape {user.shape} does not match the frame "
+                                    f"shape {shape}", path=src.path, dataset=src.dataset)
         result = user.copy() if result is None else result | user
     return result

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingDependencyError, ScanError
-from .base import ConcatenatedSource, FrameSource
+from ..errors import MissingDependencyError, ScanError, missing_file_message
+from .base import ConcatenatedSource, FrameSource, check_frame_shape
 
 __all__ = ["ImageSeriesSource", "NpySource", "TIFF_SUFFIXES", "FABIO_SUFFIXES"]
 
@@ -90,7 +90,8 @@ class ImageSeriesSource(ConcatenatedSource):
         self.pixel_mask = pixel_mask
         self.invalid_values = invalid_values
         first = _read_image(self.files[0])
-        self._frame_shape, self._dtype = tuple(first.shape[1:]), first.dtype
+        self._frame_shape = check_frame_shape(first.shape[1:], path=self.files[0])
+        self._dtype = first.dtype
         counts = [first.shape[0]]
         if first.shape[0] > 1 or not self.files[0].lower().endswith(TIFF_SUFFIXES):
             counts += [_frame_count(f) for f in self.files[1:]]
@@ -127,7 +128,12 @@ class ImageSeriesSource(ConcatenatedSource):
 
 
 class NpySource(FrameSource):
-    """A ``.npy`` stack, memory-mapped (``allow_pickle=False``); pickles as its path.
+    """A ``.npy`` stack read frame block by frame block (no pickles); pickles as its path.
+
+    Frames are read with plain file reads, not a memory map: a file that another
+    process truncates while it is mapped kills the reading process (SIGBUS), while a
+    read just comes back short (a ScanError naming the frame). Fortran-ordered files
+    are loaded whole (their frames are not contiguous on disk).
 
     >>> src = NpySource("frames.npy")   # doctest: +SKIP
     """
@@ -139,38 +145,79 @@ class NpySource(FrameSource):
         self.invalid_values = invalid_values
         self.chunk_frames = 1
         self._array = None
-        arr = self._open()
-        if arr.ndim != 3:
-            raise ScanError(f"is a {arr.ndim}-D array of shape {arr.shape}; a scan needs a "
+        shape, self._dtype, fortran, self._offset = self._header()
+        if len(shape) != 3:
+            raise ScanError(f"is a {len(shape)}-D array of shape {shape}; a scan needs a "
                             "3-D frame stack (n_frames, height, width)", path=self.path)
-        if arr.shape[0] == 0:
+        if shape[0] == 0:
             raise ScanError("the scan has zero frames", path=self.path)
+        self._shape = tuple(int(x) for x in shape)
+        check_frame_shape(self._shape[1:], path=self.path)
+        if fortran:
+            self._array = self._load_whole()
 
-    def _open(self) -> np.ndarray:
-        if self._array is None:
-            if not os.path.exists(self.path):
-                raise ScanError("file not found", path=self.path)
-            try:
-                self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
-            except (ValueError, OSError, EOFError) as err:
-                raise ScanError(f"not a readable .npy array ({err})", path=self.path) from None
-        return self._array
+    def _header(self):
+        """(shape, dtype, Fortran order, byte offset of the data) from the file's header."""
+        if not os.path.exists(self.path):
+            raise ScanError(missing_file_message("file", self.path), path=self.path)
+        try:  # a map only to read the header: no data page is touched
+            arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise ScanError(f"not a readable .npy array ({err})", path=self.path) from None
+        try:
+            fortran = arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous
+            return arr.shape, arr.dtype, fortran, int(arr.offset)
+        finally:
+            del arr  # unmaps the file
+
+    def _load_whole(self):
+        try:
+            return np.load(self.path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as err:
+            raise ScanError(f"not a readable .npy array ({err})", path=self.path) from None
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_array"] = None
+        if state["_array"] is not None:  # Fortran order: reload in the other process
+            state["_array"] = None
+            state["_reload"] = True
         return state
 
+    def __setstate__(self, state):
+        reload = state.pop("_reload", False)
+        self.__dict__.update(state)
+        if reload:
+            self._array = self._load_whole()
+
     def __len__(self):
-        return self._open().shape[0]
+        return self._shape[0]
 
     @property
     def frame_shape(self):
-        return tuple(self._open().shape[1:])
+        return self._shape[1:]
 
     @property
     def dtype(self):
-        return self._open().dtype
+        return self._dtype
 
     def _read(self, start, stop):
-        return np.array(self._open()[start:stop])
+        if self._array is not None:
+            return np.array(self._array[start:stop])
+        out = np.empty((max(0, stop - start), *self._shape[1:]), self._dtype)
+        frame_nbytes = out[:1].nbytes
+        view, got = memoryview(out.reshape(-1).view(np.uint8)), 0
+        try:
+            with open(self.path, "rb", buffering=0) as fh:
+                while got < out.nbytes:
+                    at = self._offset + start * frame_nbytes + got
+                    n = os.preadv(fh.fileno(), [view[got:]], at)
+                    if n == 0:
+                        break
+                    got += n
+        except OSError as err:
+            raise ScanError(f"cannot read: {err}", path=self.path, frame=start) from None
+        if got < out.nbytes:
+            frame = start + got // frame_nbytes
+            raise ScanError(f"the file ends before the data of frame {frame} (truncated file)",
+                            path=self.path, frame=frame)
+        return out

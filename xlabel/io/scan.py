@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ..errors import ScanError
+from ..errors import ScanArgumentError, ScanError, missing_file_message
 from .base import ArraySource, FrameSource
 from .hdf5 import combine_masks, open_hdf5
 from .images import FABIO_SUFFIXES, TIFF_SUFFIXES, ImageSeriesSource, NpySource
@@ -87,7 +87,7 @@ def _kind(path: str) -> str:
     if lower.endswith(HDF5_SUFFIXES):
         return "hdf5"
     if not os.path.exists(path):
-        raise ScanError("file not found", path=path)
+        raise ScanError(missing_file_message("file", path), path=path)
     if h5py.is_hdf5(path):
         return "hdf5"
     raise ScanError("unknown file type: not HDF5, .npy or an image format "
@@ -104,7 +104,8 @@ def _scan_name(files: list[str]) -> str:
 def _check_invalid_values(mode) -> str:
     mode = "none" if mode in (None, False) else mode
     if mode not in INVALID_VALUE_MODES:
-        raise ScanError(f"invalid_values must be one of {INVALID_VALUE_MODES}, got {mode!r}")
+        raise ScanArgumentError(
+            f"invalid_values must be one of {INVALID_VALUE_MODES}, got {mode!r}")
     return mode
 
 
@@ -123,7 +124,7 @@ def open_scan(path_or_array, dataset: str | None = None, mask=None,
     - a list or glob of part files (``scan_part00000.nxs``...), opened as one scan
       in natural order (``part2`` before ``part10``);
     - a folder or glob of TIFF (or, with fabio, EDF/CBF) images;
-    - a ``.npy`` file (memory-mapped), or a numpy array ``(n, H, W)``.
+    - a ``.npy`` file (read block by block), or a numpy array ``(n, H, W)``.
 
     Invalid pixels: ``source.pixel_mask`` is the OR of the file's detector mask
     (NXdetector ``pixel_mask``, Eiger ``detectorSpecific/pixel_mask``; skip it with

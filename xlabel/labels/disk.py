@@ -25,7 +25,7 @@ except ImportError:  # Windows: no advisory locks; one writer per store is then 
 
 from ..errors import JournalError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the store has tags (tag records, tag arrays)
 JOURNAL_NAME = "journal.bin"
 SNAPSHOT_NAME = "snapshot.npz"
 FRAMES_NAME = "frames.npz"

@@ -19,14 +19,18 @@ from .disk import atomic_write, check_meta
 H5_GROUP = "xlabel_labels"
 _H5_ARRAYS = ("labels", "origins", "prov_source", "prov_time", "prov_note")
 _H5_STRINGS = ("notes", "source_names")
+_H5_TAG_ARRAYS = ("tag_values", "tag_origins")
+#: CSV columns that are not tags.
+KNOWN_COLUMNS = ("scan", "frame", "label", "source", "time", "note")
 
 
 # ------------------------------------------------------------------ CSV
 
-def read_label_csv(csv_path) -> pd.DataFrame:
+def read_label_csv(csv_path, tags=None) -> pd.DataFrame:
     """The rows of a ``frame,label[,scan,source,time,note]`` CSV, checked.
 
-    ``time`` comes back in Unix seconds."""
+    ``time`` comes back in Unix seconds. ``label`` may be missing when the CSV has tag
+    columns (``tags`` names them, else 0/1 columns are looked for)."""
     try:
         table = pd.read_csv(csv_path, dtype={"label": str, "scan": str, "source": str,
                                              "note": str, "time": str},
@@ -36,6 +40,9 @@ def read_label_csv(csv_path) -> pd.DataFrame:
                          path=csv_path) from None
     except (OSError, ValueError, pd.errors.ParserError) as err:
         raise LabelError(f"cannot read labels CSV: {err}", path=csv_path) from err
+    named = tags is not None and len(tags) and set(tags) <= set(table.columns)
+    if "label" not in table.columns and "frame" in table.columns and (named or tag_columns(table)):
+        table["label"] = ""   # a tags-only CSV (frame + one 0/1 column per tag)
     missing = {"frame", "label"} - set(table.columns)
     if missing:
         raise LabelError(f"labels CSV needs columns frame,label; missing {sorted(missing)} "
@@ -50,6 +57,39 @@ def read_label_csv(csv_path) -> pd.DataFrame:
         row = table[duplicated].iloc[0]
         raise LabelError("frame listed twice", path=csv_path, frame=int(row["frame"]))
     return table
+
+
+def tag_columns(table) -> list:
+    """Columns of a label CSV that hold tags: every column not in :data:`KNOWN_COLUMNS`
+    (nor ``p_<tag>`` probabilities) whose values are all 0 or 1."""
+    found = []
+    for name in table.columns:
+        if name in KNOWN_COLUMNS or str(name).startswith("p_") or str(name).startswith("Unnamed"):
+            continue
+        values = pd.to_numeric(table[name], errors="coerce")
+        if len(values) and values.isin((0, 1)).all():
+            found.append(str(name))
+    return found
+
+
+def csv_tags(table, tags, csv_path):
+    """``(names, bool matrix)`` of the CSV's tag columns: ``tags`` names them (each must be
+    a 0/1 column), None finds them (:func:`tag_columns`), ``()`` reads none."""
+    names = tag_columns(table) if tags is None else [str(t) for t in tags]
+    for name in names:
+        if name not in table.columns:
+            raise LabelError(f"labels CSV has no column for tag {name!r} (found "
+                             f"{list(table.columns)})", path=csv_path)
+        values = pd.to_numeric(table[name], errors="coerce")
+        bad = np.flatnonzero(~values.isin((0, 1)).to_numpy())
+        if len(bad):
+            raise LabelError(f"tag column {name!r} must hold 0 or 1, found "
+                             f"{table[name].iloc[bad[0]]!r}", path=csv_path,
+                             frame=int(table["frame"].iloc[bad[0]]))
+    matrix = np.zeros((len(table), len(names)), dtype=bool)
+    for j, name in enumerate(names):
+        matrix[:, j] = pd.to_numeric(table[name]).to_numpy() == 1
+    return names, matrix
 
 
 def classes_in(table, classes):
@@ -154,6 +194,12 @@ def read_hdf5(h5_path):
                 dataset = f"{H5_GROUP}/{name}"
                 item = group[name]
                 arrays[name] = item.asstr()[()] if name in _H5_STRINGS else item[()]
+            if "tag_names" in group:   # stores with tags (format version 2)
+                dataset = f"{H5_GROUP}/tag_names"
+                arrays["tag_names"] = group["tag_names"].asstr()[()]
+                for name in _H5_TAG_ARRAYS:
+                    dataset = f"{H5_GROUP}/{name}"
+                    arrays[name] = group[name][()]
             frames = None
             if "frames" in group:
                 dataset = f"{H5_GROUP}/frames"

@@ -5,7 +5,9 @@ Format: a header (magic ``XLBLJRN1``, length, JSON metadata: format version,
 CRC32) followed by records. A record is ``b"XLR1"``, payload length (uint32),
 CRC32 of the payload (uint32) and the payload (step kind, step id, target step,
 label, time, source, note and the indices as raw int32/int64 bytes; per-frame
-labels for multi-class steps).
+labels for multi-class steps). A tag step (kind 4) has the same head (``label`` =
+1 to add the tag, 0 to remove it) followed by source, note, the tag name (uint16
+length + UTF-8) and the indices.
 
 Promises (tested in ``tests/test_labels_durability.py``):
 
@@ -53,7 +55,8 @@ _RECORD_HEAD = struct.Struct("<4sII")       # magic, payload length, payload CRC
 # kind, step, target step, label (-2 = per-index labels follow), time, index item size,
 # number of indices, source length, note length
 _PAYLOAD_HEAD = struct.Struct("<Bqqidbqhi")
-_KINDS = {"assign": 1, "undo": 2, "redo": 3}
+_KINDS = {"assign": 1, "undo": 2, "redo": 3, "tag": 4}
+_TAG_NAME_LENGTH = struct.Struct("<H")
 _KIND_NAMES = {code: name for name, code in _KINDS.items()}
 _MIXED = -2
 _MAX_RECORD = 1 << 31
@@ -75,6 +78,7 @@ class Record:
     labels: np.ndarray | int | None = None
     source: str | None = None
     note: str | None = None
+    tag: str | None = None
 
 
 # ------------------------------------------------------------------ encoding
@@ -99,6 +103,20 @@ def encode_step(step, index_dtype) -> bytes:
     return _frame(b"".join(parts))
 
 
+def encode_tag_step(step, index_dtype) -> bytes:
+    """The record of a tag step (a :class:`~xlabel.labels.state.TagStep`)."""
+    source_bytes = step.source.encode()
+    note_bytes = b"" if step.note is None else step.note.encode()
+    tag_bytes = step.tag.encode()
+    if len(tag_bytes) > 0xFFFF:
+        raise LabelError("a tag name is limited to 65535 bytes")
+    head = _PAYLOAD_HEAD.pack(_KINDS["tag"], step.step, -1, int(step.value), step.time,
+                              index_dtype.itemsize, len(step.indices), len(source_bytes),
+                              len(note_bytes) if step.note is not None else -1)
+    return _frame(b"".join([head, source_bytes, note_bytes, _TAG_NAME_LENGTH.pack(len(tag_bytes)),
+                            tag_bytes, step.indices.astype(index_dtype).tobytes()]))
+
+
 def encode_travel(kind, target, when) -> bytes:
     """The record of an undo or redo of step ``target``."""
     return _frame(_PAYLOAD_HEAD.pack(_KINDS[kind], -1, target, 0, when, 0, 0, 0, 0))
@@ -114,18 +132,29 @@ def decode(payload) -> Record:
     kind, step, target, label, when, itemsize, count, n_source, n_note = \
         _PAYLOAD_HEAD.unpack_from(payload)
     kind = _KIND_NAMES[kind]
-    if kind != "assign":
+    if kind not in ("assign", "tag"):
         return Record(kind, step, target, when)
     pos = _PAYLOAD_HEAD.size
     source = payload[pos:pos + n_source].decode()
     pos += n_source
     note = None if n_note < 0 else payload[pos:pos + n_note].decode()
     pos += max(n_note, 0)
+    tag = None
+    if kind == "tag":
+        (n_tag,) = _TAG_NAME_LENGTH.unpack_from(payload, pos)
+        pos += _TAG_NAME_LENGTH.size
+        tag = payload[pos:pos + n_tag].decode()
+        pos += n_tag
     dtype = {4: "<i4", 8: "<i8"}[itemsize]
     indices = np.frombuffer(payload, dtype=dtype, count=count, offset=pos)
     pos += itemsize * count
     labels = (np.frombuffer(payload, dtype="<i4", count=count, offset=pos).astype(np.int32)
               if label == _MIXED else label)
+    if kind == "tag":
+        if label not in (0, 1):
+            raise ValueError(f"tag record with value {label}")
+        return Record(kind, step, target, when, indices.astype(np.intp), label, source, note,
+                      tag)
     return Record(kind, step, target, when, indices.astype(np.intp), labels, source, note)
 
 

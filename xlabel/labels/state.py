@@ -49,14 +49,18 @@ class LabelChange:
     """What one change did: sent to every observer of a :class:`LabelStore`.
 
     ``indices`` are the frames the step touched and ``labels`` their labels now
-    (same length). ``kind`` is ``"assign"``, ``"undo"``, ``"redo"`` or ``"load"``;
-    ``step`` is the id of the assign step that was applied, undone or redone.
+    (same length). ``kind`` is ``"assign"``, ``"tag"``, ``"undo"``, ``"redo"`` or
+    ``"load"``; ``step`` is the id of the step that was applied, undone or redone.
+    For a tag step (kind ``"tag"``, or an undo/redo of one) ``tag`` names the tag and
+    ``tagged`` says whether each frame carries it now; both are None for label steps.
     """
 
     indices: np.ndarray
     labels: np.ndarray
     kind: str
     step: int
+    tag: str | None = None
+    tagged: np.ndarray | None = None
 
 
 @dataclass
@@ -78,6 +82,31 @@ class Step:
         """Memory held for undo/redo."""
         return sum(np.asarray(part).nbytes for part in (self.indices, self.labels,
                                                          self.packed, self.prev))
+
+
+@dataclass
+class TagStep:
+    """One step that adds (``value`` True) or removes a tag on ``indices``."""
+
+    step: int
+    indices: np.ndarray
+    tag: str
+    value: bool
+    source: str
+    time: float
+    note: str | None
+    origin: int = 0
+    prev_values: np.ndarray | None = None   # the tag's values before the step
+    prev_origins: np.ndarray | None = None  # their provenance rows
+
+    @property
+    def nbytes(self) -> int:
+        return sum(np.asarray(part).nbytes for part in (self.indices, self.prev_values,
+                                                         self.prev_origins))
+
+
+#: Names a tag may not have: they are the other columns of the label table.
+RESERVED_TAG_NAMES = ("scan", "frame", "label", "source", "time", "note")
 
 
 class LabelState:
@@ -119,6 +148,11 @@ class LabelState:
         self.rows: list[dict] = []    # history rows
         self.next_step = 0
         self.observers: list = []
+        # Tags: several per frame beside the class, one bool column per tag name, each
+        # (frame, tag) pointing at its provenance row (0 = never set).
+        self.tag_names: list[str] = []
+        self.tag_values = np.zeros((n_frames, 0), dtype=bool)
+        self.tag_origins = np.zeros((n_frames, 0), dtype=np.int32)
 
     # ------------------------------------------------------------- reading
 
@@ -186,7 +220,8 @@ class LabelState:
                 "note": None if note_id < 0 else self.notes[note_id]}
 
     def table(self) -> pd.DataFrame:
-        """One row per frame: (``scan``,) ``frame``, ``label``, ``source``, ``time``, ``note``."""
+        """One row per frame: (``scan``,) ``frame``, ``label``, ``source``, ``time``, ``note``,
+        then one 0/1 column per tag."""
         origins = self.origins
         table = (self.frames.copy() if self.frames is not None
                  else pd.DataFrame({"frame": np.arange(self.n_frames, dtype=np.int64)}))
@@ -194,6 +229,8 @@ class LabelState:
         table["source"] = np.array(self.source_names, dtype=object)[self.prov_source[origins]]
         table["time"] = iso_times(self.prov_time[:self.prov_len])[origins]
         table["note"] = np.array(self.notes + [""], dtype=object)[self.prov_note[origins]]
+        for column, tag in enumerate(self.tag_names):
+            table[tag] = self.tag_values[:, column].astype(np.int8)
         return table
 
     def history(self) -> pd.DataFrame:
@@ -203,16 +240,21 @@ class LabelState:
         applied = {}
         for kind, step in zip(table["kind"], table["step"]):
             applied[step] = kind != "undo"
-        table["applied"] = [applied[step] and kind in ("assign", "load")
+        table["applied"] = [applied[step] and kind in ("assign", "tag", "untag", "load")
                             for kind, step in zip(table["kind"], table["step"])]
         return table
 
     def describe(self, step_id) -> str:
         """``step 3 ('bad' on 12 frames, manual, note 'x')`` from the history."""
-        row = next((r for r in reversed(self.rows)
-                    if r["step"] == step_id and r["kind"] == "assign"), None)
+        row = next((r for r in reversed(self.rows) if r["step"] == step_id
+                    and r["kind"] in ("assign", "tag", "untag")), None)
         if row is None:
             return f"step {step_id}"
+        if row["kind"] in ("tag", "untag"):
+            what = "added to" if row["kind"] == "tag" else "removed from"
+            note = f", note {row['note']!r}" if row["note"] else ""
+            return (f"step {step_id} (tag {row['label']!r} {what} {row['n_frames']} frame(s), "
+                    f"{row['source']}{note})")
         label = repr(row["label"]) if row["label"] not in ("", "(several)") else (
             "cleared" if row["label"] == "" else "several labels")
         note = f", note {row['note']!r}" if row["note"] else ""
@@ -230,10 +272,8 @@ class LabelState:
                     labels=labels, source=source, time=time.time() if when is None else when,
                     note=note)
 
-    def apply_new(self, step: Step):
-        for dropped in self.redo:
-            self._forget(dropped)
-        self.redo.clear()
+    def _apply_new_label(self, step: Step):
+        self._clear_redo()
         idx = step.indices
         step.origin = self.add_provenance(self.source_code(step.source), step.time,
                                           self.note_id(step.note))
@@ -247,6 +287,91 @@ class LabelState:
         self._trim_undo()
         self.record("assign", step.step, step.time)
         self.notify("assign", step.step, idx)
+
+    # ------------------------------------------------------------- tags
+
+    def check_tag_name(self, tag) -> str:
+        if not isinstance(tag, str) or not tag.strip() or tag != tag.strip() \
+                or "," in tag or "\n" in tag:
+            raise LabelError(f"a tag is a non-empty name without commas, newlines or "
+                             f"surrounding spaces, not {tag!r}")
+        if tag in RESERVED_TAG_NAMES or tag.startswith("p_"):
+            raise LabelError(f"{tag!r} cannot be a tag name: it would clash with a column of "
+                             f"the label table ({', '.join(RESERVED_TAG_NAMES)}, p_<tag>)")
+        return tag
+
+    def tag_column(self, tag, create=False) -> int:
+        """Column of ``tag`` in :attr:`tag_values` (a new one if ``create``)."""
+        if tag in self.tag_names:
+            return self.tag_names.index(tag)
+        if not create:
+            known = ", ".join(map(repr, self.tag_names)) or "none yet"
+            raise LabelError(f"unknown tag {tag!r}; known tags: {known}")
+        self.check_tag_name(tag)
+        self.tag_names.append(tag)
+        self.tag_values = np.concatenate(
+            [self.tag_values, np.zeros((self.n_frames, 1), bool)], axis=1)
+        self.tag_origins = np.concatenate(
+            [self.tag_origins, np.zeros((self.n_frames, 1), np.int32)], axis=1)
+        return len(self.tag_names) - 1
+
+    def new_tag_step(self, indices, tag, value, source, note, when=None, step_id=None):
+        """A tag step to journal and then :meth:`apply_new`; changes nothing yet."""
+        base = self.new_step(indices, 0, source, note, when, step_id)
+        return TagStep(step=base.step, indices=indices, tag=self.check_tag_name(tag),
+                       value=bool(value), source=base.source, time=base.time, note=base.note)
+
+    def apply_new(self, step):
+        if isinstance(step, TagStep):
+            self._apply_new_tag(step)
+        else:
+            self._apply_new_label(step)
+
+    def _apply_new_tag(self, step: TagStep):
+        column = self.tag_column(step.tag, create=True)
+        self._clear_redo()
+        idx = step.indices
+        step.origin = self.add_provenance(self.source_code(step.source), step.time,
+                                          self.note_id(step.note))
+        step.prev_values = self.tag_values[idx, column]
+        step.prev_origins = self.tag_origins[idx, column]
+        self.tag_values[idx, column] = step.value
+        self.tag_origins[idx, column] = step.origin
+        self._push_undo(step)
+        self.record("tag" if step.value else "untag", step.step, step.time)
+        self.notify("tag", step.step, idx, step.tag)
+
+    def _clear_redo(self):
+        for dropped in self.redo:
+            self._forget(dropped)
+        self.redo.clear()
+
+    def _push_undo(self, step):
+        self.steps[step.step] = step
+        self.undo_bytes += step.nbytes
+        self.next_step = step.step + 1
+        self.undo.append(step.step)
+        self._trim_undo()
+
+    def tag_provenance(self, frame) -> dict:
+        """``{tag: {"value", "source", "time", "note"}}`` of one frame."""
+        out = {}
+        for column, tag in enumerate(self.tag_names):
+            origin = self.tag_origins[frame, column]
+            note_id = self.prov_note[origin]
+            out[tag] = {"value": bool(self.tag_values[frame, column]),
+                        "source": self.source_names[self.prov_source[origin]],
+                        "time": float(self.prov_time[origin]),
+                        "note": None if note_id < 0 else self.notes[note_id]}
+        return out
+
+    def load_tags(self, positions, names, matrix, source, when):
+        """Set tag columns directly (a new store's initial state from a file)."""
+        origin = self.add_provenance(self.source_code(source), when, -1)
+        for j, name in enumerate(names):
+            column = self.tag_column(name, create=True)
+            self.tag_values[positions, column] = matrix[:, j]
+            self.tag_origins[positions, column] = origin
 
     def _forget(self, step_id):
         step = self.steps.pop(step_id, None)
@@ -269,10 +394,19 @@ class LabelState:
         """Undo (``kind="undo"``) or redo the step on top of the undo or redo stack."""
         source, target = (self.undo, self.redo) if kind == "undo" else (self.redo, self.undo)
         step = self.steps[source.pop()]
-        self.pairs64[step.indices] = step.prev if kind == "undo" else step.packed
+        if isinstance(step, TagStep):
+            column = self.tag_names.index(step.tag)
+            if kind == "undo":
+                self.tag_values[step.indices, column] = step.prev_values
+                self.tag_origins[step.indices, column] = step.prev_origins
+            else:
+                self.tag_values[step.indices, column] = step.value
+                self.tag_origins[step.indices, column] = step.origin
+        else:
+            self.pairs64[step.indices] = step.prev if kind == "undo" else step.packed
         target.append(step.step)
         self.record(kind, step.step, when)
-        self.notify(kind, step.step, step.indices)
+        self.notify(kind, step.step, step.indices, getattr(step, "tag", None))
 
     def source_code(self, source) -> int:
         try:
@@ -305,6 +439,12 @@ class LabelState:
         return first
 
     def record(self, kind, step_id, when):
+        if kind in ("tag", "untag"):
+            step = self.steps[step_id]
+            self.rows.append({"kind": kind, "step": step_id, "label": step.tag,
+                              "source": step.source, "n_frames": len(step.indices),
+                              "time": when, "note": step.note})
+            return
         if kind == "assign":
             step = self.steps[step_id]
             labels = step.labels
@@ -341,14 +481,19 @@ class LabelState:
         if callback in self.observers:
             self.observers.remove(callback)
 
-    def notify(self, kind, step_id, indices):
+    def notify(self, kind, step_id, indices, tag=None):
         if not self.observers:
             return
         labels = self.labels[indices]
         labels.flags.writeable = False
         indices = indices.view()
         indices.flags.writeable = False
-        change = LabelChange(indices=indices, labels=labels, kind=kind, step=step_id)
+        tagged = None
+        if tag is not None:
+            tagged = self.tag_values[indices, self.tag_names.index(tag)]
+            tagged.flags.writeable = False
+        change = LabelChange(indices=indices, labels=labels, kind=kind, step=step_id,
+                             tag=tag, tagged=tagged)
         for callback in list(self.observers):
             try:
                 callback(change)
@@ -365,12 +510,22 @@ class LabelState:
                 "prov_source": self.prov_source[:n].copy(),
                 "prov_time": self.prov_time[:n].copy(), "prov_note": self.prov_note[:n].copy(),
                 "notes": np.array(self.notes, dtype=str),
-                "source_names": np.array(self.source_names, dtype=str)}
+                "source_names": np.array(self.source_names, dtype=str),
+                **self.tag_arrays()}
+
+    def tag_arrays(self) -> dict:
+        """The tag columns (empty dict without tags, so tagless files stay as they were)."""
+        if not self.tag_names:
+            return {}
+        return {"tag_names": np.array(self.tag_names, dtype=str),
+                "tag_values": self.tag_values.astype(np.uint8), "tag_origins": self.tag_origins.copy()}
 
     def undo_arrays(self, keep=True) -> dict:
         """The undo and redo stacks as flat arrays (steps concatenated, with offsets);
         ``keep=False``: empty stacks."""
-        steps = [self.steps[i] for i in self.undo + self.redo] if keep else []
+        kept = [self.steps[i] for i in self.undo + self.redo] if keep else []
+        steps = [step for step in kept if isinstance(step, Step)]
+        undo_count = sum(isinstance(self.steps[i], Step) for i in self.undo) if keep else 0
         sizes = [len(step.indices) for step in steps]
         prev = [unpack(step.prev) for step in steps]
 
@@ -380,7 +535,8 @@ class LabelState:
                 np.empty(0, dtype=dtype)
 
         return {
-            "undo_count": np.array(len(self.undo) if keep else 0, dtype=np.int64),
+            **self._tag_undo_arrays(kept),
+            "undo_count": np.array(undo_count, dtype=np.int64),
             "undo_meta": np.array([[st.step, self.source_code(st.source), self.note_id(st.note),
                                     st.origin, MIXED if np.ndim(st.labels) else st.labels]
                                    for st in steps], dtype=np.int64).reshape(-1, 5),
@@ -390,6 +546,83 @@ class LabelState:
             "undo_labels": joined([st.labels for st in steps], np.int32),
             "undo_prev_labels": joined([labels for labels, _ in prev], np.int32),
             "undo_prev_origins": joined([origins for _, origins in prev], np.int32)}
+
+    def _tag_undo_arrays(self, kept) -> dict:
+        """Tag steps of the undo/redo stacks and the stacks' order (only when there are
+        tag steps: files of stores without tags are unchanged)."""
+        tag_steps = [step for step in kept if isinstance(step, TagStep)]
+        if not tag_steps:
+            return {}
+        sizes = [len(step.indices) for step in tag_steps]
+        return {
+            "tagundo_stacks": np.array([step.step for step in kept], dtype=np.int64),
+            "tagundo_n_undo": np.array(len(self.undo), dtype=np.int64),
+            "tagundo_meta": np.array([[st.step, self.tag_names.index(st.tag), int(st.value),
+                                       self.source_code(st.source), self.note_id(st.note),
+                                       st.origin] for st in tag_steps], dtype=np.int64),
+            "tagundo_time": np.array([st.time for st in tag_steps], dtype=np.float64),
+            "tagundo_offsets": np.cumsum([0] + sizes, dtype=np.int64),
+            "tagundo_indices": np.concatenate([st.indices for st in tag_steps]).astype(np.int64),
+            "tagundo_prev_values": np.concatenate([st.prev_values for st in tag_steps]
+                                                  ).astype(np.uint8),
+            "tagundo_prev_origins": np.concatenate([st.prev_origins for st in tag_steps])}
+
+    def restore_tags(self, arrays, where):
+        """Set the tag columns from :meth:`tag_arrays` (checked; absent = no tags)."""
+        if "tag_names" not in arrays:
+            return
+        names = [str(name) for name in arrays["tag_names"]]
+        for name in names:
+            self.check_tag_name(name)
+        shape = (self.n_frames, len(names))
+        values = checked_array(arrays, "tag_values", shape, np.int8, where)
+        origins = checked_array(arrays, "tag_origins", shape, np.int32, where)
+        check_range(values, 0, 2, "tag_values", where)
+        check_range(origins, 0, self.prov_len, "tag_origins", where)
+        self.tag_values, self.tag_origins = values.astype(bool), origins.copy()
+        self.tag_names = names
+
+    def restore_tag_undo(self, arrays, where):
+        """Add the tag steps of :meth:`_tag_undo_arrays` and restore the stacks' order."""
+        if "tagundo_stacks" not in arrays:
+            return
+
+        def get(name, shape, dtype):
+            return checked_array(arrays, name, shape, dtype, where)
+
+        meta = get("tagundo_meta", np.shape(arrays["tagundo_meta"]), np.int64)
+        offsets = get("tagundo_offsets", (len(meta) + 1,), np.int64)
+        total = int(offsets[-1])
+        indices = get("tagundo_indices", (total,), np.intp)
+        values = get("tagundo_prev_values", (total,), np.int8)
+        origins = get("tagundo_prev_origins", (total,), np.int32)
+        times = get("tagundo_time", (len(meta),), np.float64)
+        if meta.shape[1:] != (6,) or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+            raise JournalError("tag undo data is malformed", path=where, dataset="tagundo_meta")
+        for name, vals, low, high in (
+                ("tagundo_indices", indices, 0, self.n_frames),
+                ("tagundo_prev_values", values, 0, 2),
+                ("tagundo_prev_origins", origins, 0, self.prov_len),
+                ("tagundo_meta", meta[:, 1], 0, len(self.tag_names)),
+                ("tagundo_meta", meta[:, 3], 0, len(self.source_names)),
+                ("tagundo_meta", meta[:, 4], -1, len(self.notes)),
+                ("tagundo_meta", meta[:, 5], 0, self.prov_len)):
+            check_range(vals, low, high, name, where)
+        for row, (start, stop) in enumerate(zip(offsets[:-1], offsets[1:])):
+            step_id, column, value, source, note, origin = (int(v) for v in meta[row])
+            step = TagStep(step_id, indices[start:stop], self.tag_names[column], bool(value),
+                           self.source_names[source], float(times[row]),
+                           None if note < 0 else self.notes[note], origin,
+                           values[start:stop].astype(bool), origins[start:stop])
+            self.steps[step_id] = step
+            self.undo_bytes += step.nbytes
+        stacks = [int(v) for v in get("tagundo_stacks", np.shape(arrays["tagundo_stacks"]),
+                                      np.int64)]
+        if set(stacks) != set(self.steps):
+            raise JournalError("tag undo data does not match the undo stacks", path=where,
+                               dataset="tagundo_stacks")
+        n_undo = int(arrays["tagundo_n_undo"])
+        self.undo, self.redo = stacks[:n_undo], stacks[n_undo:]
 
     def restore_arrays(self, arrays, where):
         """Set the state from :meth:`state_arrays` (checked, never trusted).
@@ -408,6 +641,7 @@ class LabelState:
         self.source_names = [str(name) for name in arrays["source_names"]]
         self.notes = [str(note) for note in arrays["notes"]]
         self.note_lookup = {note: i for i, note in enumerate(self.notes)}
+        self.restore_tags(arrays, where)
         for name, values, low, high in (
                 ("labels", self.labels, -1, len(self.classes)),
                 ("origins", self.origins, 0, self.prov_len),
@@ -451,6 +685,7 @@ class LabelState:
             self.undo_bytes += step.nbytes
         self.undo = [int(v) for v in meta[:int(arrays["undo_count"]), 0]]
         self.redo = [int(v) for v in meta[int(arrays["undo_count"]):, 0]]
+        self.restore_tag_undo(arrays, where)
 
     def drop_undo(self):
         """Forget every undoable step (they stay in the history)."""

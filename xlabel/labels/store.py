@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import struct
 import time
 import weakref
 from pathlib import Path
@@ -28,7 +29,7 @@ from . import formats
 from . import journal as jr
 from ._checks import (check_classes, check_colors, check_frames, check_n_frames,
                       check_same_dataset, frames_fingerprint, iso_time, not_found)
-from .disk import (FORMAT_VERSION, FRAMES_NAME, JOURNAL_NAME, SNAPSHOT_NAME, read_frames,
+from .disk import (FRAMES_NAME, JOURNAL_NAME, SNAPSHOT_NAME, read_frames,
                    read_snapshot, store_exists, write_frames, write_snapshot)
 from .state import LabelState, log
 
@@ -51,7 +52,8 @@ class _Session:
 
     def meta(self) -> dict:
         state = self.state
-        return {"format": "xlabel-labels", "version": FORMAT_VERSION,
+        # version 2 only once there are tags, so tagless stores stay readable by older xlabel
+        return {"format": "xlabel-labels", "version": 2 if state.tag_names else 1,
                 "n_frames": state.n_frames, "classes": list(state.classes),
                 "colors": list(state.colors), "generation": self.generation,
                 "fingerprint": state.fingerprint, "undo_limit": list(state.undo_limit)}
@@ -180,13 +182,19 @@ def _replay(state, found):
     for offset, payload in found.records:
         try:
             _apply_record(state, jr.decode(payload))
-        except (LabelError, KeyError, IndexError, ValueError) as err:
+        except (LabelError, KeyError, IndexError, ValueError, struct.error) as err:
             raise JournalError(f"record at byte {offset} cannot be replayed ({err}); "
                                f"the journal does not belong to this store",
                                path=found.path) from err
 
 
 def _apply_record(state, record):
+    if record.kind == "tag":
+        state.check_indices(record.indices)
+        state.apply_new(state.new_tag_step(record.indices, record.tag, record.labels,
+                                           record.source, record.note, when=record.time,
+                                           step_id=record.step))
+        return
     if record.kind == "assign":
         state.check_indices(record.indices)
         labels = record.labels
@@ -471,6 +479,80 @@ class LabelStore:
             raise LabelError(f"cluster ids {unmapped} are not in mapping {mapping}")
         return {int(c): self.class_index(cls) for c, cls in mapping.items() if cls is not None}
 
+    # ------------------------------------------------------------- tags
+
+    @property
+    def tag_names(self) -> tuple:
+        """Names of the tags in use, in column order (a tag appears at its first step)."""
+        return tuple(self._state.tag_names)
+
+    @property
+    def tags(self):
+        """Frames x tags bool DataFrame (a copy; columns :attr:`tag_names`).
+
+        >>> store = LabelStore(3)
+        >>> _ = store.add_tag([0, 2], "rings")
+        >>> store.tags["rings"].tolist()
+        [True, False, True]
+        """
+        import pandas as pd
+        state = self._state
+        return pd.DataFrame(state.tag_values.copy(), columns=list(state.tag_names))
+
+    def tagged(self, tag) -> np.ndarray:
+        """Read-only bool array: which frames carry ``tag`` (LabelError for an unknown tag)."""
+        state = self._state
+        return _readonly(state.tag_values[:, state.tag_column(tag)])
+
+    def add_tag(self, indices, tag, source="manual", note=None) -> int:
+        """Add ``tag`` to ``indices`` (ints or a boolean mask); returns the step id.
+
+        Tags sit beside the class: a frame has one class and any number of tags. A new
+        tag name starts a new column. The step is journaled like :meth:`assign`
+        (durable before this returns; :meth:`undo`/:meth:`redo` take it back and
+        forth in the same history), then observers get a :class:`LabelChange` with
+        ``kind="tag"``, ``tag`` and ``tagged``.
+
+        >>> store = LabelStore(4)
+        >>> store.add_tag([1, 2], "spots", note="lasso")
+        0
+        >>> store.remove_tag([2], "spots")
+        1
+        >>> store.tagged("spots").tolist(), store.undo(), store.tagged("spots").tolist()
+        ([False, True, False, False], 1, [False, True, True, False])
+        """
+        return self._commit_tag(indices, tag, True, source, note)
+
+    def remove_tag(self, indices, tag, source="manual", note=None) -> int:
+        """Remove ``tag`` from ``indices``; returns the step id (see :meth:`add_tag`)."""
+        self._state.tag_column(tag)  # unknown tag: LabelError listing the known ones
+        return self._commit_tag(indices, tag, False, source, note)
+
+    def tag_provenance(self, frame) -> dict:
+        """``{tag: dict(value, source, time, note)}`` of frame ``frame`` (time ISO-8601 or None).
+
+        >>> store = LabelStore(2)
+        >>> _ = store.add_tag([1], "halo", source="model")
+        >>> store.tag_provenance(1)["halo"]["source"], store.tag_provenance(0)["halo"]["value"]
+        ('model', False)
+        """
+        frame = int(self._state.check_indices([frame])[0])
+        info = self._state.tag_provenance(frame)
+        for entry in info.values():
+            entry["time"] = iso_time(entry["time"])
+        return info
+
+    def _commit_tag(self, indices, tag, value, source, note) -> int:
+        session = self._session
+        step = session.state.new_tag_step(session.state.check_indices(indices), tag, value,
+                                          source, note)
+        if session.journal is not None:
+            session.journal.append(jr.encode_tag_step(step, session.index_dtype),
+                                   f"step {step.step}")
+        session.state.apply_new(step)
+        session.last_action = f"{session.state.describe(step.step)}"
+        return step.step
+
     def _commit(self, indices, labels, source, note) -> int:
         """Journal a new step (if the store has a path), then apply it."""
         session = self._session
@@ -666,7 +748,7 @@ class LabelStore:
 
     @classmethod
     def from_csv(cls, csv_path, classes=None, n_frames=None, path=None, colors=None,
-                 frames=None) -> "LabelStore":
+                 frames=None, tags=None) -> "LabelStore":
         """A new store from a CSV with columns ``frame,label`` (+ optional ``scan``, ``source``,
         ``time``, ``note`` as written by :meth:`to_csv`).
 
@@ -676,6 +758,9 @@ class LabelStore:
         row number and ``n_frames`` defaults to the largest frame + 1. Provenance
         columns are restored (``time`` as ISO-8601 or Unix seconds); missing ones
         become source "import", time now. With ``path`` the new store is saved there.
+        Tags: one 0/1 column per tag (as :meth:`to_csv` writes them); ``tags`` names
+        them, None takes every other column holding only 0 and 1, ``()`` none. A CSV of
+        ``frame`` and tag columns only (no ``label``) is read too.
         """
         table = formats.read_label_csv(csv_path)
         if frames is None and "scan" in table:
@@ -688,20 +773,29 @@ class LabelStore:
         state = store._state
         positions = formats.csv_positions(state, table, csv_path)
         labels = formats.csv_labels(state, table, csv_path)
-        state.load_rows(positions, labels, *formats.csv_provenance(table, labels, time.time()))
+        now = time.time()
+        state.load_rows(positions, labels, *formats.csv_provenance(table, labels, now))
+        names, matrix = formats.csv_tags(table, tags, csv_path)
+        state.load_tags(positions, names, matrix, "import", now)
         return cls._saved(store._session, path)
 
     def import_csv(self, csv_path, source="import", note=None) -> int:
         """Assign the labels of a ``frame,label`` CSV to this store as one step; returns its id.
 
         Rows with an empty label are skipped. Rows are matched by ``scan`` and
-        ``frame`` when both the CSV and the store's ``frames`` have scans.
+        ``frame`` when both the CSV and the store's ``frames`` have scans. Tag columns
+        (0/1, see :meth:`from_csv`) follow as one add and one remove step per tag.
         """
         table = formats.read_label_csv(csv_path)
         positions = formats.csv_positions(self._state, table, csv_path)
         labels = formats.csv_labels(self._state, table, csv_path)
         keep = labels >= 0
-        return self._commit(positions[keep].astype(np.intp), labels[keep], source, note)
+        step = self._commit(positions[keep].astype(np.intp), labels[keep], source, note)
+        names, matrix = formats.csv_tags(table, None, csv_path)
+        for j, name in enumerate(names):  # one step per tag and direction, after the labels
+            self.add_tag(positions[matrix[:, j]], name, source, note)
+            self.remove_tag(positions[~matrix[:, j]], name, source, note)
+        return step
 
     def to_hdf5(self, h5_path):
         """Write the whole store (labels, provenance, classes, history) to an HDF5 sidecar file.

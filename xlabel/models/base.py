@@ -218,7 +218,7 @@ class FrameModel(Model):
         source = self.check_frames(X)
         blocks = iter_prepared(source, self.size)
         if progress:
-            blocks = _progress(blocks, len(source), scan_name(source))
+            blocks = _progress(blocks, len(source), str(getattr(source, "name", "frames")))
         parts = [self._proba_block(block) for _, block in blocks]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.classes_)))
 
@@ -227,7 +227,7 @@ class FrameModel(Model):
         kind of values (integer counts / float) is not the one the model was trained on."""
         self._require_fitted()
         source = as_source(frames)
-        where = {"path": getattr(source, "path", None) or scan_name(source),
+        where = {"path": scan_name(source),
                  "dataset": getattr(source, "dataset", None)}
         if tuple(source.frame_shape) != self.frame_shape_:
             raise ModelError(f"frames of shape {tuple(source.frame_shape)} do not fit this model "

@@ -186,15 +186,15 @@ def train_cnn(frames, labels, classes=("good", "bad"), *, groups=None, **params)
 
 
 def _fit(network, x, y, fit_idx, val_idx, weights, *, epochs, batch_size, lr, patience,
-         augment, progress):
+         augment, progress, loss_fn=None, desc="train cnn"):
     device = next(network.parameters()).device
-    loss_fn = nn.CrossEntropyLoss(weight=weights.to(device))
+    loss_fn = loss_fn or nn.CrossEntropyLoss(weight=weights.to(device))
     optimizer = torch.optim.Adam(network.parameters(), lr=lr)
     best, best_state, waited, history = np.inf, copy.deepcopy(network.state_dict()), 0, []
     epochs_bar = range(epochs)
     if progress:
         from tqdm.auto import tqdm
-        epochs_bar = tqdm(epochs_bar, desc="train cnn", unit="epoch")
+        epochs_bar = tqdm(epochs_bar, desc=desc, unit="epoch")
     for _ in epochs_bar:
         network.train()
         for batch in torch.randperm(len(fit_idx)).split(batch_size):

@@ -72,8 +72,8 @@ def check_class_counts(codes: np.ndarray, classes, scans=None):
 
 
 def scan_name(source) -> str:
-    """Short name of a FrameSource for messages (file name or ``name`` attribute)."""
-    return str(getattr(source, "name", None) or getattr(source, "path", None) or "frames")
+    """What messages call a FrameSource: its file path, else its ``name``."""
+    return str(getattr(source, "path", None) or getattr(source, "name", None) or "frames")
 
 
 def concat_prepared(frames, size):

@@ -14,6 +14,10 @@ no probability at prediction (see :class:`~xlabel.models.base.FeatureModel`).
 
 from __future__ import annotations
 
+import contextvars
+import io
+from contextlib import contextmanager, redirect_stdout
+
 import numpy as np
 import pandas as pd
 from sklearn.neural_network import MLPClassifier
@@ -27,14 +31,18 @@ from .persist import dump_pipeline, load_pipeline
 from .registry import register
 
 __all__ = ["PRESETS", "DEFAULT_COLUMNS", "BASELINE_COLUMNS", "build_pipeline", "FeatureMLP",
-           "PixelMLP", "train_mlp", "train_pixel_mlp"]
+           "PixelMLP", "train_mlp", "train_pixel_mlp", "fit_progress"]
 
 #: The two architectures of the PETRA-III study (hidden layer sizes).
 PRESETS = {"512-256-128": (512, 256, 128), "256-128-64": (256, 128, 64)}
-#: Default feature columns: flux relative to its scan's running median generalizes across
-#: scans of different exposure; raw mean, std or flux_rank tie a model to the training
-#: scans' levels and bad-frame fractions (measured in bench/bench_models.py).
-DEFAULT_COLUMNS = ("flux_rel", "frac_saturated")
+#: Default feature columns (issue 11, measured in bench/bench_safe_defaults.py on the real
+#: K11, APS 2-BM and Savu scans and on synthetic ramps/losses/saturation): flux relative to
+#: the running median of the frames *with beam* (flux_local: ~0 inside a block of darks or
+#: at a closed-shutter start, where flux_rel reads ~1 or NaN), flux relative to the scan's
+#: beam-on reference (flux_scan: sees losses longer than the window) and frac_saturated.
+#: Scale-free, so a model trained on one detector applies to another; raw mean, std or
+#: flux_rank tie a model to the training scans' levels and bad-frame fractions.
+DEFAULT_COLUMNS = ("flux_local", "flux_scan", "frac_saturated")
 #: The domain's plain baseline: raw mean flux only.
 BASELINE_COLUMNS = ("mean",)
 
@@ -68,6 +76,45 @@ def _preset_name(preset):
     return preset if isinstance(preset, str) else "-".join(str(h) for h in _hidden_layers(preset))
 
 
+_FIT_PROGRESS = contextvars.ContextVar("xlabel_mlp_fit_progress", default=False)
+
+
+@contextmanager
+def fit_progress(enabled: bool = True):
+    """Inside this block, MLP fits show a tqdm bar: one step per epoch, with the loss.
+
+    scikit-learn's MLPClassifier has no epoch callback, and a ``partial_fit`` loop would
+    restart Adam and drop the ``n_iter_no_change`` stopping rule (another result). So the
+    fit runs unchanged with ``verbose=True`` and its "Iteration N, loss = x" lines, sent to
+    stdout, are turned into bar steps instead of being printed (``verbose`` changes no
+    number; it is switched off again before the model is saved).
+
+    >>> with fit_progress():                                  # doctest: +SKIP
+    ...     model = train_mlp(table, labels)
+    """
+    token = _FIT_PROGRESS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _FIT_PROGRESS.reset(token)
+
+
+class _EpochLines(io.TextIOBase):
+    """A stdout stand-in: each "Iteration N, loss = x" line is one step of ``bar``."""
+
+    def __init__(self, bar):
+        self.bar, self._pending = bar, ""
+
+    def write(self, text):
+        *lines, self._pending = (self._pending + text).split("\n")
+        for line in lines:
+            if line.startswith("Iteration "):
+                self.bar.set_postfix_str(f"loss {line.rpartition('=')[2].strip()}",
+                                         refresh=False)
+                self.bar.update(1)
+        return len(text)
+
+
 class _PipelineMLP:
     """Fit/predict/save of a scikit-learn Pipeline on a matrix (shared by both MLPs)."""
 
@@ -75,7 +122,16 @@ class _PipelineMLP:
         self.pipeline_ = build_pipeline(self.preset, self.seed, self.max_iter,
                                         self.early_stopping)
         weights = class_weights(codes, len(self.classes_))[codes]
-        self.pipeline_.fit(matrix, codes, mlp__sample_weight=weights)
+        if _FIT_PROGRESS.get():
+            from tqdm.auto import tqdm
+            self.pipeline_.set_params(mlp__verbose=True)
+            with tqdm(total=self.max_iter, desc="training MLP", unit="epoch") as bar, \
+                    redirect_stdout(_EpochLines(bar)):
+                self.pipeline_.fit(matrix, codes, mlp__sample_weight=weights)
+                bar.total = bar.n  # stopped early: the bar ends full
+            self.pipeline_.set_params(mlp__verbose=False)
+        else:
+            self.pipeline_.fit(matrix, codes, mlp__sample_weight=weights)
         self.info_["preset"] = _preset_name(self.preset)
 
     def _proba_matrix(self, matrix):

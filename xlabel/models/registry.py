@@ -26,6 +26,9 @@ _BUILTIN = {
     "cnn": "xlabel.models.pixelnet:PixelCNN",
     "sae": "xlabel.models.pixelnet:SupervisedAEClassifier",
     "cnn-global": "xlabel.models.cnn:CNNClassifier",
+    "tags-cnn": "xlabel.models.multilabel:TagCNN",
+    "tags-polar": "xlabel.models.multilabel:TagPolarCNN",
+    "tags-joint": "xlabel.models.multilabel:TagJointCNN",
 }
 _CLASSES: dict = {}
 

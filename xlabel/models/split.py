@@ -37,6 +37,9 @@ __all__ = ["split", "HeldOutWarning"]
 
 #: Finer block sizes tried (multiples of ``n_blocks``) before giving up on a class.
 _BLOCK_REFINEMENTS = (1, 2, 4, 8)
+#: Refined blocks are at least this long: neighbouring frames are nearly copies of each
+#: other, so held-out frames next to training frames would test little.
+MIN_BLOCK_FRAMES = 10
 
 
 def split(groups, test_size: float = 0.25, seed: int = 0, n_blocks: int = 10, labels=None):
@@ -98,9 +101,9 @@ def _split_every_class(codes, names, labels, label_names, test_size, seed, n_blo
         raise ModelError(_impossible(codes, names, labels, label_names))
     if len(names) >= 2:
         warnings.warn("no choice of whole scans puts every class on both sides of the split "
-                      f"({_where_classes(codes, names, labels, label_names)}): held out contiguous blocks "
-                      "within scans instead, an optimistic test; label every class in more "
-                      "scans", HeldOutWarning, stacklevel=3)
+                      f"({_where_classes(codes, names, labels, label_names)}): held out "
+                      "contiguous blocks within scans instead, an optimistic test; label every "
+                      "class in more scans", HeldOutWarning, stacklevel=3)
     return found
 
 
@@ -110,9 +113,13 @@ def _scan_split(codes, labels, test_size, seed):
     n_scans = len(np.unique(codes[labeled]))
     if n_scans < 2:
         return None
-    n_splits = int(np.clip(round(1 / test_size), 2, n_scans))
+    needed, counts = np.unique(labels[labeled], return_counts=True)
+    # sklearn refuses more folds than the most common class has frames
+    n_splits = int(min(np.clip(round(1 / test_size), 2, n_scans), counts.max()))
+    if n_splits < 2:
+        return None
     folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    needed = set(np.unique(labels[labeled]))
+    needed = set(needed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class" notes
         for _, test in folds.split(codes[labeled], labels[labeled], groups=codes[labeled]):
@@ -126,21 +133,27 @@ def _blocks_every_class(codes, labels, test_size, seed, n_blocks):
     """Contiguous blocks within each scan, chosen so both sides hold every class."""
     needed = set(np.unique(labels[labels >= 0]))
     rng = np.random.default_rng(seed)
+    tried = None
     for factor in _BLOCK_REFINEMENTS:
-        block = _block_ids(codes, n_blocks * factor)
+        block = _block_ids(codes, n_blocks, factor)
+        if tried is not None and np.array_equal(block, tried):
+            continue
+        tried = block
         is_test = _choose_blocks(block, labels, needed, test_size, rng)
         if is_test is not None:
             return np.flatnonzero(~is_test), np.flatnonzero(is_test)
     return None
 
 
-def _block_ids(codes, n_blocks):
-    """Block number of every frame: each scan cut into about ``n_blocks`` contiguous blocks."""
+def _block_ids(codes, n_blocks, factor=1):
+    """Block number of every frame: each scan cut into ``n_blocks`` contiguous blocks, or
+    ``factor`` times more where blocks stay at least :data:`MIN_BLOCK_FRAMES` long."""
     block = np.empty(len(codes), dtype=np.int64)
     offset = 0
     for scan in np.unique(codes):
         where = np.flatnonzero(codes == scan)
-        k = int(min(max(n_blocks, 2), len(where)))
+        finer = min(n_blocks * factor, max(n_blocks, len(where) // MIN_BLOCK_FRAMES))
+        k = int(min(max(finer, 2), len(where)))
         edges = np.linspace(0, len(where), k + 1).round().astype(np.int64)
         block[where] = offset + np.searchsorted(edges, np.arange(len(where)), side="right") - 1
         offset += k

@@ -12,6 +12,7 @@ _LAZY = {
     "ConfusionMatrixViewer": "xlabel.widgets.confusion",
     "PredictionScatter": "xlabel.widgets.confusion",
     "GradCAMOverlay": "xlabel.widgets.gradcam_view",
+    "ReviewQueue": "xlabel.widgets.review",
 }
 
 __all__ = sorted(_LAZY)

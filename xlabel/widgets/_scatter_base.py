@@ -11,16 +11,22 @@ loses lasso events (plotly.py issue 3910), and JSON lists are slow at 1M points.
   none), mapped by a discrete colorscale; after a label change only the changed
   indices and codes are sent (or the whole code array when most points changed).
 * A lasso arrives as ``{"type": "selected", "panel": k}`` with the indices as one
-  Int32 buffer; the owner's ``on_selected(indices, panel)`` is called.
+  Int32 buffer; the owner's ``selected(indices, panel)`` callback is called.
+* Big scatters (``RASTER_THRESHOLD`` frames and more) are drawn in the kernel
+  (:mod:`xlabel.widgets._raster`): the browser gets one PNG per panel for the visible
+  range and sends back lasso outlines (``polygon``), plot sizes/ranges (``view``) and
+  mouse positions (``hover``).
 
-The owner widget (FluxScatter, ClusterComparison) supplies callbacks and keeps all
-state; this class only encodes and decodes messages.
+The owner widget (FluxScatter, ClusterComparison) keeps all state and hands the plot
+its callbacks (:class:`ScatterCallbacks`); this class only encodes and decodes messages.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import anywidget
 import numpy as np
@@ -28,6 +34,7 @@ import pandas as pd
 import traitlets
 
 from ..errors import LabelError, XLabelError
+from ._raster import RASTER_THRESHOLD, RasterLayer, View
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +55,36 @@ def plotly_js_bytes() -> bytes:
     return path.read_bytes()
 
 
+@dataclass(frozen=True)
+class ScatterCallbacks:
+    """What a :class:`ScatterPlot` asks of the widget that owns it (the widget protocol).
+
+    The owner (FluxScatter, ClusterComparison) keeps all state and hands these
+    callables to the plot; the plot never touches its owner otherwise.
+
+    Attributes
+    ----------
+    data : ``() -> (content, buffers)``: the marker-mode ``data`` message
+        (:func:`data_message`).
+    codes : ``() -> list of arrays``: color code per frame, one array per panel.
+    selected : ``(indices, panel) -> None``: the user lassoed ``indices`` in ``panel``.
+    button : ``(button_id) -> None``: a toolbar button (or its key) was pressed.
+    describe : ``(index) -> list of str``: the hover lines of one frame (raster mode).
+    """
+
+    data: Callable[[], tuple]
+    codes: Callable[[], list]
+    selected: Callable[[np.ndarray, int], None]
+    button: Callable[[str], None]
+    describe: Callable[[int], list]
+
+
 class ScatterPlot(anywidget.AnyWidget):
-    """One plotly figure with ``len(panels)`` linked scattergl panels (see module doc)."""
+    """One plotly figure with ``len(panels)`` linked panels (see module doc).
+
+    ``raster``: a :class:`~xlabel.widgets._raster.RasterLayer` to draw the points as
+    a kernel-rendered image (big scatters), or None for scattergl markers.
+    """
 
     _esm = STATIC / "scatter.js"
     _css = STATIC / "scatter.css"
@@ -69,13 +104,23 @@ class ScatterPlot(anywidget.AnyWidget):
     dragmode = traitlets.Unicode("lasso").tag(sync=True)
     height = traitlets.Int(450).tag(sync=True)
     status = traitlets.Unicode("").tag(sync=True)
+    #: True when points are drawn by the kernel (read-only for users).
+    raster_mode = traitlets.Bool(False).tag(sync=True)
 
-    def __init__(self, owner, **traits):
-        super().__init__(**traits)
-        self._owner = owner
+    def __init__(self, callbacks: ScatterCallbacks, raster=None, **traits):
+        self._callbacks = callbacks
+        self._raster = raster
+        super().__init__(raster_mode=raster is not None, **traits)
+        self._view = None
+        self._selection = np.empty(0, dtype=np.int64)
         self.render_times: list[dict] = []
         #: The last message sent to the front end: (content, buffers), for inspection.
         self.last_message: tuple[dict, list[memoryview]] | None = None
+
+    @property
+    def raster(self):
+        """The kernel-side :class:`~xlabel.widgets._raster.RasterLayer`, or None."""
+        return self._raster
 
     # ------------------------------------------------------------ JS -> Python
 
@@ -86,18 +131,42 @@ class ScatterPlot(anywidget.AnyWidget):
             if kind == "need_plotly":
                 self._post({"type": "plotly"}, [plotly_js_bytes()])
             elif kind == "ready":
-                self._post(*self._owner._data_message())
+                self._post(*self._data())
             elif kind == "selected":
-                indices = decode_indices(buffers[0] if buffers else b"")
-                self._owner._on_user_selection(indices, int(content.get("panel", 0)))
+                self._user_selected(decode_indices(buffers[0] if buffers else b""),
+                                    int(content.get("panel", 0)))
+            elif kind == "polygon" and self._raster is not None:
+                xs, ys = (np.frombuffer(b, dtype=np.float64) for b in buffers[:2])
+                self._user_selected(self._raster.select_polygon(xs, ys),
+                                    int(content.get("panel", 0)))
+            elif kind == "view" and self._raster is not None:
+                self._view = View.from_message(content)
+                self._send_images("view")
+            elif kind == "hover" and self._raster is not None:
+                self._hover(content)
             elif kind == "button":
-                self._owner._on_button(str(content.get("id", "")))
+                self._callbacks.button(str(content.get("id", "")))
             elif kind == "rendered":
                 self.render_times.append({"n": content.get("n"), "ms": content.get("ms")})
             else:
                 log.debug("ignored front-end message %r", content)
         except XLabelError as err:  # user actions never raise into the void: show them
             self.status = f"⚠ {err}"
+        except (ValueError, KeyError, TypeError) as err:   # a malformed browser message
+            log.warning("bad front-end message %r: %s", content, err)
+
+    def _user_selected(self, indices, panel):
+        self._callbacks.selected(indices, panel)
+        if self._raster is not None:
+            self._selection = np.asarray(indices, dtype=np.int64)
+            self._send_images("select")
+
+    def _hover(self, content):
+        view = View.from_message(content)
+        index = self._raster.nearest(view, float(content["cx"]), float(content["cy"]))
+        lines = self._callbacks.describe(index) if index >= 0 else []
+        self._post({"type": "hover", "seq": content.get("seq"), "index": index,
+                    "lines": lines})
 
     # ------------------------------------------------------------ Python -> JS
 
@@ -106,8 +175,28 @@ class ScatterPlot(anywidget.AnyWidget):
         self.last_message = (content, buffers)
         self.send(content, buffers=buffers)
 
+    def _data(self):
+        if self._raster is None:
+            return self._callbacks.data()
+        return ({"type": "data", "raster": True, "n": int(len(self._raster.x)),
+                 "panels": len(self.panels), "extent": self._raster.extent()}, [])
+
+    def _send_images(self, reason):
+        """Render every panel for the current view and send the PNGs."""
+        if self._view is None:       # the browser has not said how big the plot is yet
+            return
+        view = self._view
+        pngs = [self._raster.render(codes, palette, view, self._selection)
+                for codes, palette in zip(self._callbacks.codes(), self.palettes)]
+        self._post({"type": "image", "reason": reason,
+                    "view": {"x0": view.x0, "x1": view.x1, "y0": view.y0, "y1": view.y1,
+                             "width": view.width, "height": view.height}}, pngs)
+
     def send_update(self, panel, codes, indices=None, sources=None, palette=False):
         """Send new codes (and label sources) for ``indices`` (or all points)."""
+        if self._raster is not None:
+            self._send_images("update")
+            return
         content = {"type": "update", "panel": int(panel), "full": indices is None,
                    "sources": sources is not None, "palette": bool(palette)}
         buffers = [] if indices is None else [np.ascontiguousarray(indices, dtype=np.int32)]
@@ -118,10 +207,25 @@ class ScatterPlot(anywidget.AnyWidget):
 
     def send_selection(self, indices):
         """Show ``indices`` as the selection in every panel (drops any lasso outline)."""
+        if self._raster is not None:
+            self._selection = np.asarray(indices, dtype=np.int64)
+            self._post({"type": "select", "raster": True})
+            self._send_images("select")
+            return
         self._post({"type": "select"}, [np.ascontiguousarray(indices, dtype=np.int32)])
 
+    @traitlets.observe("log_y")
+    def _log_y_changed(self, change):
+        # Marker mode redraws in the browser; the raster must re-map y in the kernel.
+        if self._raster is not None:
+            self.send_xy(self._raster.x, self._raster.y)
+
     def send_xy(self, x, y):
-        """Replace the x and y values of all panels."""
+        """Replace the x and y values of all panels (new columns or log y)."""
+        if self._raster is not None:
+            self._raster.set_xy(x, y, self.log_y)
+            self._post({"type": "xy", "raster": True, "extent": self._raster.extent()})
+            return
         self._post({"type": "xy"}, [as_float32(x), as_float32(y)])
 
 
@@ -137,6 +241,16 @@ def data_message(x, y, frames, scan_codes, scan_names, sources, source_names, co
                np.ascontiguousarray(sources, dtype=np.int8)]
     buffers += [np.ascontiguousarray(c, dtype=np.int16) for c in codes]
     return content, buffers
+
+
+def fmt_value(value) -> str:
+    """A number as the tooltip shows it (as scatter.js's ``fmt``)."""
+    value = float(value)
+    if not np.isfinite(value):
+        return {np.inf: "Infinity", -np.inf: "-Infinity"}.get(value, "NaN")
+    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+        return f"{value:.3e}"
+    return str(int(value)) if value.is_integer() else f"{value:.5g}"
 
 
 def as_float32(values) -> np.ndarray:
@@ -252,11 +366,57 @@ def cycled(palette, count) -> list[str]:
 class SelectionMixin:
     """Selection, status line and store plumbing shared by the scatter widgets.
 
-    Subclasses set ``self.plot`` (a ScatterPlot), ``self.store`` (or None) and
-    ``self._n``, and implement ``_after_selection()``.
+    A subclass calls :meth:`_init_selection` first, builds its plot with
+    :meth:`_make_plot`, and implements the hooks below (the plot reaches them only
+    through the :class:`ScatterCallbacks` that :meth:`_make_plot` hands it).
+
+    Hooks: ``_data_message()`` (marker-mode arrays), ``_codes()`` (color codes per
+    panel), ``_after_selection(message)``, ``_on_store_change(change)`` (with a
+    store), and optionally ``_on_button(button_id)`` (extend with ``super()``).
     """
 
     _name = "widget"
+    #: The plot (set by :meth:`_make_plot`).
+    plot: ScatterPlot
+    #: The LabelStore or None.
+    store: object
+    #: The feature table (one row per frame).
+    features: pd.DataFrame
+    #: Number of frames.
+    _n: int
+    #: The selection (unique row indices).
+    _selected: np.ndarray
+    #: What :meth:`_observe_store` registered (None: not observing).
+    _store_callback = None
+
+    def _init_selection(self, features, store):
+        """Set the attributes every scatter widget has (features first)."""
+        self.features = as_feature_table(features, self._name)
+        self._n = len(self.features)
+        check_store(store, self._n, self._name)
+        self.store = store
+        self._selected = np.empty(0, dtype=np.int64)
+
+    def _make_plot(self, raster=None, **traits) -> ScatterPlot:
+        """The ScatterPlot of this widget: kernel raster from RASTER_THRESHOLD frames on.
+
+        ``raster``: None (decide by size), True or False (force a mode).
+        """
+        use_raster = self._n >= RASTER_THRESHOLD if raster is None else bool(raster)
+        layer = None
+        if use_raster:
+            layer = RasterLayer(self.features[traits["x_name"]].to_numpy(),
+                                self.features[traits["y_name"]].to_numpy(),
+                                log_y=traits.get("log_y", False))
+        callbacks = ScatterCallbacks(data=self._data_message, codes=self._codes,
+                                     selected=self._on_user_selection,
+                                     button=self._on_button, describe=self._hover_lines)
+        return ScatterPlot(callbacks, raster=layer, **traits)
+
+    @property
+    def raster(self) -> bool:
+        """True when the points are drawn in the kernel (big scatters)."""
+        return self.plot.raster is not None
 
     @property
     def selected(self) -> np.ndarray:
@@ -342,10 +502,33 @@ class SelectionMixin:
 
     def close(self):
         """Stop observing the store and close the widget."""
-        callback = getattr(self, "_store_callback", None)
-        if callback is not None:
-            self.store.unobserve(callback)
+        if self._store_callback is not None:
+            self.store.unobserve(self._store_callback)
+            self._store_callback = None
         super().close()
+
+    def _hover_lines(self, index) -> list[str]:
+        """The tooltip of one frame: the same lines the marker mode's tooltip shows."""
+        row = self.features.iloc[index]
+        frame = int(row["frame"]) if "frame" in self.features.columns and \
+            pd.api.types.is_integer_dtype(self.features["frame"]) else int(index)
+        head = f"frame {frame}"
+        if "scan" in self.features.columns:
+            head += f" · scan {row['scan']}"
+        plot = self.plot
+        lines = [head, f"{plot.x_name}: {fmt_value(row[plot.x_name])}",
+                 f"{plot.y_name}: {fmt_value(row[plot.y_name])}"]
+        if not (np.isfinite(float(row[plot.x_name])) and np.isfinite(float(row[plot.y_name]))):
+            lines.append("⚠ not finite / not plottable: drawn at the edge")
+        for k, (title, codes) in enumerate(zip(plot.panels, self._codes())):
+            code = int(codes[index])
+            name = plot.code_names[k][code] if 0 <= code < len(plot.code_names[k]) \
+                else plot.none_names[k]
+            lines.append(f"{title}: {name}")
+        if self.store is not None:
+            prov = self.store.provenance(index)
+            lines.append(f"source: {prov.get('source') or '—'}")
+        return lines
 
     def _recolor(self, panel, change, codes_all):
         """Send the changed codes of ``change`` to ``panel`` (delta or full)."""

@@ -23,10 +23,9 @@ import numpy as np
 
 from ..cluster import compare
 from ..errors import LabelError
-from ._scatter_base import (EDIT_BUTTONS, QUALITATIVE, UNLABELED_COLOR, ScatterPlot,
-                            SelectionMixin, as_feature_table, check_column, check_store,
-                            class_buttons, data_message, frame_numbers, legend_entries,
-                            non_finite_summary, scan_codes)
+from ._scatter_base import (EDIT_BUTTONS, QUALITATIVE, UNLABELED_COLOR, SelectionMixin,
+                            check_column, class_buttons, data_message, frame_numbers,
+                            legend_entries, non_finite_summary, scan_codes)
 
 __all__ = ["ClusterComparison"]
 
@@ -46,7 +45,7 @@ class ClusterComparison(SelectionMixin, widgets.VBox):
     names : names of the two clusterings; also the provenance source of adopted labels.
     mapping : cluster id -> class (name/index/None) used when adopting; default: cluster
         id i is class i.
-    x, y, log_y, height : axes as in :class:`~xlabel.widgets.FluxScatter`.
+    x, y, log_y, height, raster : as in :class:`~xlabel.widgets.FluxScatter`.
 
     A lasso in one panel highlights the same frames in the others.
     """
@@ -54,21 +53,17 @@ class ClusterComparison(SelectionMixin, widgets.VBox):
     _name = "ClusterComparison"
 
     def __init__(self, features, a, b, store=None, names=("left", "right"), mapping=None,
-                 x="frame", y="mean", log_y=False, height=420):
-        self.features = as_feature_table(features, self._name)
-        self._n = len(self.features)
-        check_store(store, self._n, self._name)
-        self.store = store
+                 x="frame", y="mean", log_y=False, height=420, raster=None):
+        self._init_selection(features, store)
         self.names = _check_names(names)
         self.mapping = mapping
         self.a = _check_clusters(a, self._n, self.names[0])
         b = _check_clusters(b, self._n, self.names[1])
         self.comparison = compare(self.a, b)
         self.b = self.comparison.aligned_b
-        self._selected = np.empty(0, dtype=np.int32)
         self.table = widgets.HTML(self._table_html())
-        self.plot = ScatterPlot(
-            self, panels=list(self.names) + (["labels"] if store is not None else []),
+        self.plot = self._make_plot(
+            raster, panels=list(self.names) + (["labels"] if store is not None else []),
             x_name=check_column(self.features, x, self._name, "x"),
             y_name=check_column(self.features, y, self._name, "y"),
             log_y=bool(log_y), height=int(height), buttons=self._buttons())
@@ -153,7 +148,8 @@ class ClusterComparison(SelectionMixin, widgets.VBox):
             labels, colors = self._cluster_palette(clusters)
             palettes.append([NOISE_COLOR] + colors)
             names.append(labels)
-            legends.append(legend_entries(clusters, labels, colors, "noise", NOISE_COLOR))
+            entries = legend_entries(clusters, labels, colors, "noise", NOISE_COLOR)
+            legends.append([entry for entry in entries if entry["count"]])   # no "0 (0)"
         none_names = ["noise", "noise"]
         if self.store is not None:
             palettes.append([UNLABELED_COLOR] + list(self.store.colors))
@@ -188,11 +184,84 @@ class ClusterComparison(SelectionMixin, widgets.VBox):
         self.plot.status = message
 
     def _table_html(self) -> str:
-        result = self.comparison
-        table = result.table.to_html(classes="xlabel-contingency", border=0)
-        return (f"<div><b>{html.escape(self.names[0])}</b> (rows) vs "
-                f"<b>{html.escape(self.names[1])}</b> (columns): ARI = {result.ari:.3f}, "
-                f"NMI = {result.nmi:.3f}, {result.disagree.size} disagreement(s)</div>{table}")
+        result, (left, right) = self.comparison, map(html.escape, self.names)
+        summary = (f'<div style="margin:4px 0"><b>{left}</b> vs <b>{right}</b>: '
+                   f"ARI = {result.ari:.3f}, NMI = {result.nmi:.3f}, "
+                   f"{result.disagree.size} of {self._n} frames disagree</div>")
+        return (f"{summary}<div style=\"display:flex;flex-wrap:wrap;gap:12px 32px;align-items:flex-start\">"
+                f"{contingency_html(result.table, self.names)}"
+                f"{metrics_html(result, self._n)}</div>")
+
+
+# Inline styles: widgets.HTML output carries no stylesheet of its own (and ipywidgets sets a
+# 28 px line height on it, hence the explicit line-height).
+_TABLE = ("border-collapse:collapse;font-size:12px;font-variant-numeric:tabular-nums;"
+          "line-height:1.5")
+_CELL = ("padding:2px 10px;text-align:right;border-bottom:1px solid #e0e0e0;"
+         "white-space:nowrap;line-height:1.5")
+_HEAD = _CELL + ";font-weight:600;background:#f5f5f5"
+_AGREE = _CELL + ";background:#e8f4e8"
+_DIFFER = _CELL + ";background:#fbe3e3;font-weight:600"
+
+
+def _id_name(cluster_id) -> str:
+    return "noise" if int(cluster_id) == -1 else f"cluster {int(cluster_id)}"
+
+
+def contingency_html(table, names) -> str:
+    """The contingency table as HTML: frames per (left cluster, right cluster), with totals.
+
+    Rows are the left clustering's clusters, columns the right one's (aligned), -1 is
+    "noise"; the diagonal (same cluster id, after alignment) is green, other non-zero cells
+    (frames the two disagree on) red.
+
+    >>> import pandas as pd
+    >>> table = pd.DataFrame([[2, 1], [0, 3]], index=[0, 1], columns=[0, -1])
+    >>> text = contingency_html(table, ("kmeans", "dbscan"))
+    >>> "<th" in text and "cluster 1" in text and "noise" in text and ">total<" in text
+    True
+    """
+    left, right = (html.escape(str(name)) for name in names)
+    counts = table.to_numpy()
+    corner = f"{left} ↓ · {right} →"
+    head = "".join(f'<th style="{_HEAD}">{_id_name(c)}</th>' for c in table.columns)
+    rows = [f'<tr><th style="{_HEAD};text-align:left">{corner}</th>{head}'
+            f'<th style="{_HEAD}">total</th></tr>']
+    for r, row_id in enumerate(table.index):
+        cells = "".join(f'<td style="{_cell_style(row_id, col_id, counts[r, c])}">'
+                        f"{counts[r, c]}</td>" for c, col_id in enumerate(table.columns))
+        rows.append(f'<tr><th style="{_HEAD};text-align:left">{left} {_id_name(row_id)}</th>'
+                    f'{cells}<td style="{_HEAD}">{counts[r].sum()}</td></tr>')
+    totals = "".join(f'<td style="{_HEAD}">{n}</td>' for n in counts.sum(axis=0))
+    rows.append(f'<tr><th style="{_HEAD};text-align:left">total</th>{totals}'
+                f'<td style="{_HEAD}">{counts.sum()}</td></tr>')
+    caption = (f'<caption style="caption-side:top;text-align:left;padding-bottom:4px">'
+               f"frames per cluster: {left} (rows) × {right} (columns)</caption>")
+    return (f'<table class="xlabel-contingency" style="{_TABLE}">{caption}'
+            f'{"".join(rows)}</table>')
+
+
+def _cell_style(row_id, col_id, count):
+    if row_id == col_id and row_id != -1:
+        return _AGREE
+    return _DIFFER if count else _CELL
+
+
+def metrics_html(result, n_frames) -> str:
+    """ARI, NMI and the disagreements as a small HTML table, each with what it means."""
+    share = result.disagree.size / n_frames if n_frames else 0.0
+    rows = [("adjusted Rand index (ARI)", f"{result.ari:.3f}",
+             "1 = the same grouping, 0 = as similar as chance"),
+            ("normalized mutual information (NMI)", f"{result.nmi:.3f}",
+             "1 = one grouping predicts the other, 0 = independent"),
+            ("frames that disagree", f"{result.disagree.size} ({share:.1%})",
+             "different cluster after alignment; noise counts as a cluster")]
+    body = "".join(f'<tr><th style="{_HEAD};text-align:left">{name}</th>'
+                   f'<td style="{_CELL}">{value}</td>'
+                   f'<td style="{_CELL};text-align:left;color:#666">{meaning}</td></tr>'
+                   for name, value, meaning in rows)
+    return (f'<table class="xlabel-metrics" style="{_TABLE}"><caption style="caption-side:top;'
+            f'text-align:left;padding-bottom:4px">agreement</caption>{body}</table>')
 
 
 def _check_names(names):

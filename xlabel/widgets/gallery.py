@@ -1,11 +1,23 @@
 """``FrameGallery``: a paged grid of frame thumbnails with captions, selection and relabeling.
 
-Thumbnails are log/percentile-scaled PNGs (:mod:`xlabel.widgets.imaging`), read
-lazily from the :class:`~xlabel.io.base.FrameSource` one page at a time and
-cached by frame index, so paging back and forth is instant. With a
+Thumbnails are log-scaled PNGs (:mod:`xlabel.widgets.imaging`), read lazily from
+the :class:`~xlabel.io.base.FrameSource` one page at a time and cached by frame
+index, so paging back and forth is instant. With a
 :class:`~xlabel.labels.LabelStore`, captions and borders show each frame's label
 and the selected frames can be relabeled (``source="manual"``); the gallery
 observes the store, so a change made anywhere redraws the captions that changed.
+
+**Contrast.** By default every thumbnail is drawn with one shared intensity range
+(``vrange="scan"``, see :func:`~xlabel.widgets.imaging.shared_range`): a dark or
+beam-loss frame looks darker than a good one, as it is. Stretching each frame to
+its own percentiles (``vrange="frame"``) shows the structure of every frame but makes
+a frame with 5 % of the flux look just like a good one, which is why it is not the
+default. ``vrange=(low, high)`` fixes the range by hand. The toolbar switches
+between them.
+
+**Review order.** ``order="review"`` (what :class:`~xlabel.widgets.FluxScatter`
+uses for its selection) shows first the frames whose label disagrees with their
+neighbours in the scan, see :func:`review_order`.
 
 >>> import numpy as np
 >>> from xlabel.io.base import ArraySource
@@ -29,11 +41,17 @@ import weakref
 
 import ipywidgets as widgets
 import numpy as np
+import pandas as pd
 
 from ..errors import LabelError, XLabelError
-from .imaging import SCALES, LRUCache, frame_png
+from .imaging import SCALES, LRUCache, frame_png, shared_range
 
-__all__ = ["FrameGallery"]
+__all__ = ["FrameGallery", "review_order"]
+
+ORDERS = ("given", "review")
+#: Contrast dropdown: label -> ``vrange`` mode ("fixed" is added for a ``(low, high)`` range).
+CONTRAST_CHOICES = {"contrast: same range for all frames": "scan",
+                    "contrast: stretched per frame": "frame"}
 
 UNLABELED_COLOR = "#bbbbbb"
 ERROR_COLOR = "#d62728"
@@ -167,6 +185,41 @@ class StatusMixin:
         self._status_html.value = f'<span style="color:{color}">{html.escape(text)}</span>'
 
 
+# ------------------------------------------------------------------ review order
+
+def review_order(indices, labels, groups=None, window=2):
+    """Order frames for review: those whose label disagrees with their neighbours first.
+
+    A frame's neighbours are the ``window`` rows before and after it in the same scan
+    (``groups``: one scan code per row; rows are in frame order, as ``frame_stats`` writes
+    them). Its *disagreement* is the share of its neighbours whose label differs from its
+    own (unlabeled, -1, counts as a label). Frames are sorted by disagreement, highest
+    first, ties in frame order: a lone "good" frame inside a run of "bad" ones comes
+    first, the edges of a run next, frames inside a uniform run last. This is where
+    clustering usually errs (the edges of a shutter ramp or a beam loss).
+
+    Returns ``(ordered indices, n_differ, n_neighbours)`` (counts per ordered frame).
+
+    >>> labels = np.array([0, 0, 1, 1, 0, 1, 1, 1, 0, 0])
+    >>> order, differ, near = review_order([2, 3, 4, 5, 6, 7], labels, window=1)
+    >>> order.tolist(), differ.tolist(), near.tolist()
+    ([4, 2, 3, 5, 7, 6], [2, 1, 1, 1, 1, 0], [2, 2, 2, 2, 2, 2])
+    """
+    indices = np.asarray(indices, dtype=np.int64)
+    labels = np.asarray(labels)
+    groups = np.zeros(labels.size, np.int64) if groups is None else np.asarray(groups)
+    offsets = np.r_[-int(window):0, 1:int(window) + 1]
+    near = indices[:, None] + offsets[None, :]
+    valid = (near >= 0) & (near < labels.size)
+    near = np.clip(near, 0, max(labels.size - 1, 0))
+    valid &= groups[near] == groups[indices][:, None]
+    differ = (valid & (labels[near] != labels[indices][:, None])).sum(axis=1)
+    n_near = valid.sum(axis=1)
+    share = differ / np.maximum(n_near, 1)
+    order = np.lexsort((indices, -share))
+    return indices[order], differ[order], n_near[order]
+
+
 # ------------------------------------------------------------------ the gallery
 
 class _Cell:
@@ -181,6 +234,7 @@ class _Cell:
         self.toggle.observe(lambda change: on_toggle(self, change["new"]), names="value")
         self.box = widgets.VBox([self.image, self.caption, self.toggle], layout=widgets.Layout(
             border=f"3px solid {UNLABELED_COLOR}", padding="2px", display="none"))
+        self.box.add_class("xlabel-gallery-cell")
 
 
 class FrameGallery(StatusMixin, widgets.VBox):
@@ -196,9 +250,14 @@ class FrameGallery(StatusMixin, widgets.VBox):
     per_page : thumbnails per page. scale : ``"log"`` (default) or ``"linear"``.
     predictions : optional class per frame (names or indices) shown as ``pred`` in captions.
     columns, thumb_size : grid columns and thumbnail size (pixels).
-    cmap, percentiles : colormap and clipping percentiles of valid pixels (per frame).
-    vrange : ``(low, high)``: clip every frame to this one range instead of per-frame
-        percentiles, so brightness is comparable across thumbnails (dark frames look dark).
+    cmap, percentiles : colormap and clipping percentiles of valid pixels.
+    vrange : contrast: ``"scan"`` (default) one range shared by all thumbnails, from
+        ``n_reference`` frames spread evenly over the scan, so brightness compares across
+        thumbnails (a dark frame looks dark); ``"frame"`` stretches each frame to its own
+        percentiles (``None`` too); ``(low, high)`` clips every frame to that range.
+    order : ``"given"`` (default) or ``"review"``: frames disagreeing with their neighbours'
+        labels first (:func:`review_order`; needs ``store`` or ``predictions``). The order is
+        fixed when :meth:`show` is called, so relabeling does not shuffle the pages.
 
     >>> import numpy as np
     >>> from xlabel.io.base import ArraySource
@@ -209,7 +268,8 @@ class FrameGallery(StatusMixin, widgets.VBox):
 
     def __init__(self, source, indices=(), features=None, store=None, per_page=12, scale="log",
                  *, predictions=None, columns=4, thumb_size=128, cmap="gray",
-                 percentiles=(1.0, 99.5), vrange=None, flux_column="mean", cache_size=512):
+                 percentiles=(1.0, 99.5), vrange="scan", order="given", flux_column="mean",
+                 cache_size=512, n_reference=8):
         if scale not in SCALES:
             raise XLabelError(f"unknown scale {scale!r}; choose one of {SCALES}")
         if int(per_page) < 1:
@@ -218,7 +278,11 @@ class FrameGallery(StatusMixin, widgets.VBox):
                                        predictions=predictions)
         self._source, self._store, self.scale, self.cmap = source, store, scale, cmap
         self.per_page, self.percentiles = int(per_page), tuple(percentiles)
-        self.vrange = None if vrange is None else tuple(float(v) for v in vrange)
+        self._fixed_range = None
+        self._scan_range, self._n_reference = "unknown", int(n_reference)
+        self.order = _check_choice(order, ORDERS, "order")
+        self._groups = _scan_groups(features)
+        self._review: dict[int, tuple[int, int]] = {}
         self._flux = _flux_values(features, flux_column)
         self._problems = _problems(features)
         classes = store.classes if store is not None else _classes_of(predictions)
@@ -233,6 +297,7 @@ class FrameGallery(StatusMixin, widgets.VBox):
         self._updating = False
         self._status_text = ""
         self._build(columns, thumb_size)
+        self.vrange = vrange
         self._observer = WeakObserver(store, self._on_labels) if store is not None else None
         self.show(indices)
 
@@ -246,9 +311,13 @@ class FrameGallery(StatusMixin, widgets.VBox):
         self._prev = _button("◀ prev", lambda _: self.prev_page())
         self._next = _button("next ▶", lambda _: self.next_page())
         self._page_label = widgets.Label()
+        self._contrast = widgets.Dropdown(options=list(CONTRAST_CHOICES.items()), value="scan",
+                                          layout=widgets.Layout(width="auto"))
+        self._contrast.observe(lambda change: self._contrast_changed(change["new"]), names="value")
         toolbar = widgets.HBox([self._prev, self._page_label, self._next,
                                 _button("select page", lambda _: self._select_page_clicked()),
-                                _button("clear selection", lambda _: self.clear_selection())])
+                                _button("clear selection", lambda _: self.clear_selection()),
+                                self._contrast])
         self._status_html = widgets.HTML()
         children = [toolbar, self._grid]
         if self._store is not None:
@@ -301,19 +370,62 @@ class FrameGallery(StatusMixin, widgets.VBox):
     def store(self):
         return self._store
 
-    def show(self, indices):
+    @property
+    def vrange(self):
+        """Contrast: ``"scan"``, ``"frame"`` or ``(low, high)`` (settable; see the class doc)."""
+        return self._fixed_range if self._contrast.value == "fixed" else self._contrast.value
+
+    @vrange.setter
+    def vrange(self, value):
+        if value is None:               # the pre-"scan" default: percentiles of each frame
+            value = "frame"
+        if isinstance(value, str):
+            _check_choice(value, ("scan", "frame"), "vrange")
+        else:
+            low, high = (float(v) for v in value)
+            if not (np.isfinite(low) and np.isfinite(high) and high > low):
+                raise XLabelError(f"vrange must be (low, high) with low < high, got {value!r}")
+            self._fixed_range = (low, high)
+            options = dict(CONTRAST_CHOICES)
+            options[f"fixed range {low:g} to {high:g}"] = "fixed"
+            self._contrast.options = list(options.items())
+            value = "fixed"
+        self._contrast.value = value
+        self._render()
+
+    @property
+    def intensity_range(self):
+        """``(low, high)`` the thumbnails are clipped to, or None when each frame has its own."""
+        if self._contrast.value == "fixed":
+            return self._fixed_range
+        if self._contrast.value == "frame":
+            return None
+        if self._scan_range == "unknown":
+            self._scan_range = self._reference_range()
+        return self._scan_range
+
+    def show(self, indices, order=None):
         """Show ``indices`` (e.g. the frames selected in a scatter); back to page 0, selection cleared.
 
-        An empty list shows an empty gallery with a note in the status line.
+        ``order`` (default: the gallery's ``order``): ``"given"`` or ``"review"``
+        (:func:`review_order`). An empty list empties the gallery, with a note in the
+        status line.
         """
-        self._indices = check_indices(indices, self._n_frames)
+        indices = check_indices(indices, self._n_frames)
+        order = _check_choice(self.order if order is None else order, ORDERS, "order")
+        self._review = {}
+        if order == "review" and indices.size:
+            indices, differ, near = review_order(indices, self._review_labels(), self._groups)
+            self._review = {int(i): (int(d), int(n)) for i, d, n in zip(indices, differ, near)}
+        self._indices = indices
         self._page = 0
         self._selected.clear()
         self._render()
         if self._indices.size == 0:
             self.set_status("no frames to show (empty selection)")
         else:
-            self.set_status(f"{self._indices.size} frame(s){self._nan_note()}")
+            self.set_status(f"{self._indices.size} frame(s){self._review_note()}"
+                            f"{self._nan_note()}; {self._contrast_note()}")
         self._notify_select()
 
     def go_to(self, page: int) -> int:
@@ -365,7 +477,7 @@ class FrameGallery(StatusMixin, widgets.VBox):
         return step
 
     def caption(self, index: int) -> str:
-        """Plain caption of frame ``index``: index, flux, label, prediction, problem."""
+        """Plain caption of frame ``index``: index, flux, label, tags, prediction, problem."""
         index = int(index)
         parts = [f"#{index}"]
         if self._flux is not None:
@@ -374,12 +486,18 @@ class FrameGallery(StatusMixin, widgets.VBox):
         if self._store is not None:
             label = int(self._store.labels[index])
             parts.append(f"label {self._store.class_name(label) or 'unlabeled'}")
+            tags = [t for t in self._store.tag_names if self._store.tagged(t)[index]]
+            if tags:
+                parts.append("tags " + ", ".join(tags))
         if self._predictions is not None:
             pred = int(self._predictions[index])
             parts.append(f"pred {self._classes[pred] if pred >= 0 else '-'}"
                          + (" ≠" if label is not None and label >= 0 and pred != label else ""))
         if self._problems is not None and self._problems[index]:
             parts.append(f"⚠ {self._problems[index]}")
+        differ, near = self._review.get(index, (0, 0))
+        if differ:
+            parts.append(f"≠ {differ} of {near} neighbours")
         return " · ".join(parts)
 
     def thumbnail(self, index: int) -> bytes:
@@ -416,7 +534,8 @@ class FrameGallery(StatusMixin, widgets.VBox):
 
     def _refresh_caption(self, cell):
         index = cell.index
-        cell.caption.value = f'<span style="font-size:11px">{html.escape(self.caption(index))}</span>'
+        cell.caption.value = (f'<div style="font-size:11px;line-height:1.35">'   # not ipywidgets' 28 px
+                              f'{html.escape(self.caption(index))}</div>')
         cell.box.layout.border = f"3px solid {self._label_color(index)}"
 
     def _label_color(self, index):
@@ -433,7 +552,7 @@ class FrameGallery(StatusMixin, widgets.VBox):
         return f"frames {start + 1}-{stop} of {self._indices.size} (page {self._page + 1}/{self.n_pages})"
 
     def _thumb_key(self, index):
-        return (index, self.scale, self.cmap, self.percentiles, self.vrange)
+        return (index, self.scale, self.cmap, self.percentiles, self.intensity_range)
 
     def _ensure_thumbnails(self, indices):
         if self._source is None:
@@ -446,8 +565,37 @@ class FrameGallery(StatusMixin, widgets.VBox):
         for index, frame in zip(missing, frames):
             png = frame_png(frame, self._source, scale=self.scale, cmap=self.cmap,
                             max_size=self._thumb_size,
-                            percentiles=self.percentiles, vrange=self.vrange)
+                            percentiles=self.percentiles, vrange=self.intensity_range)
             self._thumbs.put(self._thumb_key(int(index)), png)
+
+    def _reference_range(self):
+        """The shared range of ``vrange="scan"``, from frames spread evenly over the scan."""
+        if self._source is None or len(self._source) == 0:
+            return None
+        count = min(len(self._source), self._n_reference)
+        picks = np.unique(np.linspace(0, len(self._source) - 1, count).round().astype(np.int64))
+        return shared_range(self._source[picks], self._source, self._thumb_size, self.percentiles)
+
+    def _contrast_note(self):
+        if self._contrast.value == "frame":
+            return "contrast stretched per frame (brightness not comparable)"
+        low_high = self.intensity_range
+        if low_high is None:
+            return "no usable shared range (blank reference frames): contrast per frame"
+        return f"contrast {low_high[0]:.4g} to {low_high[1]:.4g} for all frames"
+
+    def _review_note(self):
+        differing = sum(1 for differ, _ in self._review.values() if differ)
+        if not self._review:
+            return ""
+        return f", {differing} disagreeing with their neighbours' labels first"
+
+    def _review_labels(self):
+        if self._store is not None:
+            return self._store.labels
+        if self._predictions is not None:
+            return self._predictions
+        raise LabelError('order="review" needs a store or predictions to compare labels')
 
     def _nan_note(self):
         if self._flux is None or self._indices.size == 0:
@@ -486,6 +634,14 @@ class FrameGallery(StatusMixin, widgets.VBox):
             callback(selected)
 
     @guarded
+    def _contrast_changed(self, value):
+        if value == "fixed" and self._fixed_range is None:
+            return
+        self._render()
+        if self._indices.size:
+            self.set_status(self._contrast_note())
+
+    @guarded
     def _select_page_clicked(self):
         self.select(self.page_indices, add=True)
 
@@ -502,6 +658,18 @@ class FrameGallery(StatusMixin, widgets.VBox):
     def _redo_clicked(self):
         self._store.redo()
         self.set_status(self._store.last_action)
+
+
+def _check_choice(value, options, what):
+    if value not in options:
+        raise XLabelError(f"unknown {what} {value!r}; choose one of {', '.join(map(repr, options))}")
+    return value
+
+
+def _scan_groups(features):
+    if features is None or "scan" not in features.columns:
+        return None
+    return pd.factorize(features["scan"])[0]
 
 
 def _button(description, callback):

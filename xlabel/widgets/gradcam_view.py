@@ -6,8 +6,20 @@ CAM method, colormap, and prev/next through a list of frames (e.g.
 :func:`xlabel.models.gradcam.cam` and cached per ``(frame, class, layer, method)``,
 so changing opacity or colormap never recomputes them. Needs PyTorch.
 
->>> overlay = GradCAMOverlay(model, source, viewer.misclassified)   # doctest: +SKIP
->>> overlay.layer = "features.conv2"; overlay.next()                  # doctest: +SKIP
+Any CNN works, a trained :class:`~xlabel.models.TrainedModel` (e.g. with
+``indices=viewer.misclassified``) or, as here, a plain untrained ``torch.nn.Module``:
+
+>>> import numpy as np, torch
+>>> _ = torch.manual_seed(0)
+>>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+...                           torch.nn.Linear(4, 2))
+>>> frames = np.random.default_rng(0).poisson(100, (5, 16, 16)).astype(np.float32)
+>>> overlay = GradCAMOverlay(net, frames, indices=[1, 3], classes=("good", "bad"))
+>>> overlay.index, overlay.next(), overlay.index
+(1, 1, 3)
+>>> overlay.cam_map.shape, overlay.png[1:4]
+((16, 16), b'PNG')
 """
 
 from __future__ import annotations
@@ -31,10 +43,11 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
 
     Parameters
     ----------
-    model : a CNN :class:`~xlabel.models.TrainedModel` or a ``torch.nn.Module`` taking ``(n, 1, H, W)``.
+    model : a :class:`~xlabel.models.CNNClassifier` (a frame model with a network) or a
+        ``torch.nn.Module`` taking ``(n, 1, H, W)``.
     source : FrameSource or ``(n, H, W)`` array of the frames.
     indices : frames to browse (default: all).
-    classes : class names for a plain module (a TrainedModel or ``store`` knows its own).
+    classes : class names for a plain module (an xlabel model or ``store`` knows its own).
     layers : conv layer names offered (default: every ``Conv2d`` of the model, last one selected).
     method : "gradcam", "gradcam++" or "xgradcam".
     store, predictions : optional label store and predictions shown in the status line.

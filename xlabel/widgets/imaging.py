@@ -27,7 +27,7 @@ from ..errors import XLabelError
 from ..io.base import invalid_pixels
 
 __all__ = ["scale_frame", "downsample", "colorize", "overlay", "encode_png", "frame_png",
-           "overlay_png", "resize", "COLORMAPS", "INVALID_COLOR", "PNG_SIGNATURE", "LRUCache"]
+           "overlay_png", "resize", "thumbnail_values", "shared_range", "COLORMAPS", "INVALID_COLOR", "PNG_SIGNATURE", "LRUCache"]
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: Color of invalid pixels (masked, gaps, NaN): magenta, absent from the colormaps.
@@ -193,15 +193,49 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _frame_rgb(frame, source=None, scale="log", cmap="gray", max_size=None,
-               percentiles=(1.0, 99.5), invalid_color=INVALID_COLOR, vrange=None) -> np.ndarray:
+def thumbnail_values(frame, source=None, max_size=None):
+    """The values a thumbnail is drawn from: ``(values, bad)`` block-averaged to ``max_size``.
+
+    ``bad`` marks invalid pixels (``xlabel.io.invalid_pixels(frame, source)``, NaN, inf).
+    """
     frame = np.asarray(frame)
     invalid = invalid_pixels(frame[None], source)
     invalid = None if invalid is None else invalid[0]
     values = frame.astype(np.float32)
     bad = ~np.isfinite(values) if invalid is None else (~np.isfinite(values) | invalid)
     factor = 1 if not max_size else max(1, -(-max(frame.shape) // int(max_size)))
-    values, bad = downsample(values, bad, factor)
+    return downsample(values, bad, factor)
+
+
+def shared_range(frames, source=None, max_size=None, percentiles=(1.0, 99.5)):
+    """One intensity range for many thumbnails: the median over ``frames`` of their percentiles.
+
+    Each reference frame gives the ``percentiles`` of its valid pixels (after the same block
+    averaging as its thumbnail); the median over frames keeps a minority of odd reference
+    frames (a dark, a saturated one) from setting the range. Returns ``(low, high)``, or
+    ``None`` when no frame has valid pixels or the range is empty (e.g. all-zero frames).
+
+    >>> import numpy as np
+    >>> frames = [np.full((4, 4), v, float) + np.arange(16).reshape(4, 4) for v in (0, 100, 100)]
+    >>> shared_range(frames, percentiles=(0, 100))
+    (100.0, 115.0)
+    >>> shared_range([np.zeros((4, 4))]) is None
+    True
+    """
+    ranges = []
+    for frame in frames:
+        values, bad = thumbnail_values(frame, source, max_size)
+        if np.any(~bad):
+            ranges.append(np.percentile(values[~bad], percentiles))
+    if not ranges:
+        return None
+    low, high = np.median(np.array(ranges), axis=0)
+    return (float(low), float(high)) if high > low else None
+
+
+def _frame_rgb(frame, source=None, scale="log", cmap="gray", max_size=None,
+               percentiles=(1.0, 99.5), invalid_color=INVALID_COLOR, vrange=None) -> np.ndarray:
+    values, bad = thumbnail_values(frame, source, max_size)
     scaled, bad = scale_frame(values, bad, percentiles=percentiles, scale=scale, vrange=vrange)
     return colorize(scaled, bad, cmap=cmap, invalid_color=invalid_color)
 

@@ -20,10 +20,9 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..errors import LabelError
-from ._scatter_base import (EDIT_BUTTONS, QUALITATIVE, UNLABELED_COLOR, ScatterPlot, SelectionMixin,
-                            as_feature_table, check_column, check_store, class_buttons, cycled, data_message,
-                            frame_numbers, legend_entries, non_finite_summary, numeric_columns,
-                            scan_codes)
+from ._scatter_base import (EDIT_BUTTONS, QUALITATIVE, UNLABELED_COLOR, SelectionMixin,
+                            check_column, class_buttons, cycled, data_message, frame_numbers,
+                            legend_entries, non_finite_summary, numeric_columns, scan_codes)
 
 __all__ = ["FluxScatter"]
 
@@ -42,7 +41,11 @@ class FluxScatter(SelectionMixin, widgets.VBox):
     source : optional FrameSource; selected frames then show as thumbnails below.
     log_y : start with a log y axis.
     color_by : "label" (the store's classes) or "scan".
-    n_thumbnails : how many selected frames the gallery shows.
+    n_thumbnails : thumbnails per page of the gallery of selected frames (it pages through
+        all of them, frames whose label disagrees with their neighbours first).
+    raster : None (default: draw the points in the kernel from
+        ``RASTER_THRESHOLD`` = 20,000 frames on), True or False to force a mode. Both
+        modes behave the same for code, keys and the gallery.
 
     Keys (with the plot focused): 1..9 assign class 1..9, 0 clears labels,
     Ctrl+Z undo, Ctrl+Shift+Z / Ctrl+Y redo, Escape clears the selection.
@@ -58,21 +61,17 @@ class FluxScatter(SelectionMixin, widgets.VBox):
     _name = "FluxScatter"
 
     def __init__(self, store, features, x="frame", y="mean", source=None, log_y=False,
-                 color_by="label", n_thumbnails=6, height=450):
-        self.features = as_feature_table(features, self._name)
-        self._n = len(self.features)
+                 color_by="label", n_thumbnails=6, height=450, raster=None):
         if store is None:
             raise LabelError("FluxScatter needs a LabelStore (store=...)")
-        check_store(store, self._n, self._name)
-        self.store = store
+        self._init_selection(features, store)
         self.source = source
         self.n_thumbnails = int(n_thumbnails)
-        self._selected = np.empty(0, dtype=np.int32)
         self._scan_codes, self._scan_names = scan_codes(self.features)
         self.gallery = None
         self._gallery_box = widgets.VBox()
-        self.plot = ScatterPlot(
-            self, panels=["labels"], columns=numeric_columns(self.features),
+        self.plot = self._make_plot(
+            raster, panels=["labels"], columns=numeric_columns(self.features),
             x_name=check_column(self.features, x, self._name, "x"),
             y_name=check_column(self.features, y, self._name, "y"),
             color_options=["label", "scan"] if len(self._scan_names) > 1 else ["label"],
@@ -134,6 +133,9 @@ class FluxScatter(SelectionMixin, widgets.VBox):
         return class_buttons(self.store) + EDIT_BUTTONS
 
     def _codes(self):
+        return [self._color_codes()]
+
+    def _color_codes(self):
         if self.plot.color_by == "scan":
             return self._scan_codes
         return self.store.labels
@@ -148,13 +150,13 @@ class FluxScatter(SelectionMixin, widgets.VBox):
         self.plot.palettes = [[UNLABELED_COLOR] + colors]
         self.plot.code_names = [names]
         self.plot.none_names = [none]
-        self.plot.legends = [legend_entries(self._codes(), names, colors, none)]
+        self.plot.legends = [legend_entries(self._color_codes(), names, colors, none)]
 
     def _data_message(self):
         sources, source_names = self._store_data()
         return data_message(self.features[self.x].to_numpy(), self.features[self.y].to_numpy(),
                             frame_numbers(self.features), self._scan_codes, self._scan_names,
-                            sources, source_names, [self._codes()])
+                            sources, source_names, self._codes())
 
     def _ready_status(self):
         flagged = non_finite_summary(self.features, [self.x, self.y])
@@ -166,7 +168,7 @@ class FluxScatter(SelectionMixin, widgets.VBox):
 
     def _on_color_by(self, change):
         self._set_palette()
-        self.plot.send_update(0, self._codes(), sources=self.store.sources, palette=True)
+        self.plot.send_update(0, self._color_codes(), sources=self.store.sources, palette=True)
 
     def _on_store_change(self, change):
         if self.plot.color_by == "label":
@@ -180,19 +182,18 @@ class FluxScatter(SelectionMixin, widgets.VBox):
         self._show_thumbnails()
 
     def _show_thumbnails(self):
-        if self.source is None or not len(self._selected):
+        """Every selected frame, paged, those disagreeing with their neighbours first."""
+        if self.source is None or (self.gallery is None and not len(self._selected)):
             return
         from .gallery import FrameGallery
 
-        shown = np.sort(self._selected)[:self.n_thumbnails]
         try:
             if self.gallery is None:
-                self.gallery = FrameGallery(self.source, indices=shown, features=self.features,
-                                             store=self.store, per_page=self.n_thumbnails,
-                                             scale="log")
+                self.gallery = FrameGallery(self.source, features=self.features, store=self.store,
+                                             per_page=self.n_thumbnails, order="review",
+                                             columns=min(self.n_thumbnails, 6))
                 self._gallery_box.children = [self.gallery]
-            else:
-                self.gallery.show(shown)
+            self.gallery.show(self._selected)
         except Exception as err:  # thumbnails are a convenience; never break the lasso
             log.exception("FrameGallery failed")
             self.plot.status = f"{len(self._selected)} selected · ⚠ thumbnails failed: {err}"

@@ -1,8 +1,15 @@
-// xlabel scatter view: one plotly.js figure (scattergl, one trace per panel), driven by
-// binary custom messages. Python owns all state; this file only draws and reports.
-// Protocol (Python -> JS): "plotly" (the library, once per page), "data" (all arrays),
-// "update" (codes/sources, full or delta), "xy" (new axes data), "select" (indices).
-// (JS -> Python): "need_plotly", "ready", "selected" (+ Int32 indices), "button", "rendered".
+// xlabel scatter view: one plotly.js figure (one trace per panel), driven by binary
+// custom messages. Python owns all state; this file only draws and reports.
+// Two modes. Markers (small scatters): scattergl traces of all points.
+// Raster (big scatters, msg.raster): the kernel draws the points as one PNG per panel,
+// shown as a layout image under the axes; plotly only draws axes, zoom/pan, lasso.
+// Protocol (Python -> JS): "plotly" (the library, once per page), "data" (all arrays, or
+// the extent in raster mode), "update" (codes/sources, full or delta), "xy" (new axes
+// data / extent), "select" (indices; raster: none), "image" (PNGs + their view),
+// "hover" (tooltip lines of the nearest frame).
+// (JS -> Python): "need_plotly", "ready", "selected" (+ Int32 indices), "polygon"
+// (+ Float64 xs, ys in axis units), "view" (axis ranges + plot size), "hover", "button",
+// "rendered".
 
 const LOADER = "__xlabelPlotlyLoader";
 
@@ -57,6 +64,21 @@ function discreteScale(colors) {
   return scale;
 }
 
+function base64(view) {
+  const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(text);
+}
+
+function panelOfAxis(id) {
+  // "x" -> 0, "x2" -> 1, "y3" -> 2
+  const k = parseInt(id.slice(1), 10);
+  return Number.isFinite(k) ? k - 1 : 0;
+}
+
 function fmt(value) {
   if (!Number.isFinite(value)) return String(value);
   const abs = Math.abs(value);
@@ -69,8 +91,14 @@ class ScatterView {
     this.model = model;
     this.root = root;
     this.data = null;
-    this.times = { recolors: 0, selections: 0 };
+    this.times = { recolors: 0, selections: 0, images: 0 };
     this.busy = false;
+    this.raster = false;
+    this.viewPending = false;
+    this.viewDirty = false;
+    this.hoverSeq = 0;
+    this.hoverPending = false;
+    this.mouse = null;
     this.build();
   }
 
@@ -95,6 +123,33 @@ class ScatterView {
     this.renderLegend();
     this.renderStatus();
     root.addEventListener("keydown", (ev) => this.onKey(ev));
+    // A press in the plot gives the widget keyboard focus (plotly's drag layer would
+    // not), so 1/2/Ctrl+Z work right after a lasso; it also ends any tooltip.
+    // No tooltip from the press until the mouse moves on after the release: plotly
+    // would otherwise leave one standing over the legend after every lasso.
+    this.plotDiv.addEventListener("mousedown", (ev) => {
+      this.hideTooltip();
+      this.dragging = true;
+      root.focus({ preventScroll: true });
+    }, true);
+    this.onMouseUp = (ev) => {
+      if (!this.dragging) return;
+      this.dragging = false;
+      this.quietAt = [ev.clientX, ev.clientY];
+      this.hideTooltip();
+    };
+    window.addEventListener("mouseup", this.onMouseUp, true);
+    this.plotDiv.addEventListener("mousemove", (ev) => {
+      if (this.quietAt && (ev.clientX !== this.quietAt[0] || ev.clientY !== this.quietAt[1])) {
+        this.quietAt = null;
+      }
+    }, true);
+    this.plotDiv.addEventListener("mousemove", (ev) => this.onMouseMove(ev));
+    this.plotDiv.addEventListener("mouseleave", () => { this.mouse = null; this.hideTooltip(); });
+  }
+
+  hideTooltip() {
+    this.tooltip.style.display = "none";
   }
 
   send(content, buffers) {
@@ -196,10 +251,22 @@ class ScatterView {
     else if (!this.data) return;
     else if (msg.type === "update") this.update(msg, buffers);
     else if (msg.type === "xy") this.setXY(msg, buffers);
-    else if (msg.type === "select") this.applySelection(typed(Int32Array, buffers[0]));
+    else if (msg.type === "select") {
+      this.applySelection(msg.raster ? new Int32Array(0) : typed(Int32Array, buffers[0]));
+    }
+    else if (msg.type === "image") this.setImages(msg, buffers);
+    else if (msg.type === "hover") this.showHover(msg);
   }
 
   setData(msg, buffers) {
+    if (msg.raster) {
+      this.raster = true;
+      this.data = { n: msg.n, extent: msg.extent };
+      this.meta = msg;
+      this.t0 = performance.now();
+      this.draw();
+      return;
+    }
     const t0 = performance.now();
     const n = msg.n;
     const panels = msg.panels;
@@ -251,7 +318,36 @@ class ScatterView {
     return out;
   }
 
+  extentTrace(k, xs, ys) {
+    // Two invisible points at the corners of what must be shown: plotly's autorange
+    // (also on double-click) then pads around all frames, and keeps the lowest points
+    // clear of the x axis' drag handle.
+    return {
+      type: "scatter", mode: "markers", x: xs, y: ys, hoverinfo: "none", showlegend: false,
+      xaxis: k ? `x${k + 1}` : "x", yaxis: k ? `y${k + 1}` : "y",
+      marker: { opacity: 0, size: 1 }, selectedpoints: null,
+    };
+  }
+
+  padded(lo, hi, log) {
+    // 6% beyond the data on each side (in axis units).
+    if (log) {
+      const a = Math.log10(lo), b = Math.log10(hi), pad = 0.06 * ((b - a) || 1);
+      return [Math.pow(10, a - pad), Math.pow(10, b + pad)];
+    }
+    const pad = 0.06 * ((hi - lo) || 1);
+    return [lo - pad, hi + pad];
+  }
+
+  rasterTraces() {
+    const e = this.data.extent;
+    const logY = this.model.get("log_y");
+    const xs = this.padded(e.x[0], e.x[1], false), ys = this.padded(e.y[0], e.y[1], logY);
+    return this.model.get("panels").map((_, k) => this.extentTrace(k, xs, ys));
+  }
+
   traces() {
+    if (this.raster) return this.rasterTraces();
     const m = this.model;
     const d = this.data;
     const logY = m.get("log_y");
@@ -268,6 +364,13 @@ class ScatterView {
     }
     const palettes = m.get("palettes");
     const size = d.n > 100000 ? 3 : d.n > 10000 ? 4 : 6;
+    this.nPanels = palettes.length;
+    const low = (v) => { let lo = Infinity, hi = -Infinity;
+      for (let i = 0; i < v.length; i++) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i]; }
+      return [lo, hi]; };
+    const [xlo, xhi] = low(xs.out), [ylo, yhi] = low(ys.out);
+    const extent = palettes.map((_, k) => this.extentTrace(
+      k, this.padded(xlo, xhi, false), this.padded(ylo, yhi, logY)));
     return palettes.map((palette, k) => ({
       type: "scattergl",
       mode: "markers",
@@ -287,7 +390,14 @@ class ScatterView {
       },
       unselected: { marker: { opacity: 0.15 } },
       selectedpoints: this.selection && this.selection.length ? Array.from(this.selection) : null,
-    }));
+    })).concat(extent);
+  }
+
+  axesKey() {
+    // A new x/y column or log y resets zoom, pan and lasso outlines (plotly keeps user
+    // ranges and outlines while uirevision stays the same).
+    const m = this.model;
+    return `${m.get("x_name")}|${m.get("y_name")}|${m.get("log_y")}|${this.xyVersion || 0}`;
   }
 
   layout() {
@@ -297,12 +407,17 @@ class ScatterView {
     const gap = n > 1 ? 0.04 : 0;
     const layout = {
       height: m.get("height"),
-      margin: { l: 60, r: 10, t: n > 1 ? 30 : 10, b: 45 },
+      // panel titles sit below the modebar (about 26 px high), not under it
+      margin: { l: 60, r: 10, t: n > 1 ? 56 : 10, b: 45 },
       dragmode: m.get("dragmode"),
-      hovermode: "closest",
-      uirevision: "xlabel",
+      hovermode: this.raster ? false : "closest",
+      uirevision: this.axesKey(),
       annotations: [],
+      images: this.raster && this.images ? this.images : [],
     };
+    // With a new uirevision plotly drops the user's zoom (autorange below applies).
+    if (this.plotted && this.lastAxesKey !== layout.uirevision) layout.selections = [];
+    this.lastAxesKey = layout.uirevision;
     panels.forEach((title, k) => {
       const suffix = k ? String(k + 1) : "";
       layout["xaxis" + suffix] = {
@@ -311,11 +426,15 @@ class ScatterView {
         anchor: "y" + suffix,
         matches: k ? "x" : undefined,
       };
+      layout["xaxis" + suffix].autorange = true;
       layout["yaxis" + suffix] = {
         title: { text: k ? "" : m.get("y_name") },
         type: m.get("log_y") ? "log" : "linear",
+        // Full numbers on every log tick ("20, 30", not "2, 3" after "10").
+        tickformat: m.get("log_y") ? "~g" : undefined,
         anchor: "x" + suffix,
         matches: k ? "y" : undefined,
+        autorange: true,
       };
       if (n > 1) {
         layout.annotations.push({
@@ -329,15 +448,122 @@ class ScatterView {
 
   async draw() {
     const Plotly = window.Plotly;
-    const config = { responsive: true, displaylogo: false, scrollZoom: false };
+    // No "Share chart" (it uploads the data to a cloud service); a new drag inside an
+    // old lasso outline starts a new lasso instead of moving the outline.
+    const config = { responsive: true, displaylogo: false, scrollZoom: false,
+                     showSendToCloud: false, showEditInChartStudio: false,
+                     editSelection: false, modeBarButtonsToRemove: ["sendChartToCloud"] };
+    const traces = this.traces();
+    const layout = this.layout();
     if (!this.plotted) {
-      await Plotly.newPlot(this.plotDiv, this.traces(), this.layout(), config);
+      await Plotly.newPlot(this.plotDiv, traces, layout, config);
       this.plotted = true;
       this.attachPlotEvents();
     } else {
-      await Plotly.react(this.plotDiv, this.traces(), this.layout(), config);
+      await Plotly.react(this.plotDiv, traces, layout, config);
     }
     this.plotDiv.__xlabel = this.times;
+    if (this.raster) this.requestView();
+  }
+
+  // ------------------------------------------------------------------ raster mode
+
+  currentView() {
+    const full = this.plotDiv._fullLayout;
+    const xa = full.xaxis, ya = full.yaxis;
+    return { x0: xa.range[0], x1: xa.range[1], y0: ya.range[0], y1: ya.range[1],
+             width: Math.round(xa._length), height: Math.round(ya._length) };
+  }
+
+  requestView() {
+    // One render request in flight at a time; the latest view wins.
+    if (this.viewPending) { this.viewDirty = true; return; }
+    this.viewPending = true;
+    this.viewDirty = false;
+    this.send({ type: "view", ...this.currentView() });
+  }
+
+  async setImages(msg, buffers) {
+    const v = msg.view;
+    this.images = buffers.map((buffer, k) => ({
+      source: "data:image/png;base64," + base64(buffer),
+      xref: k ? `x${k + 1}` : "x", yref: k ? `y${k + 1}` : "y",
+      x: v.x0, y: v.y1, sizex: v.x1 - v.x0, sizey: v.y1 - v.y0,
+      // Above the grid lines (transparent where there is no point), like markers.
+      xanchor: "left", yanchor: "top", sizing: "stretch", layer: "above",
+    }));
+    if (msg.reason === "view") {
+      this.viewPending = false;
+    }
+    this.imaging = true;
+    try {
+      await window.Plotly.relayout(this.plotDiv, { images: this.images });
+    } finally {
+      this.imaging = false;
+    }
+    const now = performance.now();
+    this.times.images += 1;
+    if (this.times.firstRender === undefined) {
+      this.times.firstRender = now - this.t0;
+      this.send({ type: "rendered", ms: this.times.firstRender, n: this.data.n });
+    }
+    if (msg.reason === "update") { this.times.recolors += 1; this.times.recoloredAt = now; }
+    if (msg.reason === "select") this.times.selectedAt = now;
+    if (msg.reason === "view") this.times.viewAt = now;
+    if (msg.reason === "view" && this.viewDirty) this.requestView();
+  }
+
+  onRelayout(ev) {
+    if (!this.raster || this.imaging || !ev) return;
+    if (Object.keys(ev).some((key) => /^[xy]axis[0-9]*\.(range|autorange)/.test(key) ||
+                                      /^([xy]axis[0-9]*|width|height|autosize)$/.test(key))) {
+      this.requestView();
+    }
+  }
+
+  onMouseMove(ev) {
+    if (!this.raster || !this.plotted || ev.buttons) return;
+    const full = this.plotDiv._fullLayout;
+    const box = this.plotDiv.getBoundingClientRect();
+    const px = ev.clientX - box.left, py = ev.clientY - box.top;
+    let panel = -1;
+    this.model.get("panels").forEach((_, k) => {
+      const xa = full["xaxis" + (k ? k + 1 : "")], ya = full["yaxis" + (k ? k + 1 : "")];
+      if (px >= xa._offset && px <= xa._offset + xa._length &&
+          py >= ya._offset && py <= ya._offset + ya._length) panel = k;
+    });
+    if (panel < 0) { this.mouse = null; this.hideTooltip(); return; }
+    const xa = full["xaxis" + (panel ? panel + 1 : "")], ya = full["yaxis" + (panel ? panel + 1 : "")];
+    this.mouse = { clientX: ev.clientX, clientY: ev.clientY,
+                   cx: xa.p2r(px - xa._offset), cy: ya.p2r(py - ya._offset) };
+    this.sendHover();
+  }
+
+  sendHover() {
+    // Throttled: one hover lookup in flight; the newest position goes next.
+    if (this.hoverPending || !this.mouse) return;
+    this.hoverPending = true;
+    this.hoverSeq += 1;
+    this.hoverAt = { ...this.mouse };
+    this.send({ type: "hover", seq: this.hoverSeq, cx: this.mouse.cx, cy: this.mouse.cy,
+                ...this.currentView() });
+  }
+
+  showHover(msg) {
+    this.hoverPending = false;
+    const moved = this.mouse && (this.mouse.cx !== this.hoverAt.cx || this.mouse.cy !== this.hoverAt.cy);
+    if (!this.mouse || !msg.lines || !msg.lines.length) this.hideTooltip();
+    else this.placeTooltip(msg.lines, this.mouse);
+    if (moved) this.sendHover();
+  }
+
+  placeTooltip(lines, e) {
+    if (this.dragging || this.quietAt) return;
+    this.tooltip.textContent = lines.join("\n");
+    const box = this.root.getBoundingClientRect();
+    this.tooltip.style.left = `${(e.clientX || 0) - box.left + 12}px`;
+    this.tooltip.style.top = `${(e.clientY || 0) - box.top + 12}px`;
+    this.tooltip.style.display = "block";
   }
 
   attachPlotEvents() {
@@ -345,12 +571,15 @@ class ScatterView {
     gd.on("plotly_selected", (ev) => this.onSelected(ev));
     gd.on("plotly_deselect", () => this.onSelected(null));
     gd.on("plotly_hover", (ev) => this.onHover(ev));
-    gd.on("plotly_unhover", () => { this.tooltip.style.display = "none"; });
+    gd.on("plotly_unhover", () => this.hideTooltip());
+    gd.on("plotly_relayout", (ev) => this.onRelayout(ev));
   }
 
   onSelected(ev) {
     if (this.busy) return;
-    const points = ev && ev.points ? ev.points : [];
+    this.root.focus({ preventScroll: true });
+    if (this.raster) { this.sendPolygon(ev); return; }
+    const points = (ev && ev.points ? ev.points : []).filter((p) => p.curveNumber < this.nPanels);
     const indices = new Int32Array(points.length);
     let panel = 0;
     for (let i = 0; i < points.length; i++) {
@@ -362,6 +591,30 @@ class ScatterView {
     this.times.selectedAt = performance.now();
     this.linkPanels(panel, indices);
     this.send({ type: "selected", panel, n: indices.length }, [indices.buffer]);
+  }
+
+  sendPolygon(ev) {
+    // The lasso (or box) travels to the kernel in axis units; the kernel finds the frames.
+    let xs = [], ys = [], panel = 0;
+    if (ev && ev.lassoPoints) {
+      const xKey = Object.keys(ev.lassoPoints).find((key) => key[0] === "x");
+      const yKey = Object.keys(ev.lassoPoints).find((key) => key[0] === "y");
+      if (xKey && yKey) { xs = ev.lassoPoints[xKey]; ys = ev.lassoPoints[yKey]; panel = panelOfAxis(xKey); }
+    } else if (ev && ev.range) {
+      const xKey = Object.keys(ev.range).find((key) => key[0] === "x");
+      const yKey = Object.keys(ev.range).find((key) => key[0] === "y");
+      if (xKey && yKey) {
+        const [a, b] = ev.range[xKey], [c, d] = ev.range[yKey];
+        xs = [a, b, b, a]; ys = [c, c, d, d]; panel = panelOfAxis(xKey);
+      }
+    }
+    this.times.selections += 1;
+    if (xs.length < 3) {
+      this.send({ type: "selected", panel }, [new Int32Array(0).buffer]);
+      return;
+    }
+    this.send({ type: "polygon", panel, n: xs.length },
+              [Float64Array.from(xs).buffer, Float64Array.from(ys).buffer]);
   }
 
   linkPanels(panel, indices) {
@@ -386,6 +639,7 @@ class ScatterView {
       if (gd.layout.selections && gd.layout.selections.length) {
         await Plotly.relayout(gd, { selections: [] });
       }
+      if (this.raster) return;       // the kernel's image shows the selection
       const points = indices.length ? Array.from(indices) : null;
       const all = this.model.get("panels").map((_, k) => k);
       await Plotly.restyle(gd, { selectedpoints: all.map(() => points) }, all);
@@ -420,13 +674,19 @@ class ScatterView {
   }
 
   setXY(msg, buffers) {
-    this.data.x = typed(Float32Array, buffers[0]);
-    this.data.y = typed(Float32Array, buffers[1]);
+    if (msg.raster) {
+      this.data.extent = msg.extent;
+    } else {
+      this.data.x = typed(Float32Array, buffers[0]);
+      this.data.y = typed(Float32Array, buffers[1]);
+    }
+    this.xyVersion = (this.xyVersion || 0) + 1;
+    this.images = null;
     this.draw();
   }
 
   onHover(ev) {
-    const point = ev && ev.points && ev.points[0];
+    const point = ev && ev.points && ev.points.find((q) => q.curveNumber < this.nPanels);
     if (!point || !this.data) return;
     const i = point.pointIndex;
     const d = this.data;
@@ -444,12 +704,7 @@ class ScatterView {
     if (meta.with_sources) {
       lines.push(`source: ${meta.source_names[d.sources[i]] || "—"}`);
     }
-    this.tooltip.textContent = lines.join("\n");
-    const box = this.root.getBoundingClientRect();
-    const e = ev.event || {};
-    this.tooltip.style.left = `${(e.clientX || 0) - box.left + 12}px`;
-    this.tooltip.style.top = `${(e.clientY || 0) - box.top + 12}px`;
-    this.tooltip.style.display = "block";
+    this.placeTooltip(lines, ev.event || {});
   }
 }
 
@@ -461,7 +716,8 @@ async function render({ model, el: root }) {
   model.on("change:status", () => view.renderStatus());
   model.on("change:legends", () => view.renderLegend());
   model.on("change:buttons", () => view.renderButtons());
-  model.on("change:log_y", redraw);
+  // Raster mode: the kernel answers a log-y change with an "xy" message (new extent).
+  model.on("change:log_y", () => { if (!view.raster) redraw(); });
   model.on("change:panels", redraw);
   model.on("change:palettes", redraw);
   model.on("change:x_name change:y_name change:columns change:color_options change:color_by",
@@ -475,6 +731,7 @@ async function render({ model, el: root }) {
   model.send({ type: "ready" });
   return () => {
     model.off("msg:custom", onMsg);
+    window.removeEventListener("mouseup", view.onMouseUp, true);
     if (view.plotted) window.Plotly.purge(view.plotDiv);
   };
 }

@@ -1,0 +1,125 @@
+"""ReviewQueue driven from code: decisions go into the LabelStore as "review" steps."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xlabel.errors import XLabelError
+from xlabel.features import frame_stats
+from xlabel.labels import LabelStore
+from xlabel.synth import make_scan
+from xlabel.widgets import ReviewQueue
+
+
+@pytest.fixture
+def setup():
+    scan = make_scan(60, (16, 16), seed=3, name="s3")
+    features = frame_stats(scan.source(), progress=False)
+    store = LabelStore(60, frames=features[["scan", "frame"]])
+    store.assign(np.arange(60), "good")
+    suspects = pd.DataFrame({"row": [7, 2, 40], "suggested": ["bad", "bad", "bad"],
+                             "score": [1.9, 1.5, 0.7]})
+    queue = ReviewQueue(store, suspects, source=scan.source(), features=features, n_next=2)
+    return store, queue
+
+
+def test_decisions_are_review_steps_in_queue_order(setup):
+    store, queue = setup
+    assert (queue.current, queue.progress) == (7, "0 of 3 reviewed")
+    assert queue.gallery.indices.tolist() == [7, 2]
+    assert queue.scatter.selected.tolist() == [7]
+    queue.relabel()
+    queue.keep()
+    queue.relabel("good")
+    assert queue.done and queue.progress == "3 of 3 reviewed"
+    assert store.labels[[7, 2, 40]].tolist() == [1, 0, 0]
+    assert [store.provenance(r)["source"] for r in (7, 2, 40)] == ["review"] * 3
+    assert store.provenance(2)["note"] == "kept"
+    with pytest.raises(XLabelError, match="done"):
+        queue.keep()
+
+
+def test_undo_takes_back_the_store_step_and_the_queue_place(setup):
+    store, queue = setup
+    queue.relabel()
+    queue.undo()
+    assert queue.current == 7 and queue.progress == "0 of 3 reviewed"
+    assert store.labels[7] == 0 and store.provenance(7)["source"] == "manual"
+
+
+def test_undo_refuses_to_undo_someone_elses_change(setup):
+    store, queue = setup
+    queue.relabel()
+    store.assign([30], "bad")  # e.g. from the flux scatter
+    queue.press("u")          # the key path shows the error instead of raising
+    assert "changed since" in queue.status
+    assert store.labels[30] == 1 and store.labels[7] == 1 and queue.position == 1
+
+
+def test_keys(setup):
+    store, queue = setup
+    queue.press("2")      # class 2 = bad
+    queue.press("k")
+    queue.press("r")
+    assert store.labels[[7, 2, 40]].tolist() == [1, 0, 1]
+    queue.press("u")
+    assert queue.current == 40 and store.labels[40] == 0
+
+
+def test_the_key_pad_forwards_front_end_messages(setup):
+    store, queue = setup
+    queue.key_pad._message(queue.key_pad, {"type": "key", "key": "r"}, [])
+    assert store.labels[7] == 1
+
+
+@pytest.mark.parametrize("suspects, message", [
+    (pd.DataFrame({"frame": [1]}), "'row' column"),
+    ([99], "outside"),
+    (pd.DataFrame({"row": [1], "suggested": ["maybe"]}), "not classes"),
+])
+def test_bad_suspects_are_clear_errors(suspects, message):
+    with pytest.raises(XLabelError, match=message):
+        ReviewQueue(LabelStore(10), suspects)
+
+
+def test_active_learning_suggestions_feed_the_queue():
+    from xlabel.review import DEFAULT_COLUMNS, next_to_label
+    scans = [make_scan(300, (16, 16), seed=s, name=f"s{s}", losses=3) for s in (1, 2)]
+    features = frame_stats([s.source() for s in scans], progress=False)
+    truth = np.concatenate([s.truth["label"] for s in scans]).astype(object)
+    labels = np.full(len(truth), "", dtype=object)
+    known = np.r_[np.flatnonzero(truth == "bad")[::3], np.flatnonzero(truth == "good")[::20]]
+    labels[known] = truth[known]
+    store = LabelStore(len(truth), frames=features[["scan", "frame"]])
+    store.assign(known[truth[known] == "bad"], "bad")
+    store.assign(known[truth[known] == "good"], "good")
+    picks = next_to_label(features[DEFAULT_COLUMNS], labels, ("good", "bad"), n=5)
+    queue = ReviewQueue(store, picks, features=features)
+    for row in picks["row"]:
+        assert queue.current == row
+        queue.relabel(truth[row])
+    assert queue.done
+    assert (store.labels[picks["row"]] >= 0).all()
+    assert {store.provenance(r)["source"] for r in picks["row"]} == {"review"}
+
+
+def test_an_audit_sample_opens_in_the_queue():
+    from xlabel.review import audit_sample, audit_summary
+    scan = make_scan(300, (16, 16), seed=5, name="s5", losses=2)
+    truth = scan.truth["label"].to_numpy()
+    predicted = truth.copy()
+    predicted[np.flatnonzero(truth == "good")[::40]] = "bad"  # the filter dropped good frames
+    result = pd.DataFrame({"frame": np.arange(300), "prediction": predicted,
+                           "keep": predicted == "good"})
+    audit = audit_sample(result, 8, "good", ("good", "bad"), scan="s5", seed=1)
+    store = LabelStore(300)
+    queue = ReviewQueue(store, audit, source=scan.source())
+    for row in audit["row"]:   # the expert: the prediction if right, else the true class
+        assert queue.current == row
+        queue.relabel() if predicted[row] == truth[row] else queue.relabel(truth[row])
+    judged = [store.class_name(int(store.labels[r])) for r in audit["row"]]
+    assert judged == truth[audit["row"]].tolist()
+    summary = audit_summary(audit, judged)
+    dropped_good = int(((~audit["keep"]) & (truth[audit["row"]] == "good")).sum())
+    assert summary["false_reject"]["errors"] == dropped_good > 0
+    assert summary["false_keep"]["errors"] == 0

@@ -1,0 +1,450 @@
+"""Multi-label frame models: which tags (rings, spots, halo...) a scattering frame carries.
+
+Three views of a frame, as in the NSLS-II study (image CNN, coefficient CNN, joint
+"double-view" CNN), each a registered kind:
+
+- ``"tags-cnn"`` (:class:`TagCNN`): conv blocks on the binned, log-scaled frame;
+  global mean *and* max pooling (a few bright spot pixels vanish in a mean).
+- ``"tags-polar"`` (:class:`TagPolarCNN`): the coefficient view: the frame unwrapped
+  about its centre into ``n_radial`` x ``n_azimuth`` polar cells
+  (:mod:`xlabel.coefficients`), conv blocks with circular padding in azimuth, pooled
+  over azimuth only, so the radius of a ring or halo stays known.
+- ``"tags-joint"`` (:class:`TagJointCNN`): both branches, features concatenated.
+
+All take ``(n, 1, h, w)`` (the polar map is a fixed sparse layer inside the network),
+so :func:`xlabel.models.gradcam.cam` explains any tag of the image and joint models
+(:meth:`TagModel.explain`). Training: one sigmoid output per tag,
+``BCEWithLogitsLoss(pos_weight = negatives / positives)`` per tag, random flips,
+early stopping on the loss of validation frames from other scans (batches), and a
+per-tag threshold chosen on those validation frames (the one with the best F1).
+Labels: a frames x tags 0/1 table (DataFrame, array with ``tag_names``, or a
+LabelStore's tags); a row with a missing value (NaN or -1) is unlabeled.
+
+>>> from xlabel.synth import make_tagged_batches
+>>> batches = make_tagged_batches(3, 60, (64, 64), seed=1)              # doctest: +SKIP
+>>> model = TagCNN(size=32, epochs=3).fit([b.source() for b in batches[:2]],
+...     pd.concat([b.tags for b in batches[:2]]))                        # doctest: +SKIP
+>>> evaluate_tags(batches[2].tags, model.predict_proba(batches[2].source())).mean_ap  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score, precision_recall_curve
+
+from ..errors import ModelError
+from ._deps import require_torch
+from .base import FrameModel
+from .cnn import _fit, _torch_settings
+from .data import MIN_FRAMES_PER_CLASS, concat_prepared
+from .persist import load_weights, save_weights
+from .registry import register
+from .split import split
+
+torch = require_torch()
+nn = torch.nn
+
+__all__ = ["TagModel", "TagCNN", "TagPolarCNN", "TagJointCNN", "TagNet", "TagEvaluation",
+           "evaluate_tags", "resolve_tags", "train_tags"]
+
+
+# ---------------------------------------------------------------- networks
+
+def _conv_blocks(channels, conv):
+    layers, previous = [], 1
+    for i, width in enumerate(channels):
+        if i:
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        layers += [conv(previous, width), nn.ReLU()]
+        previous = width
+    return nn.Sequential(*layers)
+
+
+class _PolarConv(nn.Module):
+    """3x3 conv on polar cells: circular padding in azimuth (last axis), zeros in radius."""
+
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.conv = nn.Conv2d(n_in, n_out, kernel_size=3)
+
+    def forward(self, x):
+        x = nn.functional.pad(x, (1, 1, 0, 0), mode="circular")
+        return self.conv(nn.functional.pad(x, (0, 0, 1, 1)))
+
+
+class PolarTransform(nn.Module):
+    """Fixed sparse map (n, 1, h, w) -> (n, 1, n_radial, n_azimuth) (see polar_matrix).
+
+    The matrix is rebuilt from the shape, never saved with the weights."""
+
+    def __init__(self, shape, n_radial, n_azimuth):
+        super().__init__()
+        from ..coefficients import polar_matrix
+        coo = polar_matrix(tuple(shape), n_radial, n_azimuth).tocoo()
+        indices = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+        matrix = torch.sparse_coo_tensor(indices, torch.from_numpy(coo.data), coo.shape,
+                                         check_invariants=True)
+        self.register_buffer("matrix", matrix.coalesce(), persistent=False)
+        self.out_shape = (n_radial, n_azimuth)
+
+    def forward(self, x):
+        flat = x.flatten(1).T                                 # (h*w, n)
+        cells = torch.sparse.mm(self.matrix, flat).T          # (n, cells)
+        return cells.reshape(len(x), 1, *self.out_shape)
+
+
+class TagNet(nn.Module):
+    """Image and/or polar branch, then a small head with one logit per tag.
+
+    ``view``: "image", "polar" or "joint". The polar branch is built first, so the
+    last ``Conv2d`` (Grad-CAM's default layer) is the image branch's whenever there is one.
+
+    >>> net = TagNet(5, (32, 32), view="joint", channels=(4, 8), n_radial=8, n_azimuth=16)
+    >>> net(torch.zeros(2, 1, 32, 32)).shape
+    torch.Size([2, 5])
+    """
+
+    def __init__(self, n_tags, input_shape, view="image", channels=(16, 32, 64), n_radial=24,
+                 n_azimuth=64, hidden=64):
+        super().__init__()
+        if view not in ("image", "polar", "joint"):
+            raise ModelError(f"unknown view {view!r}: image, polar or joint")
+        self.view = view
+        width = 0
+        if view in ("polar", "joint"):
+            self.polar = PolarTransform(input_shape, n_radial, n_azimuth)
+            self.polar_features = _conv_blocks(channels[:2], _PolarConv)
+            radial_after = -(-n_radial // 2 ** (len(channels[:2]) - 1))
+            width += 2 * channels[:2][-1] * radial_after + n_radial + n_azimuth
+        if view in ("image", "joint"):
+            self.image_features = _conv_blocks(
+                channels, lambda i, o: nn.Conv2d(i, o, kernel_size=3, padding=1))
+            width += 2 * channels[-1]
+        self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, n_tags))
+
+    def forward(self, x):
+        parts = []
+        if self.view != "image":
+            polar = self.polar(x)
+            maps = self.polar_features(polar)                       # (n, c, r', phi')
+            # + the radial profile, and the azimuthal profile sorted (rotation invariant):
+            # a streak or the beamstop arm is one bright or dark sector at many radii
+            azimuthal = torch.sort(polar.mean(dim=2).flatten(1), dim=1).values
+            parts += [maps.mean(dim=3).flatten(1), maps.amax(dim=3).flatten(1),
+                      polar.mean(dim=3).flatten(1), azimuthal]
+        if self.view != "polar":
+            maps = self.image_features(x)
+            parts += [maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))]
+        return self.head(torch.cat(parts, dim=1))
+
+
+# ---------------------------------------------------------------- labels
+
+def resolve_tags(y, tag_names=None, n_rows=None):
+    """``(float matrix (n, k) of 0/1 with NaN = unlabeled, tag names)`` from a LabelStore
+    (its tags), a DataFrame of 0/1/bool columns, or an array with ``tag_names``.
+
+    >>> matrix, names = resolve_tags(pd.DataFrame({"rings": [1, 0], "spots": [0, -1]}))
+    >>> names, matrix.tolist()
+    (('rings', 'spots'), [[1.0, 0.0], [0.0, nan]])
+    """
+    if hasattr(y, "tags") and hasattr(y, "tag_names"):
+        y = y.tags
+    if isinstance(y, pd.DataFrame):
+        names = tuple(str(c) for c in y.columns) if tag_names is None else tuple(tag_names)
+        missing = [t for t in names if t not in y.columns]
+        if missing:
+            raise ModelError(f"labels lack tag columns {missing} (found {list(y.columns)})")
+        values = y.loc[:, list(names)].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    else:
+        values = np.asarray(y, dtype=float)
+        if values.ndim != 2:
+            raise ModelError(f"multi-label targets are frames x tags, got shape {values.shape}")
+        if tag_names is None:
+            raise ModelError("pass tag_names= with an array of tag labels")
+        names = tuple(str(t) for t in tag_names)
+        if len(names) != values.shape[1]:
+            raise ModelError(f"{len(names)} tag names for {values.shape[1]} tag columns")
+    if not names:
+        raise ModelError("no tags to learn")
+    values = np.where(values == -1, np.nan, values)
+    bad = ~np.isnan(values) & ~np.isin(values, (0.0, 1.0))
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ModelError(f"tag {names[col]!r} must be 0 or 1, got {values[row, col]!r}",
+                         frame=int(row))
+    if n_rows is not None and len(values) != n_rows:
+        raise ModelError(f"{n_rows} frames but {len(values)} rows of tags")
+    return values, names
+
+
+def _check_tag_counts(values, names):
+    """ModelError unless each tag has MIN_FRAMES_PER_CLASS positive and negative frames."""
+    labeled = values[~np.isnan(values).any(axis=1)]
+    short = [(name, int(labeled[:, j].sum()), int((1 - labeled[:, j]).sum()))
+             for j, name in enumerate(names)
+             if min(labeled[:, j].sum(), (1 - labeled[:, j]).sum()) < MIN_FRAMES_PER_CLASS]
+    if short:
+        found = ", ".join(f"{n!r}: {p} with / {q} without" for n, p, q in short)
+        raise ModelError(f"too few labeled frames per tag ({found}); every tag needs at least "
+                         f"{MIN_FRAMES_PER_CLASS} frames with it and {MIN_FRAMES_PER_CLASS} "
+                         f"without it")
+
+
+# ---------------------------------------------------------------- the model
+
+class TagModel(FrameModel):
+    """Multi-label frame model (base of the "tags-*" kinds; ``view`` set by the subclass).
+
+    Parameters: ``tag_names`` (default: the label table's columns), ``size`` (frames binned
+    to at most ``size`` x ``size``), ``channels``, ``n_radial``/``n_azimuth`` (polar
+    cells), ``epochs`` (at most), ``batch_size``, ``lr``, ``patience``, ``val_fraction``,
+    ``augment``, ``seed``, ``threads``, ``progress``, ``device``.
+    Fitted: ``classes_`` (the tag names), ``thresholds_`` (one per tag), ``network_``,
+    ``mean_``, ``std_``, ``info["history"]``, ``info["validation"]`` (per-tag AP on the
+    validation frames).
+
+    ``predict_proba`` gives one independent probability per tag ``(n, k)``; ``predict``
+    a bool ``(n, k)`` array (probability >= the tag's threshold); ``predict_tags`` both as
+    a DataFrame.
+    """
+
+    view = "image"
+
+    def __init__(self, tag_names=None, size=64, channels=(16, 32, 64), n_radial=24,
+                 n_azimuth=64, epochs=30, batch_size=32, lr=2e-3, patience=5,
+                 val_fraction=0.2, augment=True, seed=0, threads=None, progress=True,
+                 device=None):
+        self.tag_names = tag_names
+        self.size = size
+        self.channels = channels
+        self.n_radial = n_radial
+        self.n_azimuth = n_azimuth
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.augment = augment
+        self.seed = seed
+        self.threads = threads
+        self.progress = progress
+        self.device = device
+
+    @property
+    def network(self):
+        """The trained ``torch.nn.Module`` (Grad-CAM explains its image conv layers)."""
+        self._require_fitted()
+        return self.network_
+
+    def fit(self, X, y, groups=None):
+        """Train on frames ``X`` (a scan or a list of scans) and a frames x tags 0/1 table
+        ``y`` (rows with a missing value are unlabeled). ``groups``: scan per frame
+        (default: the scans of ``X``); validation frames come from other scans."""
+        stack, frame_shape, kind, scans = concat_prepared(X, self.size)
+        values, names = resolve_tags(y, self.tag_names, len(stack))
+        _check_tag_counts(values, names)
+        self.classes_ = np.asarray(names, dtype=object)
+        self.frame_shape_, self.dtype_kind_ = tuple(int(s) for s in frame_shape), kind
+        self.info_ = {}
+        groups = scans if groups is None else np.asarray(groups)
+        if len(groups) != len(stack):
+            raise ModelError(f"{len(groups)} groups for {len(stack)} frames")
+        self._fit_prepared(stack, values, groups)
+        return self
+
+    def _build(self):
+        return TagNet(len(self.classes_), self.input_shape(), self.view, tuple(self.channels),
+                      self.n_radial, self.n_azimuth)
+
+    def _fit_prepared(self, stack, values, groups):
+        keep = np.flatnonzero(~np.isnan(values).any(axis=1))
+        self.mean_ = float(stack[keep].mean())
+        self.std_ = float(stack[keep].std()) or 1.0
+        x = torch.from_numpy((stack - self.mean_) / self.std_).unsqueeze(1)
+        y = torch.from_numpy(np.nan_to_num(values).astype(np.float32))
+        fit_idx, val_idx = _validation_split(groups[keep], self.val_fraction, self.seed)
+        fit_idx, val_idx = keep[fit_idx], keep[val_idx]
+        positives = values[fit_idx].sum(axis=0)
+        pos_weight = (len(fit_idx) - positives) / np.maximum(positives, 1)
+        with _torch_settings(self.seed, self.threads):
+            network = self._build().to(self._device())
+            loss_fn = nn.BCEWithLogitsLoss(
+                pos_weight=torch.tensor(pos_weight).float().to(self._device()))
+            history = _fit(network, x, y, fit_idx, val_idx, None, epochs=self.epochs,
+                           batch_size=self.batch_size, lr=self.lr, patience=self.patience,
+                           augment=self.augment, progress=self.progress, loss_fn=loss_fn,
+                           desc=f"train {self.kind}")
+        self.network_ = network.eval()
+        val_proba = self._proba_block(stack[val_idx])
+        self.thresholds_ = _best_thresholds(values[val_idx], val_proba, self.classes_)
+        self.info_.update({
+            "epochs_run": len(history), "history": history,
+            "validation_scans": sorted(map(str, set(groups[val_idx]))),
+            "validation": evaluate_tags(values[val_idx], val_proba, self.classes,
+                                        self.thresholds_).per_tag["ap"].round(4).to_dict()})
+
+    def network_input(self, block: np.ndarray):
+        """Prepared frames (n, h, w) -> normalized float tensor (n, 1, h, w) on the device."""
+        tensor = torch.from_numpy((block - self.mean_) / self.std_).float().unsqueeze(1)
+        return tensor.to(self._device())
+
+    def _proba_block(self, block):
+        self.network_.eval()
+        with torch.no_grad():
+            return torch.sigmoid(self.network_(self.network_input(block))).cpu().numpy()
+
+    def predict(self, X, progress=False) -> np.ndarray:
+        """Bool ``(n, k)``: frame carries tag ``classes_[j]`` (probability >= its threshold)."""
+        return self.classes_from_proba(self.predict_proba(X, progress=progress))
+
+    def classes_from_proba(self, proba) -> np.ndarray:
+        """What :meth:`predict` returns, from ``predict_proba`` rows."""
+        self._require_fitted()
+        return np.asarray(proba) >= self.thresholds_[None, :]
+
+    def predict_tags(self, X, progress=False) -> pd.DataFrame:
+        """``p_<tag>`` probability columns, then one bool column per tag."""
+        proba = self.predict_proba(X, progress=progress)
+        table = pd.DataFrame(proba, columns=[f"p_{t}" for t in self.classes])
+        for j, tag in enumerate(self.classes):
+            table[tag] = proba[:, j] >= self.thresholds_[j]
+        return table
+
+    def explain(self, frames, tag, method="gradcam", invalid="keep") -> np.ndarray:
+        """Grad-CAM maps ``(n, H, W)`` of ``tag``'s logit on the image branch (see
+        :func:`xlabel.models.gradcam.cam`); ``invalid="keep"`` (default) keeps detector gaps
+        in the [0, 1] maps, "nan" sets them to NaN. The polar-only model has no image
+        layers to explain: ModelError."""
+        from .gradcam import cam, default_layer
+        self._require_fitted()
+        if self.view == "polar":
+            raise ModelError("the coefficient-view model works on polar cells, which have no "
+                             "place in the frame to show; explain a 'tags-cnn' or 'tags-joint' "
+                             "model instead")
+        layer = "image_features." + default_layer(self.network_.image_features)
+        return cam(self, frames, target=tag, layer=layer, method=method, invalid=invalid)
+
+    def _device(self):
+        return torch.device(self.device or "cpu")
+
+    def _save_state(self, folder):
+        save_weights(self.network_.cpu(), folder)
+        self.network_.to(self._device())
+        return {**super()._save_state(folder), "mean": self.mean_, "std": self.std_,
+                "thresholds": [float(t) for t in self.thresholds_]}
+
+    def _load_state(self, folder, state):
+        super()._load_state(folder, state)
+        self.mean_, self.std_ = float(state["mean"]), float(state["std"])
+        self.thresholds_ = np.asarray(state["thresholds"], dtype=np.float64)
+        if self.thresholds_.shape != (len(self.classes_),):
+            raise ValueError("one threshold per tag expected")
+        self.network_ = load_weights(self._build(), folder).to(self._device())
+
+
+@register("tags-cnn")
+class TagCNN(TagModel):
+    """Multi-label image CNN (kind "tags-cnn"); see :class:`TagModel`."""
+
+    view = "image"
+
+
+@register("tags-polar")
+class TagPolarCNN(TagModel):
+    """Multi-label CNN on the polar "coefficient view" (kind "tags-polar")."""
+
+    view = "polar"
+
+
+@register("tags-joint")
+class TagJointCNN(TagModel):
+    """Multi-label "double-view" CNN: image and polar branches (kind "tags-joint")."""
+
+    view = "joint"
+
+
+def train_tags(frames, tags, view="joint", **params) -> TagModel:
+    """Train the multi-label model of ``view`` ("image", "polar", "joint") in one call."""
+    cls = {"image": TagCNN, "polar": TagPolarCNN, "joint": TagJointCNN}.get(view)
+    if cls is None:
+        raise ModelError(f"unknown view {view!r}: image, polar or joint")
+    return cls(**params).fit(frames, tags)
+
+
+# ---------------------------------------------------------------- training
+
+def _validation_split(groups, val_fraction, seed):
+    """Validation frames from other scans (whole batches) where there are several."""
+    return split(groups, test_size=val_fraction, seed=seed)
+
+
+def _best_thresholds(truth, proba, names) -> np.ndarray:
+    """Per tag, the probability threshold with the best F1 on the validation frames
+    (0.5 where the validation frames lack the tag or its absence, with a warning)."""
+    thresholds = np.full(len(names), 0.5)
+    for j, name in enumerate(names):
+        column = truth[:, j]
+        if column.min() == column.max():
+            warnings.warn(f"validation frames all {'have' if column[0] else 'lack'} tag "
+                          f"{name!r}: its threshold stays 0.5", stacklevel=4)
+            continue
+        precision, recall, cuts = precision_recall_curve(column, proba[:, j])
+        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        thresholds[j] = float(cuts[np.argmax(f1[:-1])])
+    return thresholds
+
+
+# ---------------------------------------------------------------- evaluation
+
+@dataclass(frozen=True)
+class TagEvaluation:
+    """Per-tag scores of a multi-label model on labeled frames.
+
+    ``per_tag``: index ``tag``; columns ``ap`` (average precision, sklearn),
+    ``precision``, ``recall``, ``f1`` (at the thresholds), ``support`` (frames with the
+    tag), ``threshold``. ``mean_ap``: macro mAP (mean of ``ap`` over tags).
+    """
+
+    per_tag: pd.DataFrame
+    mean_ap: float
+
+    def summary(self) -> str:
+        return f"macro mAP {self.mean_ap:.3f}\n{self.per_tag.round(3).to_string()}"
+
+
+def evaluate_tags(y_true, proba, tag_names=None, thresholds=None) -> TagEvaluation:
+    """Average precision per tag and macro mAP, with precision/recall/F1 at ``thresholds``
+    (default 0.5). ``y_true``: frames x tags 0/1 (DataFrame, or array with ``tag_names``);
+    unlabeled rows (NaN/-1) are left out.
+
+    >>> truth = pd.DataFrame({"rings": [1, 0, 1, 0], "spots": [0, 0, 1, 1]})
+    >>> proba = np.array([[0.9, 0.2], [0.1, 0.3], [0.8, 0.7], [0.3, 0.6]])
+    >>> evaluate_tags(truth, proba).mean_ap
+    1.0
+    """
+    values, names = resolve_tags(y_true, tag_names)
+    proba = np.asarray(proba, dtype=float)
+    if proba.shape != values.shape:
+        raise ModelError(f"probabilities of shape {proba.shape} for labels of shape "
+                         f"{values.shape}")
+    keep = ~np.isnan(values).any(axis=1)
+    values, proba = values[keep].astype(int), proba[keep]
+    cuts = np.full(len(names), 0.5) if thresholds is None else np.asarray(thresholds, float)
+    rows = []
+    for j, name in enumerate(names):
+        truth, score = values[:, j], proba[:, j]
+        predicted = score >= cuts[j]
+        tp = int((predicted & (truth == 1)).sum())
+        precision = tp / max(int(predicted.sum()), 1)
+        recall = tp / max(int(truth.sum()), 1)
+        ap = average_precision_score(truth, score) if 0 < truth.sum() < len(truth) else np.nan
+        rows.append({"tag": name, "ap": ap, "precision": precision, "recall": recall,
+                     "f1": 2 * precision * recall / max(precision + recall, 1e-12),
+                     "support": int(truth.sum()), "threshold": float(cuts[j])})
+    table = pd.DataFrame(rows).set_index("tag")
+    return TagEvaluation(per_tag=table, mean_ap=float(np.nanmean(table["ap"])))

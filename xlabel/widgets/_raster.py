@@ -1,0 +1,361 @@
+"""Kernel-side raster of big scatters: points as an image, lasso and hover in the kernel.
+
+Above :data:`RASTER_THRESHOLD` frames the scatter widgets stop sending points to the
+browser. The kernel draws them into an RGBA image of exactly the plot's pixel size
+for the visible axis range, and the browser shows it as a plotly layout image under
+the axes (plotly keeps the axes, zoom/pan, the lasso outline). A lasso travels back
+as a polygon in axis units and :func:`points_in_polygon` finds the exact frames
+inside; hover asks :func:`nearest_point` for the closest frame.
+
+Every frame stays visible: each occupied pixel is stamped as a 3x3 dot (5x5 when no
+other point lies within 2 pixels, so a lone outlier among a million is a clear dot),
+and where dots overlap the rarest class wins (then the selected one), so one bad frame
+in a crowd of good ones is never averaged away. Density shades the crowd: a pixel's
+opacity grows with the log of its point count.
+
+Why numba and not datashader (measured in ``bench/bench_raster.py``, BENCHMARKS.md):
+datashader's ``Canvas.points`` + ``count_cat`` + ``shade``/``spread`` does the
+aggregation, but it needs a DataFrame per call (a copy of x, y and a categorical
+column per render), has no "rarest class on top" compositing (``count_cat`` blends
+colors by count, which averages a lone bad frame away) and no polygon selection; the
+numba kernels below aggregate, composite and select in one pass each over the
+arrays the widget already holds (no copy per view), and numba is already a
+dependency.
+
+>>> import numpy as np
+>>> x, y = np.arange(5.0), np.array([1.0, 1, 1, 1, 9])
+>>> layer = RasterLayer(x, y)
+>>> points_in_polygon(x, y, layer.x_axis, layer.y_axis,
+...                   np.array([3.5, 4.5, 4.5, 3.5]), np.array([8.0, 8, 10, 10])).tolist()
+[4]
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .imaging import encode_png
+
+#: From this many frames on, the scatter widgets draw points in the kernel
+#: (measured: bench/bench_widgets_browser.py, BENCHMARKS.md "Scatter: kernel raster": at
+#: 20,000 frames software-WebGL markers already take 0.9 s to draw and 0.39 s to recolor,
+#: the raster 0.54 s and 0.07 s).
+RASTER_THRESHOLD = 20_000
+#: Opacity of pixels without a selected frame while something is selected.
+UNSELECTED_ALPHA = 0.2
+#: Hover finds the nearest frame within this many pixels.
+HOVER_RADIUS_PX = 12
+
+
+@dataclass(frozen=True)
+class Axis:
+    """How one axis maps values to axis units (log10 for a log axis).
+
+    ``edge`` (axis units) is where non-finite values (and values <= 0 on a log axis)
+    are drawn, just below the lowest finite value, as the marker mode does.
+    """
+
+    log: bool
+    lo: float
+    hi: float
+    edge: float
+
+    @property
+    def extent(self) -> tuple[float, float]:
+        """(lowest, highest) position drawn, in data units (the edge included)."""
+        to_data = (lambda v: 10.0 ** v) if self.log else float
+        return to_data(min(self.edge, self.lo)), to_data(self.hi)
+
+
+def make_axis(values, log=False) -> Axis:
+    """The :class:`Axis` of ``values`` (any float or int array, not copied)."""
+    lo, hi, flagged = _finite_range(np.asarray(values), bool(log))
+    if not math.isfinite(lo):
+        lo = hi = 0.0
+    edge = lo - 0.05 * ((hi - lo) or 1.0)
+    return Axis(bool(log), lo, hi, edge if flagged else lo)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _axis_value(v, log, edge):
+    if log:
+        if v > 0 and v < np.inf:
+            return math.log10(v)
+        return edge
+    if math.isfinite(v):
+        return float(v)
+    return edge
+
+
+@numba.njit(cache=True, nogil=True)
+def _finite_range(values, log):
+    lo, hi, flagged = np.inf, -np.inf, False
+    for v in values:
+        if (log and v > 0 and v < np.inf) or (not log and math.isfinite(v)):
+            a = math.log10(v) if log else float(v)
+            lo = min(lo, a)
+            hi = max(hi, a)
+        else:
+            flagged = True
+    return lo, hi, flagged
+
+
+@numba.njit(cache=True, nogil=True)
+def _aggregate(x, y, codes, n_codes, xlog, xedge, ylog, yedge, x0, x1, y0, y1, width, height):
+    """Point counts per pixel and code: (height, width, n_codes + 1), code -1 -> 0."""
+    counts = np.zeros((height, width, n_codes + 1), np.uint32)
+    sx, sy = width / (x1 - x0), height / (y1 - y0)
+    for i in range(x.shape[0]):
+        col = math.floor((_axis_value(x[i], xlog, xedge) - x0) * sx)
+        row = math.floor((y1 - _axis_value(y[i], ylog, yedge)) * sy)
+        if 0 <= col < width and 0 <= row < height:
+            code = codes[i] + 1
+            if 0 <= code <= n_codes:
+                counts[row, col, code] += 1
+    return counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _mark_selected(x, y, indices, xlog, xedge, ylog, yedge, x0, x1, y0, y1, width, height):
+    marked = np.zeros((height, width), np.bool_)
+    sx, sy = width / (x1 - x0), height / (y1 - y0)
+    for i in indices:
+        col = math.floor((_axis_value(x[i], xlog, xedge) - x0) * sx)
+        row = math.floor((y1 - _axis_value(y[i], ylog, yedge)) * sy)
+        if 0 <= col < width and 0 <= row < height:
+            marked[row, col] = True
+    return marked
+
+
+@numba.njit(cache=True, nogil=True)
+def _composite(counts, selected, rank, colors, any_selected, unselected_alpha):
+    """RGBA image: every occupied pixel stamped as a dot, rarest class (then selected) on top."""
+    height, width, n = counts.shape
+    total = np.zeros((height, width), np.int64)
+    best = np.full((height, width), -1, np.int64)
+    for r in range(height):
+        for c in range(width):
+            t = 0
+            for k in range(n):
+                t += counts[r, c, k]
+                if counts[r, c, k] and (best[r, c] < 0 or rank[k] < rank[best[r, c]]):
+                    best[r, c] = k
+            total[r, c] = t
+    scale = 1.0 / math.log1p(max(total.max(), 1))
+    key = np.full((height, width), np.iinfo(np.int64).max, np.int64)
+    image = np.zeros((height, width, 4), np.uint8)
+    for r in range(height):
+        for c in range(width):
+            t = total[r, c]
+            if t == 0:
+                continue
+            isolated = True
+            for rr in range(max(r - 2, 0), min(r + 3, height)):
+                for cc in range(max(c - 2, 0), min(c + 3, width)):
+                    if (rr != r or cc != c) and total[rr, cc]:
+                        isolated = False
+            radius = 2 if isolated else 1
+            k = best[r, c]
+            sel = selected[r, c]
+            # Lower key wins: selected before unselected, then rare classes, then dense.
+            stamp = ((0 if sel or not any_selected else 1) * (n + 1) + rank[k]) * (1 << 32) \
+                + (1 << 31) - min(t, (1 << 31) - 1)
+            # Density shading; a lone point is fully opaque (it must never fade away).
+            alpha = 1.0 if isolated else 0.55 + 0.45 * math.log1p(t) * scale
+            if any_selected and not sel:
+                alpha *= unselected_alpha
+            for rr in range(max(r - radius, 0), min(r + radius + 1, height)):
+                for cc in range(max(c - radius, 0), min(c + radius + 1, width)):
+                    if stamp < key[rr, cc]:
+                        key[rr, cc] = stamp
+                        image[rr, cc, 0] = colors[k, 0]
+                        image[rr, cc, 1] = colors[k, 1]
+                        image[rr, cc, 2] = colors[k, 2]
+                        image[rr, cc, 3] = min(255, int(alpha * 255 + 0.5))
+    return image
+
+
+@numba.njit(cache=True, nogil=True)
+def _inside(px, py, ax, ay):
+    """Even-odd rule: is (ax, ay) inside the closed polygon (px, py)?"""
+    inside = False
+    j = px.shape[0] - 1
+    for i in range(px.shape[0]):
+        if (py[i] > ay) != (py[j] > ay):
+            cross = px[j] + (ay - py[j]) * (px[i] - px[j]) / (py[i] - py[j])
+            if ax < cross:
+                inside = not inside
+        j = i
+    return inside
+
+
+@numba.njit(cache=True, nogil=True)
+def _polygon_mask(x, y, xlog, xedge, ylog, yedge, px, py):
+    xmin, xmax, ymin, ymax = px.min(), px.max(), py.min(), py.max()
+    mask = np.zeros(x.shape[0], np.bool_)
+    for i in range(x.shape[0]):
+        ax = _axis_value(x[i], xlog, xedge)
+        ay = _axis_value(y[i], ylog, yedge)
+        if xmin <= ax <= xmax and ymin <= ay <= ymax and _inside(px, py, ax, ay):
+            mask[i] = True
+    return mask
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest(x, y, xlog, xedge, ylog, yedge, cx, cy, sx, sy, radius_px):
+    best, best_d = -1, radius_px * radius_px
+    for i in range(x.shape[0]):
+        dx = (_axis_value(x[i], xlog, xedge) - cx) * sx
+        dy = (_axis_value(y[i], ylog, yedge) - cy) * sy
+        d = dx * dx + dy * dy
+        if d <= best_d:
+            best, best_d = i, d
+    return best
+
+
+def points_in_polygon(x, y, x_axis: Axis, y_axis: Axis, px, py) -> np.ndarray:
+    """Indices of the points inside the polygon ``(px, py)`` given in axis units.
+
+    Points are placed as drawn: log10 on a log axis, non-finite values at the edge.
+    """
+    px = np.ascontiguousarray(px, dtype=np.float64)
+    py = np.ascontiguousarray(py, dtype=np.float64)
+    if px.shape != py.shape or px.size < 3 or not np.isfinite(px).all() or \
+            not np.isfinite(py).all():
+        return np.empty(0, dtype=np.int64)
+    mask = _polygon_mask(x, y, x_axis.log, x_axis.edge, y_axis.log, y_axis.edge, px, py)
+    return np.flatnonzero(mask)
+
+
+@dataclass(frozen=True)
+class View:
+    """The visible axis ranges (axis units) and the plot area in pixels."""
+
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    width: int
+    height: int
+
+    @classmethod
+    def from_message(cls, content) -> "View":
+        """A view from the browser's ``view`` message, clipped to sane sizes."""
+        values = [float(content[k]) for k in ("x0", "x1", "y0", "y1")]
+        if not all(math.isfinite(v) for v in values) or values[0] == values[1] or \
+                values[2] == values[3]:
+            raise ValueError(f"bad view ranges {values}")
+        x0, x1 = sorted(values[:2])
+        y0, y1 = sorted(values[2:])
+        width = int(min(max(int(content["width"]), 1), 4096))
+        height = int(min(max(int(content["height"]), 1), 4096))
+        return cls(x0, x1, y0, y1, width, height)
+
+
+def nearest_point(x, y, x_axis: Axis, y_axis: Axis, view: View, cx, cy,
+                  radius_px=HOVER_RADIUS_PX) -> int:
+    """Index of the point nearest to ``(cx, cy)`` (axis units) within ``radius_px`` pixels, or -1."""
+    sx = view.width / (view.x1 - view.x0)
+    sy = view.height / (view.y1 - view.y0)
+    return int(_nearest(x, y, x_axis.log, x_axis.edge, y_axis.log, y_axis.edge,
+                        float(cx), float(cy), sx, sy, float(radius_px)))
+
+
+def hex_rgb(color: str) -> tuple[int, int, int]:
+    """``"#rrggbb"`` (or ``"#rgb"``) as an RGB tuple."""
+    value = color.lstrip("#")
+    if len(value) == 3:
+        value = "".join(ch * 2 for ch in value)
+    return int(value[0:2], 16), int(value[2:4], 16), int(value[4:6], 16)
+
+
+def render_rgba(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
+                selected=None) -> np.ndarray:
+    """RGBA image (height, width, 4) of the points in ``view`` (see module doc).
+
+    ``codes`` per point (-1 = none), ``palette`` the colors of codes -1, 0, 1, ...;
+    ``selected`` the selected indices (None or empty: nothing selected).
+    """
+    n_codes = len(palette) - 1
+    counts = _aggregate(x, y, codes, n_codes, x_axis.log, x_axis.edge, y_axis.log,
+                        y_axis.edge, view.x0, view.x1, view.y0, view.y1, view.width,
+                        view.height)
+    # Rarest code first (over all frames, not the view, so colors do not swap on zoom).
+    totals = np.bincount(np.asarray(codes, dtype=np.int64) + 1, minlength=n_codes + 1)
+    rank = np.empty(n_codes + 1, np.int64)
+    rank[np.argsort(totals[:n_codes + 1], kind="stable")] = np.arange(n_codes + 1)
+    any_selected = selected is not None and len(selected) > 0
+    if any_selected:
+        marked = _mark_selected(x, y, np.asarray(selected, dtype=np.int64), x_axis.log,
+                                x_axis.edge, y_axis.log, y_axis.edge, view.x0, view.x1,
+                                view.y0, view.y1, view.width, view.height)
+    else:
+        marked = np.zeros((view.height, view.width), np.bool_)
+    colors = np.array([hex_rgb(c) for c in palette], dtype=np.uint8)
+    return _composite(counts, marked, rank, colors, any_selected, UNSELECTED_ALPHA)
+
+
+def png_bytes(rgba: np.ndarray) -> bytes:
+    """PNG encoding of an RGBA image (xlabel's zlib encoder, fastest compression)."""
+    return encode_png(rgba, level=1)
+
+
+class RasterLayer:
+    """The kernel half of a raster scatter: x/y of all frames and their axes.
+
+    Holds ``x`` and ``y`` as given (views of the feature table's columns: nothing is
+    copied per view), so 10,000,000 frames cost no more than the table itself.
+
+    >>> import numpy as np
+    >>> layer = RasterLayer(np.arange(4.0), np.array([1.0, 2, 3, np.nan]))
+    >>> layer.extent()["y"][1], layer.y_axis.edge < 1
+    (3.0, True)
+    """
+
+    def __init__(self, x, y, log_y=False):
+        self.set_xy(x, y, log_y)
+        # Compile (or load from numba's cache) the lasso and hover kernels for these dtypes
+        # while the user looks at the first image, not on the first lasso.
+        threading.Thread(target=self._warm_up, daemon=True).start()
+
+    def _warm_up(self):
+        x, y = self.x[:1], self.y[:1]
+        points_in_polygon(x, y, self.x_axis, self.y_axis, [0.0, 1.0, 0.0], [0.0, 0.0, 1.0])
+        nearest_point(x, y, self.x_axis, self.y_axis, View(0.0, 1.0, 0.0, 1.0, 1, 1), 0.0, 0.0)
+
+    def set_xy(self, x, y, log_y=False):
+        """New axis data (e.g. after an x/y column or log-y change)."""
+        self.x = _numeric(x)
+        self.y = _numeric(y)
+        self.x_axis = make_axis(self.x)
+        self.y_axis = make_axis(self.y, log_y)
+
+    def extent(self) -> dict:
+        """``{"x": [lo, hi], "y": [lo, hi]}`` in data units: what autorange must show."""
+        return {"x": list(self.x_axis.extent), "y": list(self.y_axis.extent)}
+
+    def render(self, codes, palette, view: View, selected=None) -> bytes:
+        """The PNG of one panel for ``view``."""
+        rgba = render_rgba(self.x, self.y, self.x_axis, self.y_axis, codes, palette, view,
+                           selected)
+        return png_bytes(rgba)
+
+    def select_polygon(self, px, py) -> np.ndarray:
+        """Indices inside the polygon (axis units)."""
+        return points_in_polygon(self.x, self.y, self.x_axis, self.y_axis, px, py)
+
+    def nearest(self, view: View, cx, cy) -> int:
+        """The frame under the mouse at ``(cx, cy)`` (axis units), or -1."""
+        return nearest_point(self.x, self.y, self.x_axis, self.y_axis, view, cx, cy)
+
+
+def _numeric(values) -> np.ndarray:
+    array = np.asarray(values)
+    if array.dtype.kind not in "fiu" or array.dtype == np.float16:
+        array = array.astype(np.float64)
+    return array
