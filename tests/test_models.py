@@ -272,7 +272,7 @@ def test_nan_features_never_get_a_confident_class():
     model = train_mlp(table, labels, preset="256-128-64", max_iter=30)
     test_table, _ = separable_table(n=40, seed=1)
     clean = model.predict_proba(test_table)
-    test_table.loc[[3, 7], "flux_rel"] = [np.nan, np.inf]
+    test_table.loc[[3, 7], "flux_local"] = [np.nan, np.inf]
     test_table.loc[9, "frac_saturated"] = np.nan
     proba = model.predict_proba(test_table)
     unsafe = [3, 7, 9]
@@ -283,8 +283,8 @@ def test_nan_features_never_get_a_confident_class():
     assert (predicted[unsafe] == "bad").all()
     assert np.array_equal(model.classes_from_proba(proba), predicted)
     reasons = model.explain_unsafe(test_table)
-    assert reasons[3] == "no usable feature: flux_rel=nan"
-    assert reasons[7] == "no usable feature: flux_rel=inf"
+    assert reasons[3] == "no usable feature: flux_local=nan"
+    assert reasons[7] == "no usable feature: flux_local=inf"
     assert "frac_saturated=nan" in reasons[9] and (reasons[others] == "").all()
 
 
@@ -295,13 +295,13 @@ def test_unsafe_class_is_configurable_and_must_be_a_class():
         train_mlp(table, names, classes=("ok", "broken"), max_iter=5)
     model = train_mlp(table, names, classes=("ok", "broken"), unsafe_class="broken",
                       preset="256-128-64", max_iter=30)
-    table.loc[0, "flux_rel"] = np.nan
+    table.loc[0, "flux_local"] = np.nan
     assert model.predict(table)[0] == "broken"
 
 
 def test_training_rows_with_nan_features_are_left_out_with_a_warning():
     table, labels = separable_table()
-    table.loc[[0, 1], "flux_rel"] = np.nan
+    table.loc[[0, 1], "flux_local"] = np.nan
     with pytest.warns(UserWarning, match="2 labeled row"):
         model = train_mlp(table, labels, preset="256-128-64", max_iter=20)
     # the scaler never saw a NaN: its statistics are those of the finite rows
@@ -518,6 +518,8 @@ def test_filter_gives_frames_without_usable_features_the_unsafe_class_and_a_reas
     written = pd.read_csv(summary["csv"], keep_default_na=False, na_values=[""])
     written["reason"] = written["reason"].fillna("")
     assert not written["keep"][:60].any() and (written["prediction"][:60] == "bad").all()
+    # every dropped frame says why; frames the model could not judge say so
+    assert ((written["reason"] != "") == ~written["keep"]).all()
+    assert written["reason"][:60].str.contains("no beam").all()
     no_probability = written["p_bad"].isna()
-    assert ((written["reason"] != "") == no_probability).all()
-    assert written.loc[no_probability, "reason"].str.startswith("no usable feature").all()
+    assert written.loc[no_probability, "reason"].str.startswith("undefined features").all()

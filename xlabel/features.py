@@ -1,8 +1,9 @@
 """Per-frame features: one row of statistics per detector frame.
 
 ``frame_stats`` streams a scan block by block (memory does not grow with the
-scan length), excludes flagged pixels, and scales out to worker processes or a
-Dask cluster. Its table feeds clustering, the flux scatter and the models.
+scan length), excludes flagged pixels, and runs on a pool of threads (a
+compiled kernel that releases the GIL, HDF5 chunks decoded outside h5py's lock)
+or on a Dask cluster. Its table feeds clustering, the flux scatter and the models.
 
 >>> import numpy as np
 >>> from xlabel.io.base import ArraySource
