@@ -34,6 +34,18 @@ def reference_weights(acts, grads, method):
     return (alpha * torch.relu(grads)).sum(dim=(2, 3))
 
 
+def reference_map(weights, acts, shape):
+    """ReLU(sum_k w_k A_k), bilinear to ``shape``, min-max scaled per map (zeros if constant)."""
+    maps = torch.relu((weights[:, :, None, None] * acts).sum(1, keepdim=True))
+    maps = torch.nn.functional.interpolate(maps, size=shape, mode="bilinear",
+                                           align_corners=False)[:, 0].numpy()
+    out = np.zeros_like(maps)
+    for i, m in enumerate(maps):
+        if m.max() > m.min():
+            out[i] = (m - m.min()) / (m.max() - m.min())
+    return out
+
+
 def reference_cam(net, x, layer_name, target, method):
     """(n, H, W) maps for the float input ``x`` (n, 1, H, W)."""
     layer = dict(net.named_modules())[layer_name]
@@ -50,14 +62,7 @@ def reference_cam(net, x, layer_name, target, method):
     (grads,) = torch.autograd.grad(score, acts)
     acts, grads = acts.detach().double(), grads.double()
     weights = reference_weights(acts, grads, method)
-    maps = torch.relu((weights[:, :, None, None] * acts).sum(1, keepdim=True))
-    maps = torch.nn.functional.interpolate(maps, size=x.shape[2:], mode="bilinear",
-                                           align_corners=False)[:, 0].numpy()
-    out = np.zeros_like(maps)
-    for i, m in enumerate(maps):
-        if m.max() > m.min():
-            out[i] = (m - m.min()) / (m.max() - m.min())
-    return out
+    return reference_map(weights, acts, x.shape[2:])
 
 
 # ---------------------------------------------------------------- models
@@ -189,3 +194,103 @@ def test_model_state_is_left_as_found(user_net, frames):
     assert user_net.training
     user_net.eval()
     assert all(p.grad is None for p in user_net.parameters())
+
+
+# ---------------------------------------------------------------- SmoothGrad-CAM++, layers, pointing
+
+def reference_smooth(net, x, layer_name, target, n_samples, noise, seed):
+    """SmoothGrad-CAM++ written out independently: gradient moments over noisy inputs."""
+    layer = dict(net.named_modules())[layer_name]
+    net.eval()
+
+    def acts_grads(inputs):
+        stored = []
+        handle = layer.register_forward_hook(lambda _m, _i, out: stored.append(out))
+        try:
+            logits = net(inputs)
+        finally:
+            handle.remove()
+        score = logits[torch.arange(len(inputs)), torch.full((len(inputs),), target)].sum()
+        (g,) = torch.autograd.grad(score, stored[0])
+        return stored[0].detach().double(), g.double()
+
+    acts, _ = acts_grads(x)
+    gen = torch.Generator().manual_seed(seed)
+    span = (x.reshape(len(x), -1).max(1).values - x.reshape(len(x), -1).min(1).values)
+    g1 = g2 = g3 = 0
+    for _ in range(n_samples):
+        noisy = x + torch.randn(x.shape, generator=gen) * noise * span[:, None, None, None]
+        _, g = acts_grads(noisy)
+        g1, g2, g3 = g1 + g, g2 + g ** 2, g3 + g ** 3
+    g1, g2, g3 = g1 / n_samples, g2 / n_samples, g3 / n_samples
+    den = 2 * g2 + acts.sum(dim=(2, 3), keepdim=True) * g3
+    alpha = torch.where(den != 0, g2 / torch.where(den != 0, den, torch.ones_like(den)),
+                        torch.zeros_like(g2))
+    weights = (alpha * torch.relu(g1)).sum(dim=(2, 3))
+    return reference_map(weights, acts, x.shape[2:])
+
+
+def test_smoothgrad_cam_plus_plus_matches_reference(user_net, frames):
+    maps = cam(user_net, frames, target=1, method="smoothgrad++", n_samples=5, noise=0.2, seed=4)
+    expected = reference_smooth(user_net, torch.from_numpy(frames)[:, None], "last", 1, 5, 0.2, 4)
+    np.testing.assert_allclose(maps, expected, atol=1e-4)
+    again = cam(user_net, frames, target=1, method="smoothgrad++", n_samples=5, noise=0.2, seed=4)
+    np.testing.assert_array_equal(maps, again)  # seeded
+    plain = cam(user_net, frames, target=1, method="gradcam++")
+    assert not np.allclose(maps, plain)  # the noise does change the weights
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_all_layers_is_the_scaled_mean_of_each_layer(user_net, frames, method):
+    each = [cam(user_net, frames, target=0, layer=name, method=method)
+            for name in ("stem", "middle", "last")]
+    combined = cam(user_net, frames, target=0, layer="all", method=method)
+    mean = np.mean(each, axis=0)
+    expected = np.zeros_like(mean)
+    for i, m in enumerate(mean):
+        if m.max() > m.min():
+            expected[i] = (m - m.min()) / (m.max() - m.min())
+    np.testing.assert_allclose(combined, expected, atol=1e-5)
+    listed = cam(user_net, frames, target=0, layer=["stem", "middle", "last"], method=method)
+    np.testing.assert_allclose(listed, combined, atol=1e-6)
+
+
+def test_invalid_pixels_are_nan_and_scaling_ignores_them(trained_cnn):
+    model, stack = trained_cnn
+    raw = stack[:3].copy()
+    raw[:, 2:5, 3] = np.iinfo(raw.dtype).max  # Eiger convention: dtype max = invalid pixel
+    maps = cam(model, raw, method="gradcam")
+    assert np.isnan(maps[:, 2:5, 3]).all()
+    assert np.nanmax(maps) <= 1 and np.nanmin(maps) >= 0
+    assert np.isfinite(np.delete(maps, 3, axis=2)).all()  # only the flagged pixels are NaN
+    for m in maps:
+        finite = m[np.isfinite(m)]
+        assert (finite.min() == 0 and np.isclose(finite.max(), 1)) or not finite.any()
+    kept = cam(model, raw, method="gradcam", invalid="keep")
+    assert np.isfinite(kept).all()
+
+
+def test_pointing_score_boxes_masks_margin_and_no_evidence():
+    from xlabel.models.gradcam import map_peaks, pointing_score
+    maps = np.zeros((4, 10, 10), np.float32)
+    maps[0, 2, 2] = 1          # inside box 0
+    maps[1, 8, 8] = 1          # outside its box, 1 pixel from it
+    maps[2, 5, 5] = np.nan     # nothing but a NaN: no maximum
+    maps[3, 0, 9] = 1
+    boxes = np.array([[1, 4, 1, 4], [5, 8, 5, 8], [0, 10, 0, 10], [0, 2, 8, 10]])
+    score, hits = pointing_score(maps, boxes, return_hits=True)
+    assert hits.tolist() == [True, False, False, True] and score == 0.5
+    assert pointing_score(maps, boxes, margin=1) == 0.75
+    masks = np.zeros((4, 10, 10), bool)
+    masks[1, 8, 8] = True
+    assert pointing_score(maps, masks, return_hits=True)[1].tolist() == [False, True, False, False]
+    assert map_peaks(maps)[2].tolist() == [-1, -1]
+    with pytest.raises(ModelError, match="boxes"):
+        pointing_score(maps, boxes[:3])
+
+
+def test_unknown_invalid_option_and_empty_layer_list(user_net, frames):
+    with pytest.raises(ModelError, match="invalid"):
+        cam(user_net, frames, invalid="hide")
+    with pytest.raises(ModelError, match="empty"):
+        cam(user_net, frames, layer=[])

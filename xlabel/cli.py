@@ -378,9 +378,9 @@ def _run_train(args):
         model.fit(data, train_labels, groups=groups)
     train_idx = train_idx[labels[train_idx] != ""]
     _warn_unseparated(model, labels[train_idx],
-                      model.predict(_subset(sources, data, train_idx), progress=False))
+                      _predict_held_out(model, sources, data, train_idx))
     test_idx = test_idx[labels[test_idx] != ""]
-    predicted = model.predict(_subset(sources, data, test_idx), progress=False)
+    predicted = _predict_held_out(model, sources, data, test_idx)
     evaluation = evaluate(labels[test_idx], predicted, model.classes,
                           groups=scan_names[test_idx])
     model.info.update({"trained_on": [str(p) for p in args.scans],
@@ -436,6 +436,21 @@ def _model_params(cls, args, classes) -> dict:
               **given}
     return {name: value for name, value in params.items()
             if value is not None and name in accepted}
+
+
+def _predict_held_out(model, sources, data, indices):
+    """Predictions at ``indices`` of the concatenated scans; a frame model sees each scan
+    whole (models that judge a frame against its scan's running flux need the scan, not a
+    subset of frames). Used for the held-out evaluation and the training-set check."""
+    if not model.uses_frames:
+        return model.predict(_subset(sources, data, indices), progress=False)
+    offsets = np.cumsum([0] + [len(s) for s in sources])
+    predicted = np.empty(len(indices), dtype=object)
+    for k, source in enumerate(sources):
+        inside = (indices >= offsets[k]) & (indices < offsets[k + 1])
+        if inside.any():
+            predicted[inside] = model.predict(source, progress=False)[indices[inside] - offsets[k]]
+    return predicted
 
 
 def _subset(sources, data, indices):

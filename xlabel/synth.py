@@ -1249,5 +1249,241 @@ def make_tagged_batches(n_batches: int = 10, frames_per_batch: int = 200, frame_
             for i in items]
 
 
+# ---------------------------------------------------------------------------
+# Frame-model tasks (issue 10): scans of very different exposure, whole-frame flux
+# defects (shutter ramp, beam losses) and local detector defects with their boxes
+# ---------------------------------------------------------------------------
+FLUX_TASK_LEVELS = (2.5, 250.0)      # counts/pixel at full beam: 100x between scans
+DEFECT_TASK_LEVELS = (8.0, 240.0)    # 30x between scans
+DEFECT_REASONS = ("dead_module", "streak", "shadow")
+BOX_COLUMNS = ("box_y0", "box_y1", "box_x0", "box_x1")
+SHADOW_TRANSMISSION = 0.1
+
+
+@dataclass(repr=False)
+class FrameTask:
+    """Training and held-out scans of one frame-classification task.
+
+    ``train`` and ``test`` are lists of :class:`SynthScan`; every test scan has an exposure
+    (``params["level"]``) that no training scan has, and the lowest and highest exposures
+    of the task are test scans. ``write(folder)`` puts them on disk for ``xlabel train`` /
+    ``xlabel filter``.
+    """
+
+    name: str
+    train: list
+    test: list
+
+    def write(self, folder, compression=None) -> dict:
+        """Write every scan (Eiger layout) and its ``frame,label,reason`` CSV into ``folder``.
+
+        Returns ``{"train": [(master, labels_csv), ...], "test": [...]}``.
+        """
+        folder = Path(folder)
+        written = {}
+        for part in ("train", "test"):
+            written[part] = []
+            for scan in getattr(self, part):
+                master = write_scan(scan, folder / part / scan.name, compression=compression)
+                csv = master.parent / f"{scan.name}_labels.csv"
+                scan.truth[["frame", "label", "reason"]].to_csv(csv, index=False)
+                written[part].append((master, csv))
+        return written
+
+    def __repr__(self) -> str:
+        def levels(scans):
+            return ", ".join(f"{s.params['level']:.3g}" for s in scans)
+        return (f"<FrameTask {self.name!r}: {len(self.train)} train scans (levels {levels(self.train)}), "
+                f"{len(self.test)} test scans (levels {levels(self.test)})>")
+
+
+def _task_levels(n_train, n_test, levels):
+    """Log-spaced exposures; test gets an evenly spread subset including both extremes."""
+    if int(n_train) < 1 or int(n_test) < 1:
+        raise SynthError(f"a task needs at least one train and one test scan, got {n_train}, {n_test}")
+    low, high = float(levels[0]), float(levels[1])
+    if not 0 < low < high:
+        raise SynthError(f"levels must be (low, high) with 0 < low < high, got {levels}")
+    n = int(n_train) + int(n_test)
+    all_levels = np.geomspace(low, high, n)
+    test = np.unique(np.round(np.linspace(0, n - 1, int(n_test))).astype(int))
+    train = np.setdiff1d(np.arange(n), test)
+    return all_levels[train], all_levels[test]
+
+
+def _task_seeds(seed, n):
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def make_flux_task(n_train: int = 8, n_test: int = 10, n_frames: int = 300, frame_shape=(64, 64),
+                   seed: int = 0, levels=FLUX_TASK_LEVELS) -> FrameTask:
+    """Whole-frame flux defects in scans whose exposure differs up to 100x.
+
+    Each scan is a :func:`make_scan` scan (shutter ramp, beam losses; no saturation events)
+    at its own ``level``: exposures are log-spaced over ``levels``, the test scans take an
+    even spread of them including the lowest and the highest, so a model is judged on count
+    levels it never saw (scans of 150 frames or more have a beam loss per 150 frames;
+    shorter ones may have none). Bad frames are dim *relative to their scan* (beam < 0.85); a good
+    frame of a bright scan has 100x the counts of a good frame of the dimmest one.
+
+    >>> task = make_flux_task(n_train=2, n_test=2, n_frames=150, seed=1)
+    >>> [round(s.params["level"], 1) for s in task.test]
+    [2.5, 250.0]
+    >>> sorted(set(task.train[0].truth["reason"]) - {""})
+    ['beam_loss', 'shutter']
+    """
+    train_levels, test_levels = _task_levels(n_train, n_test, levels)
+    seeds = iter(_task_seeds(seed, len(train_levels) + len(test_levels)))
+
+    def scans(part, part_levels):
+        return [make_scan(n_frames, frame_shape, next(seeds), name=f"flux_{part}_{i}", level=float(lv),
+                          saturation=0, losses=None if n_frames < 150 else int(n_frames) // 150)
+                for i, lv in enumerate(part_levels)]
+    return FrameTask("flux-defect", scans("train", train_levels), scans("test", test_levels))
+
+
+def _chip_box(shape, rng):
+    """One readout chip of a 4 x 4 grid of chips (a sixteenth of the frame)."""
+    h, w = shape
+    row, col = rng.integers(0, 4, 2)
+    return (round(row * h / 4), round((row + 1) * h / 4), round(col * w / 4), round((col + 1) * w / 4))
+
+
+def _streak(shape, rng):
+    """A straight streak of parasitic scattering: profile (peak 1) and its box."""
+    h, w = shape
+    size = min(h, w)
+    length = rng.uniform(0.25, 0.45) * size
+    sigma = rng.uniform(0.6, 1.2)
+    angle = rng.uniform(0, np.pi)
+    cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    along = (yy - cy) * np.sin(angle) + (xx - cx) * np.cos(angle)
+    across = -(yy - cy) * np.cos(angle) + (xx - cx) * np.sin(angle)
+    beyond = np.maximum(np.abs(along) - length / 2, 0)
+    profile = np.exp(-0.5 * (across ** 2 + beyond ** 2) / sigma ** 2).astype(np.float32)
+    rows, cols = np.nonzero(profile > 0.1)
+    return profile, (int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1)
+
+
+def _corner_box(shape, rng):
+    h, w = shape
+    side = round(rng.uniform(0.2, 0.3) * min(h, w))
+    top, left = rng.integers(0, 2, 2)
+    y0, x0 = (0 if top else h - side), (0 if left else w - side)
+    return (y0, y0 + side, x0, x0 + side)
+
+
+def _apply_defect(frame, valid, reason, lam_scale, rng):
+    """Put one local defect into ``frame`` (counts, in place); return its box."""
+    if reason == "dead_module":
+        box = _chip_box(frame.shape, rng)
+        region = np.zeros(frame.shape, bool)
+        region[box[0]:box[1], box[2]:box[3]] = True
+        frame[region & valid] = 0
+    elif reason == "shadow":
+        box = _corner_box(frame.shape, rng)
+        region = np.zeros(frame.shape, bool)
+        region[box[0]:box[1], box[2]:box[3]] = True
+        region &= valid
+        frame[region] = rng.binomial(frame[region].astype(np.int64), SHADOW_TRANSMISSION)
+    else:  # streak: extra Poisson counts along a line, 3-8x the frame's level at its core
+        profile, box = _streak(frame.shape, rng)
+        extra = rng.poisson(rng.uniform(3, 8) * lam_scale * profile)
+        frame[valid] = np.minimum(frame[valid].astype(np.int64) + extra[valid], np.iinfo(frame.dtype).max - 1)
+    return box
+
+
+def make_defect_scan(n_frames: int = 300, frame_shape=(64, 64), seed: int = 0, *, level: float | None = None,
+                     defect_fraction: float = 0.1, jitter: float = 0.08, reasons=DEFECT_REASONS,
+                     name: str | None = None) -> SynthScan:
+    """A scan with local detector defects in about ``defect_fraction`` of its frames.
+
+    The frames are a :func:`make_scan` scan at ``level`` (no ramp, no beam loss, no
+    saturation) whose exposure jitters by up to ``+-jitter`` from frame to frame (exact
+    binomial thinning of the Poisson counts). Defect frames (label "bad") carry one of
+    ``reasons``: ``"dead_module"`` (a readout chip, 1/16 of the frame, reads 0),
+    ``"streak"`` (a straight streak of parasitic scattering, 3-8x the level at its core),
+    ``"shadow"`` (a corner, 20-30 % of the frame side, shadowed to 10 %). Each changes the
+    frame's mean flux by less than the jitter, so flux features cannot see it.
+    ``truth`` adds ``exposure`` (the jitter factor) and the defect box ``box_y0``,
+    ``box_y1``, ``box_x0``, ``box_x1`` (slice bounds; -1 on good frames).
+
+    >>> scan = make_defect_scan(n_frames=200, seed=4, level=50.0)
+    >>> sorted(set(scan.truth["reason"]) - {""})
+    ['dead_module', 'shadow', 'streak']
+    >>> row = scan.truth[scan.truth["reason"] == "dead_module"].iloc[0]
+    >>> y0, y1, x0, x1 = (int(row[c]) for c in BOX_COLUMNS)
+    >>> box = scan.frames[int(row["frame"]), y0:y1, x0:x1]
+    >>> bool((box[~scan.pixel_mask[y0:y1, x0:x1]] == 0).all())
+    True
+    """
+    unknown = set(reasons) - set(DEFECT_REASONS)
+    if unknown or not len(reasons):
+        raise SynthError(f"reasons must be a non-empty subset of {DEFECT_REASONS}, got {reasons}")
+    if not 0 <= defect_fraction <= 1 or not 0 <= jitter < 1:
+        raise SynthError(f"defect_fraction must be in [0, 1] and jitter in [0, 1), got "
+                         f"{defect_fraction}, {jitter}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 10]))
+    if level is None:
+        level = float(np.exp(rng.uniform(*np.log(DEFECT_TASK_LEVELS))))
+    base = make_scan(n_frames, frame_shape, seed, name=name or f"defects_{seed}", level=level * (1 + jitter),
+                     ramp_frames=0, losses=0, saturation=0)
+    n = len(base.frames)
+    valid = ~base.pixel_mask
+    exposure = 1 + rng.uniform(-jitter, jitter, n)
+    frames = base.frames
+    frames[:, valid] = rng.binomial(frames[:, valid].astype(np.int64),
+                                    (exposure / (1 + jitter))[:, None]).astype(frames.dtype)
+    is_defect = rng.random(n) < defect_fraction
+    reason = np.full(n, "", dtype=object)
+    reason[is_defect] = rng.choice(list(reasons), int(is_defect.sum()))
+    boxes = np.full((n, 4), -1, np.int64)
+    beam = base.truth["beam"].to_numpy() * base.truth["transmission"].to_numpy()
+    for i in np.flatnonzero(is_defect):
+        boxes[i] = _apply_defect(frames[i], valid, reason[i], level * exposure[i] * beam[i], rng)
+    truth = pd.DataFrame({"frame": np.arange(n), "label": np.where(is_defect, "bad", "good"),
+                          "reason": reason.astype(str), "beam": base.truth["beam"],
+                          "transmission": base.truth["transmission"], "exposure": exposure,
+                          "flux": base.truth["flux"] * exposure / (1 + jitter),
+                          **{c: boxes[:, k] for k, c in enumerate(BOX_COLUMNS)}})
+    params = dict(base.params, level=level, jitter=jitter, defect_fraction=defect_fraction,
+                  reasons=tuple(reasons))
+    return SynthScan(frames=frames, truth=truth, pixel_mask=base.pixel_mask, name=base.name, seed=seed,
+                     pixel_flags=base.pixel_flags, hot_pixels=base.hot_pixels, count_time=base.count_time,
+                     count_cutoff=base.count_cutoff, beam_center=base.beam_center, params=params)
+
+
+def make_defect_task(n_train: int = 8, n_test: int = 8, n_frames: int = 300, frame_shape=(64, 64),
+                     seed: int = 0, levels=DEFECT_TASK_LEVELS, defect_fraction: float = 0.1,
+                     jitter: float = 0.08) -> FrameTask:
+    """Local detector defects (:func:`make_defect_scan`) in scans whose exposure differs 30x.
+
+    Exposures are log-spaced over ``levels``; the test scans take an even spread of them,
+    including the lowest and the highest, so no test scan shares a training scan's level.
+
+    >>> task = make_defect_task(n_train=2, n_test=2, n_frames=50, seed=1)
+    >>> [round(s.params["level"]) for s in task.test]
+    [8, 240]
+    """
+    train_levels, test_levels = _task_levels(n_train, n_test, levels)
+    seeds = iter(_task_seeds(seed, len(train_levels) + len(test_levels)))
+
+    def scans(part, part_levels):
+        return [make_defect_scan(n_frames, frame_shape, next(seeds), level=float(lv), name=f"defects_{part}_{i}",
+                                 defect_fraction=defect_fraction, jitter=jitter)
+                for i, lv in enumerate(part_levels)]
+    return FrameTask("local-defect", scans("train", train_levels), scans("test", test_levels))
+
+
+def defect_boxes(truth: pd.DataFrame) -> np.ndarray:
+    """The defect boxes of a truth table as an ``(n, 4)`` int array (y0, y1, x0, x1; -1 = none)."""
+    return truth.loc[:, list(BOX_COLUMNS)].to_numpy(np.int64)
+
+
+__all__ += ["FrameTask", "make_flux_task", "make_defect_scan", "make_defect_task", "defect_boxes",
+            "FLUX_TASK_LEVELS", "DEFECT_TASK_LEVELS", "DEFECT_REASONS", "BOX_COLUMNS"]
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -10,7 +10,9 @@ classes, safe persistence and Grad-CAM.
 ('mlp-features', 'mlp-pixels', 'cnn')
 
 Models: :class:`FeatureMLP` (kind "mlp-features"), :class:`PixelMLP` ("mlp-pixels"),
-:class:`CNNClassifier` ("cnn"); ``registry.get(kind)`` gives the class of a kind.
+:class:`CNNClassifier` ("cnn-global"), :class:`~xlabel.models.pixelnet.PixelCNN` ("cnn"),
+:class:`~xlabel.models.pixelnet.SupervisedAEClassifier` ("sae"); ``registry.get(kind)``
+gives the class of a kind.
 PyTorch is optional: the CNN and ``gradcam`` import it on first use and raise
 :class:`~xlabel.errors.MissingDependencyError` (saying what to install) when it is absent.
 """

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import warnings
-from collections import OrderedDict
 
 import numpy as np
 
@@ -43,17 +42,10 @@ class FrameCNN(nn.Module):
 
     def __init__(self, n_classes: int = 2, channels=(8, 16, 32)):
         super().__init__()
-        layers = OrderedDict()
-        previous = 1
-        for i, width in enumerate(channels, start=1):
-            if i > 1:
-                layers[f"pool{i - 1}"] = nn.MaxPool2d(2, ceil_mode=True)
-            layers[f"conv{i}"] = nn.Conv2d(previous, width, kernel_size=3, padding=1)
-            layers[f"relu{i}"] = nn.ReLU()
-            previous = width
-        self.features = nn.Sequential(layers)
+        from .networks import conv_encoder
+        self.features = conv_encoder(channels)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.head = nn.Linear(previous, n_classes)
+        self.head = nn.Linear(channels[-1], n_classes)
 
     def forward(self, x):
         return self.head(torch.flatten(self.pool(self.features(x)), 1))
@@ -78,9 +70,11 @@ def _torch_settings(seed: int, threads: int | None):
             torch.set_num_threads(previous_threads)
 
 
-@register("cnn")
+@register("cnn-global")
 class CNNClassifier(FrameModel):
-    """:class:`FrameCNN` on binned, log-scaled, standardized frames (kind "cnn").
+    """:class:`FrameCNN` on binned, log-scaled frames standardized with one global mean/std
+    (kind "cnn-global": xlabel's first CNN; it learns the training scans' count levels, so
+    kind "cnn", :class:`~xlabel.models.pixelnet.PixelCNN`, replaced it as the default).
 
     Parameters: ``class_names``, ``size`` (frames binned to at most ``size`` x ``size``),
     ``channels`` (conv widths), ``epochs`` (at most), ``batch_size``, ``lr``,

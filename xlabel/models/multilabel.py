@@ -317,10 +317,11 @@ class TagModel(FrameModel):
             table[tag] = proba[:, j] >= self.thresholds_[j]
         return table
 
-    def explain(self, frames, tag, method="gradcam") -> np.ndarray:
+    def explain(self, frames, tag, method="gradcam", invalid="keep") -> np.ndarray:
         """Grad-CAM maps ``(n, H, W)`` of ``tag``'s logit on the image branch (see
-        :func:`xlabel.models.gradcam.cam`). The polar-only model has no image layers to
-        explain: ModelError."""
+        :func:`xlabel.models.gradcam.cam`); ``invalid="keep"`` (default) keeps detector gaps
+        in the [0, 1] maps, "nan" sets them to NaN. The polar-only model has no image
+        layers to explain: ModelError."""
         from .gradcam import cam, default_layer
         self._require_fitted()
         if self.view == "polar":
@@ -329,7 +330,7 @@ class TagModel(FrameModel):
                 "place in the frame to show; explain a 'tags-cnn' or 'tags-joint' "
                 "model instead")
         layer = "image_features." + default_layer(self.network_.image_features)
-        return cam(self, frames, target=tag, layer=layer, method=method)
+        return cam(self, frames, target=tag, layer=layer, method=method, invalid=invalid)
 
     def _device(self):
         return torch.device(self.device or "cpu")

@@ -23,7 +23,9 @@ __all__ = ["register", "get", "names"]
 _BUILTIN = {
     "mlp-features": "xlabel.models.mlp:FeatureMLP",
     "mlp-pixels": "xlabel.models.mlp:PixelMLP",
-    "cnn": "xlabel.models.cnn:CNNClassifier",
+    "cnn": "xlabel.models.pixelnet:PixelCNN",
+    "sae": "xlabel.models.pixelnet:SupervisedAEClassifier",
+    "cnn-global": "xlabel.models.cnn:CNNClassifier",
     "tags-cnn": "xlabel.models.multilabel:TagCNN",
     "tags-polar": "xlabel.models.multilabel:TagPolarCNN",
     "tags-joint": "xlabel.models.multilabel:TagJointCNN",

@@ -209,7 +209,7 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
         heat = self._maps.get(key)
         if heat is None:
             target = None if self._class.value < 0 else self._class.value
-            heat = self._cam(self._model, self._frame(index)[None], target=target,
+            heat = self._cam(self._model, self._source, target=target, rows=[index],
                              layer=self._layer.value, method=self._method.value)[0]
             self._maps.put(key, heat)
         return heat

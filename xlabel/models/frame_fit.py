@@ -1,0 +1,263 @@
+"""Training and streaming prediction of the pixel networks (:mod:`xlabel.models.networks`).
+
+The recipe (CNN and supervised autoencoder alike): exposure-invariant input
+(:mod:`xlabel.models.frame_input`) standardised with the training set's statistics,
+validation on whole held-out *scans* holding every class (scikit-learn's
+:func:`xlabel.models.split` with labels), class-weighted cross-entropy, minority-class oversampling,
+random flips and exposure thinning, early stopping on the validation loss, seeded.
+Prediction streams a scan chunk by chunk (after one cheap pass for the scan's running
+flux) with a progress bar, on the CPU or on a GPU (``device=``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import numpy as np
+
+from ..errors import ModelError
+from ._deps import require_torch
+from .frame_input import (Counts, _check_frames, _valid_mask, as_tensors, median_pattern, network_input,
+                          pattern_rows, prepare_counts, reference_flux, thin)
+from .frames import as_source
+
+torch = require_torch()
+nn = torch.nn
+
+__all__ = ["resolve_device", "torch_settings", "load_counts", "scan_reference", "validation_split",
+           "fit_network", "predict_counts", "predict_source", "minority_oversample"]
+
+
+def resolve_device(device=None):
+    """``None``/"cpu" -> CPU; "cuda" (or "cuda:N") only when a GPU is there; "auto" -> GPU if any."""
+    name = "cpu" if device is None else str(device)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device={name!r} was asked for but PyTorch sees no CUDA GPU here; "
+                         "use device='cpu' (the default) or 'auto'")
+    try:
+        return torch.device(name)
+    except RuntimeError as err:
+        raise ModelError(f"unknown device {name!r}: {err}") from None
+
+
+@contextlib.contextmanager
+def torch_settings(seed: int, threads: int | None):
+    """Seeded, optionally thread-limited section that restores the caller's torch state."""
+    previous = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        if threads:
+            torch.set_num_threads(int(threads))
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+
+def _progress(total, desc, enabled):
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="frame", disable=not enabled)
+
+
+def _scan_name(source) -> str:
+    return str(getattr(source, "name", None) or getattr(source, "path", None) or "frames")
+
+
+def load_counts(frames, size, progress=False):
+    """Binned counts of one scan or a list of scans: ``(Counts, frame_shape, dtype)``.
+
+    Each scan gets its own running reference flux. All scans must share one frame shape.
+    """
+    items = frames if isinstance(frames, (list, tuple)) else [frames]
+    parts, frame_shape, dtype = [], None, None
+    sources = [as_source(item) for item in items]
+    with _progress(sum(len(s) for s in sources), "read frames", progress) as bar:
+        for source in sources:
+            name = _scan_name(source)
+            if frame_shape is None:
+                frame_shape, dtype = tuple(source.frame_shape), np.dtype(source.dtype)
+            elif tuple(source.frame_shape) != frame_shape:
+                raise ModelError(f"frame shape {tuple(source.frame_shape)} differs from the first "
+                                 f"scan's {frame_shape}; train one model per detector geometry",
+                                 path=name)
+            chunks = []
+            for start, stack in source.iter_chunks():
+                chunk = prepare_counts(stack, size, source, reference=np.zeros(len(stack)), scan=name,
+                                       start=start)
+                chunks.append(chunk)
+                bar.update(len(stack))
+            if not chunks:
+                continue
+            counts = np.concatenate([c.counts for c in chunks])
+            valid = np.concatenate([c.valid for c in chunks])
+            means = counts.reshape(len(counts), -1).sum(1, dtype=np.float64) / \
+                valid.reshape(len(valid), -1).sum(1)
+            parts.append(Counts(counts, valid, reference_flux(means),
+                                np.full(len(counts), name, dtype=object),
+                                median_pattern(counts, valid)[None], np.zeros(len(counts), np.int64)))
+    if not parts:
+        raise ModelError("no frames to train on")
+    data = Counts(*(np.concatenate([getattr(p, f) for p in parts])
+                    for f in ("counts", "valid", "reference", "scans", "patterns")),
+                  np.concatenate([np.full(len(p), k) for k, p in enumerate(parts)]))
+    return data, frame_shape, dtype
+
+
+def scan_pattern(source, size) -> np.ndarray:
+    """The scan's median pattern (:func:`~xlabel.models.frame_input.median_pattern`) from
+    :func:`~xlabel.models.frame_input.pattern_rows` of its frames, read by index."""
+    rows = pattern_rows(len(source))
+    data = prepare_counts(source[rows], size, source, reference=np.zeros(len(rows)),
+                          scan=_scan_name(source), pattern=np.ones(1))
+    return median_pattern(data.counts, data.valid)
+
+
+def scan_reference(source, progress_bar=None) -> np.ndarray:
+    """The running-median flux of every frame of ``source`` (first, cheap pass of prediction)."""
+    means = []
+    name = _scan_name(source)
+    for start, stack in source.iter_chunks():
+        good = _valid_mask(stack, source)
+        n_valid = good.reshape(len(stack), -1).sum(axis=1)
+        _check_frames(n_valid.reshape(-1, 1, 1), name, start)
+        total = np.where(good, np.asarray(stack, dtype=np.float64), 0).reshape(len(stack), -1).sum(axis=1)
+        means.append(total / n_valid)
+        if progress_bar is not None:
+            progress_bar.update(len(stack))
+    return reference_flux(np.concatenate(means)) if means else np.zeros(0)
+
+
+def validation_split(groups, codes, val_fraction=0.2, seed=0):
+    """``(fit, validation)`` positions: whole scans held out, every class on both sides
+    where the labels allow (:func:`xlabel.models.split` with ``labels``), else a warning
+    naming the class and its scans and a plain scan split (the CNN's rule)."""
+    from .cnn import _validation_split
+    return _validation_split(np.asarray(groups, dtype=object), np.asarray(codes), val_fraction, seed)
+
+
+def minority_oversample(codes, index, factor: float, rng) -> np.ndarray:
+    """``index`` plus repeated frames of the smaller classes: each class grows to at most
+    ``factor`` x its count and never beyond the largest class (the industrial recipe doubled
+    its defect class by flipped copies). Copies get their own random flips in training."""
+    index = np.asarray(index)
+    counts = np.bincount(codes[index], minlength=codes.max() + 1)
+    largest = counts.max()
+    extra = []
+    for cls, count in enumerate(counts):
+        if 0 < count < largest and factor > 1:
+            n_extra = int(min(largest, factor * count)) - count
+            extra.append(rng.choice(index[codes[index] == cls], n_extra, replace=n_extra > count))
+    return np.concatenate([index, *extra]) if extra else index
+
+
+def _flip(batch, generator):
+    """Random horizontal and vertical flips, each with p = 0.5 per frame."""
+    for dim in (2, 3):
+        chosen = (torch.rand(len(batch), generator=generator) < 0.5).to(batch.device)
+        batch = torch.where(chosen[:, None, None, None], batch.flip(dim), batch)
+    return batch
+
+
+def _batch_input(data, index, config, device, generator, train):
+    counts, valid, reference, pattern = as_tensors(data, index, device)
+    if train and config["augment_exposure"]:
+        counts, reference = thin(counts, reference, generator=generator)
+    x = network_input(counts, valid, reference, pattern, config["mode"], config["norm"])
+    return _flip(x, generator) if train and config["augment_flips"] else x
+
+
+def fit_network(network, data: Counts, codes, fit_idx, val_idx, config: dict, *, device, progress=False):
+    """Train ``network`` in place; returns the validation loss per epoch.
+
+    ``config``: ``mode``, ``norm``, ``epochs``, ``batch_size``, ``lr``, ``patience``,
+    ``augment_flips``, ``augment_exposure``, ``minority_factor``, ``seed``.
+    Early stopping: the weights of the epoch with the lowest validation cross-entropy
+    (class-weighted) are kept; training stops ``patience`` epochs after it.
+    """
+    from .data import class_weights
+    generator = torch.Generator().manual_seed(int(config["seed"]))
+    rng = np.random.default_rng(int(config["seed"]))
+    y = torch.from_numpy(np.asarray(codes, dtype=np.int64))
+    n_classes = network.head[-1].out_features
+    epoch_index = minority_oversample(codes, fit_idx, config["minority_factor"], rng)
+    weights = torch.tensor(class_weights(codes[epoch_index], n_classes), dtype=torch.float32).to(device)
+    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    optimizer = torch.optim.Adam(network.parameters(), lr=config["lr"])
+    check_idx = val_idx if len(val_idx) else fit_idx
+    best, best_state, waited, history = np.inf, copy.deepcopy(network.state_dict()), 0, []
+    from tqdm.auto import tqdm
+    for _ in tqdm(range(config["epochs"]), desc=f"train {type(network).__name__}", unit="epoch",
+                  disable=not progress):
+        network.train()
+        order = epoch_index[torch.randperm(len(epoch_index), generator=generator).numpy()]
+        for start in range(0, len(order), config["batch_size"]):
+            batch = np.sort(order[start:start + config["batch_size"]])
+            x = _batch_input(data, batch, config, device, generator, train=True)
+            optimizer.zero_grad()
+            network.training_loss(x, y[batch].to(device), loss_fn).backward()
+            optimizer.step()
+        val_loss = _validation_loss(network, data, y, check_idx, config, device, loss_fn)
+        history.append(val_loss)
+        if val_loss < best - 1e-6:
+            best, best_state, waited = val_loss, copy.deepcopy(network.state_dict()), 0
+        else:
+            waited += 1
+            if waited >= config["patience"]:
+                break
+    network.load_state_dict(best_state)
+    network.eval()
+    return history
+
+
+def _validation_loss(network, data, y, index, config, device, loss_fn, batch=512) -> float:
+    network.eval()
+    total, weight = 0.0, 0.0
+    with torch.no_grad():
+        for start in range(0, len(index), batch):
+            rows = index[start:start + batch]
+            x = _batch_input(data, rows, config, device, None, train=False)
+            target = y[rows].to(device)
+            batch_weight = float(loss_fn.weight[target].sum())
+            total += float(loss_fn(network(x), target)) * batch_weight
+            weight += batch_weight
+    return total / max(weight, 1e-12)
+
+
+def predict_counts(network, data: Counts, mode, norm, device, batch=256) -> np.ndarray:
+    """Softmax probabilities ``(n, classes)`` for prepared counts."""
+    network.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(data), batch):
+            x = network_input(*as_tensors(data, slice(start, start + batch), device), mode, norm)
+            out.append(torch.softmax(network(x), dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, network.head[-1].out_features))
+
+
+def predict_source(network, source, size, mode, norm, device, progress=False, reference=None):
+    """Probabilities for every frame of ``source``, chunk by chunk.
+
+    Pass 1 (skipped when ``reference`` is given): the scan's running-median flux, from the
+    frames' mean counts; the scan's median pattern from up to PATTERN_FRAMES frames read
+    by index. Pass 2: each chunk is binned, turned into the network input and classified;
+    only one chunk is in memory at a time.
+    """
+    name = _scan_name(source)
+    with _progress(len(source) * (1 if reference is not None else 2), name, progress) as bar:
+        if reference is None:
+            reference = scan_reference(source, bar)
+        reference = np.asarray(reference, dtype=np.float64)
+        if len(reference) != len(source):
+            raise ModelError(f"{len(reference)} reference values for {len(source)} frames", path=name)
+        pattern = scan_pattern(source, size) if len(source) else None
+        parts = []
+        for start, stack in source.iter_chunks():
+            data = prepare_counts(stack, size, source, reference[start:start + len(stack)], scan=name,
+                                  start=start, pattern=pattern)
+            parts.append(predict_counts(network, data, mode, norm, device))
+            bar.update(len(stack))
+    n_classes = network.head[-1].out_features
+    return np.concatenate(parts) if parts else np.zeros((0, n_classes))
