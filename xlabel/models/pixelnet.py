@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ModelArgumentError, ModelError
+from ..errors import ModelArgumentError
 from ._deps import require_torch
 from .base import FrameModel
 from .data import check_class_counts, dtype_kind, scan_name
