@@ -4,8 +4,12 @@ The loop: raw scans -> per-frame features -> clusters -> labels corrected by han
 (lasso) -> trained classifier -> explanations -> filtering new scans.
 
 >>> import xlabel
->>> src = xlabel.open_scan(xlabel.synth.make_scan(n_frames=20, seed=1).frames)  # doctest: +SKIP
->>> table = xlabel.frame_stats(src)                                            # doctest: +SKIP
+>>> src = xlabel.open_scan(xlabel.synth.make_scan(n_frames=20, seed=1).frames)
+>>> len(src), src.frame_shape
+(20, (64, 64))
+>>> table = xlabel.frame_stats(src)
+>>> table.shape[0], list(table.columns[:4])
+(20, ['scan', 'frame', 'mean', 'sum'])
 """
 
 from __future__ import annotations

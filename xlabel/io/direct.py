@@ -14,13 +14,15 @@ Bitshuffle block headers are checked against the chunk's size before the C decod
 runs, so a corrupt chunk gives a :class:`~xlabel.errors.ScanError` naming the frame,
 never a read outside the buffer.
 
->>> import h5py, numpy as np
->>> with h5py.File("direct-demo.h5", "w") as f:                      # doctest: +SKIP
+>>> import os, shutil, tempfile, h5py, numpy as np
+>>> tmp = tempfile.mkdtemp()
+>>> with h5py.File(os.path.join(tmp, "direct-demo.h5"), "w") as f:
 ...     ds = f.create_dataset("d", data=np.ones((4, 2, 2), np.uint16), chunks=(1, 2, 2))
 ...     plan = plan_dataset(ds)
->>> first, frames = plan.read(0, plan.n_chunks, ReadBuffers())        # doctest: +SKIP
->>> first, frames.shape                                               # doctest: +SKIP
-(0, (4, 4))
+>>> first, frames = plan.read(0, plan.n_chunks, ReadBuffers())
+>>> first, frames.shape, frames.dtype
+(0, (4, 4), dtype('uint16'))
+>>> shutil.rmtree(tmp)
 """
 
 from __future__ import annotations

@@ -421,8 +421,12 @@ def find_segments(path, dataset: str | None = None) -> list[tuple[str, str, int]
     data files (``/entry/data/data_000001``, ...). See the module docstring for
     how the dataset is chosen when ``dataset`` is ``None``.
 
-    >>> find_segments("scan_master.h5")                       # doctest: +SKIP
-    [('scan_master.h5', '/entry/data/data_000001', 100), ...]
+    >>> from xlabel import samples
+    >>> segments = find_segments(samples.path("scan_a"))  # an Eiger master, 4 data files
+    >>> [(Path(file).name, name, n) for file, name, n in segments[:2]]
+    [('scan_a_master.h5', '/entry/data/data_000001', 100), ('scan_a_master.h5', '/entry/data/data_000002', 100)]
+    >>> len(segments)
+    4
     """
     with _h5open(path) as f:
         name = dataset if dataset is not None else _choose_dataset(f)
@@ -524,8 +528,10 @@ def find_pixel_mask(path, dataset: str | None = None) -> np.ndarray | None:
     See :func:`find_masks` for where masks are looked up; a per-frame mask counts here
     as the union of its frames.
 
-    >>> find_pixel_mask("scan_master.h5").sum()                # doctest: +SKIP
-    1234
+    >>> from xlabel import samples
+    >>> mask = find_pixel_mask(samples.path("scan_a"))
+    >>> mask.shape, int(mask.sum())
+    ((64, 64), 253)
     """
     masks = find_masks(path, dataset)
     if masks.per_frame is not None:
@@ -579,9 +585,12 @@ class HDF5Source(ConcatenatedSource):
     dataset paths; files are opened on first read in each process, so the
     source pickles cheaply and reopens in worker processes.
 
-    >>> src = HDF5Source([("scan.h5", "/entry/data/data", 100)])   # doctest: +SKIP
-    >>> src[0].shape                                                  # doctest: +SKIP
-    (512, 512)
+    >>> from xlabel import samples
+    >>> master = str(samples.path("scan_a"))
+    >>> src = HDF5Source([(master, "/entry/data/data_000001", 100),
+    ...                   (master, "/entry/data/data_000002", 100)])
+    >>> len(src), src[0].shape
+    (200, (64, 64))
     """
 
     def __init__(self, segments, name=None, pixel_mask=None, invalid_values="auto"):
@@ -738,7 +747,15 @@ def open_hdf5(paths, dataset=None, pixel_mask=None, invalid_values="auto", name=
     mask unless ``file_mask=False``. Per-frame detector masks become
     ``src.frame_masks`` (a :class:`FrameMasks`).
 
-    >>> src = open_hdf5(["scan_part00000.nxs", "scan_part00001.nxs"])  # doctest: +SKIP
+    >>> import shutil, tempfile
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> for i in range(2):  # two part files of 3 frames each
+    ...     with h5py.File(tmp / f"scan_part{i:05d}.nxs", "w") as f:
+    ...         _ = f.create_dataset("/entry/data/data", data=np.full((3, 8, 8), i, np.uint16))
+    >>> src = open_hdf5([tmp / "scan_part00000.nxs", tmp / "scan_part00001.nxs"])
+    >>> len(src), src.frame_shape, int(src[3].max())  # frame 3 is the first of part 1
+    (6, (8, 8), 1)
+    >>> shutil.rmtree(tmp)
     """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     segments, mask, per_frame, applied = [], None, [], None

@@ -76,9 +76,16 @@ class ImageSeriesSource(ConcatenatedSource):
     checked against them (a mismatch names the file). Multi-frame files are
     counted when the source is made.
 
-    >>> src = ImageSeriesSource(sorted(Path("series").glob("raw_*.tiff")))  # doctest: +SKIP
-    >>> len(src), src.frame_shape                                          # doctest: +SKIP
-    (91, (135, 160))
+    >>> import shutil, tempfile, tifffile
+    >>> series = Path(tempfile.mkdtemp())
+    >>> for i in range(3):  # three files of two frames each
+    ...     tifffile.imwrite(series / f"raw_{i:03d}.tiff", np.full((2, 135, 160), i, np.uint16))
+    >>> src = ImageSeriesSource(sorted(series.glob("raw_*.tiff")))
+    >>> len(src), src.frame_shape
+    (6, (135, 160))
+    >>> int(src[4].max())  # frame 4 is the first frame of the third file
+    2
+    >>> shutil.rmtree(series)
     """
 
     def __init__(self, files, name=None, pixel_mask=None, invalid_values="auto"):
@@ -135,7 +142,16 @@ class NpySource(FrameSource):
     read just comes back short (a ScanError naming the frame). Fortran-ordered files
     are loaded whole (their frames are not contiguous on disk).
 
-    >>> src = NpySource("frames.npy")   # doctest: +SKIP
+    >>> import shutil, tempfile
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> np.save(tmp / "frames.npy", np.arange(24, dtype=np.float32).reshape(6, 2, 2))
+    >>> src = NpySource(tmp / "frames.npy")
+    >>> len(src), src.frame_shape, src.dtype
+    (6, (2, 2), dtype('float32'))
+    >>> src[5]
+    array([[20., 21.],
+           [22., 23.]], dtype=float32)
+    >>> shutil.rmtree(tmp)
     """
 
     def __init__(self, path, name=None, pixel_mask=None, invalid_values="auto"):

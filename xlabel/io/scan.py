@@ -44,8 +44,13 @@ def expand_paths(path_or_paths) -> list[str]:
     Lists keep the order given (each glob in a list is sorted naturally); a folder
     becomes its image files.
 
-    >>> expand_paths("run7/scan_part*.nxs")                  # doctest: +SKIP
-    ['run7/scan_part00000.nxs', 'run7/scan_part00001.nxs']
+    >>> import shutil, tempfile
+    >>> run7 = tempfile.mkdtemp()
+    >>> for i in (10, 2, 1):
+    ...     open(os.path.join(run7, f"scan_part{i}.nxs"), "w").close()
+    >>> [os.path.basename(p) for p in expand_paths(os.path.join(run7, "scan_part*.nxs"))]
+    ['scan_part1.nxs', 'scan_part2.nxs', 'scan_part10.nxs']
+    >>> shutil.rmtree(run7)
     """
     items = [path_or_paths] if isinstance(path_or_paths, (str, os.PathLike)) \
         else list(path_or_paths)
@@ -141,8 +146,10 @@ def open_scan(path_or_array, dataset: str | None = None, mask=None,
     >>> src = xlabel.open_scan(np.zeros((5, 4, 4), np.uint16))
     >>> len(src), src.frame_shape
     (5, (4, 4))
-    >>> xlabel.open_scan("scan_master.h5")[0].shape                   # doctest: +SKIP
-    (512, 512)
+    >>> from xlabel import samples
+    >>> src = xlabel.open_scan(samples.path("scan_a"))  # an Eiger master file
+    >>> src.name, len(src), src[0].shape
+    ('scan_a', 400, (64, 64))
     """
     invalid_values = _check_invalid_values(invalid_values)
     if isinstance(path_or_array, FrameSource):
