@@ -6,8 +6,12 @@ Training: class-weighted cross-entropy, random flips, early stopping on the loss
 validation frames from other scans (every class present where the labels allow),
 seeded (the global torch RNG state is left untouched).
 
->>> model = CNNClassifier(epochs=5, progress=False).fit(frames, labels)   # doctest: +SKIP
->>> model.predict(frames)                                                 # doctest: +SKIP
+>>> from xlabel.synth import make_scan
+>>> scan = make_scan(n_frames=60, seed=1, ramp_frames=0, losses=[(20, 10)], saturation=0)
+>>> frames, labels = scan.frames, scan.truth["label"]  # frames 20-29: beam lost, "bad"
+>>> model = CNNClassifier(size=16, epochs=3, progress=False).fit(frames, labels)
+>>> list(model.predict(frames[18:22]))
+['good', 'good', 'bad', 'bad']
 """
 
 from __future__ import annotations
@@ -84,7 +88,15 @@ class CNNClassifier(FrameModel):
     Fitted: ``network_`` (also ``network``, for Grad-CAM), ``mean_``, ``std_``,
     ``info["history"]`` (validation loss per epoch).
 
-    >>> model = CNNClassifier(size=32, epochs=8).fit([scan_a, scan_b], labels)  # doctest: +SKIP
+    >>> import xlabel
+    >>> from xlabel.synth import make_scan
+    >>> a = make_scan(n_frames=60, seed=1, ramp_frames=0, losses=[(20, 10)], saturation=0)
+    >>> b = make_scan(n_frames=60, seed=2, ramp_frames=0, losses=[(40, 10)], saturation=0)
+    >>> scan_a, scan_b = xlabel.open_scan(a.frames, name="a"), xlabel.open_scan(b.frames, name="b")
+    >>> labels = list(a.truth["label"]) + list(b.truth["label"])  # one per frame, in order
+    >>> model = CNNClassifier(size=16, epochs=3, progress=False).fit([scan_a, scan_b], labels)
+    >>> bool((model.predict(scan_b) == b.truth["label"]).all())
+    True
     """
 
     def __init__(self, class_names=("good", "bad"), size=64, channels=(8, 16, 32), epochs=30,

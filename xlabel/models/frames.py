@@ -89,7 +89,7 @@ def check_finite_frames(stack: np.ndarray, source=None, start: int = 0):
 
     >>> check_finite_frames(np.full((2, 3, 3), np.nan), start=10)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    xlabel.errors.ModelError: frame 10: 2 frame(s) have no finite pixel (first: [10, 11]); ...
+    xlabel.errors.ModelArgumentError: frame 10: 2 frame(s) have no finite pixel (first: [10, 11]); ...
     """
     stack = np.asarray(stack)
     if stack.dtype.kind not in "fc" or not len(stack):

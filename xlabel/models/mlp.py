@@ -89,8 +89,14 @@ def fit_progress(enabled: bool = True):
     stdout, are turned into bar steps instead of being printed (``verbose`` changes no
     number; it is switched off again before the model is saved).
 
-    >>> with fit_progress():                                  # doctest: +SKIP
-    ...     model = train_mlp(table, labels)
+    >>> import xlabel
+    >>> from xlabel.synth import make_scan
+    >>> scan = make_scan(n_frames=60, seed=1, ramp_frames=0, losses=[(20, 10)], saturation=0)
+    >>> table = xlabel.frame_stats(xlabel.open_scan(scan.frames), progress=False)
+    >>> with fit_progress():  # a bar "training MLP" on stderr, one step per epoch
+    ...     model = train_mlp(table, scan.truth["label"], preset="256-128-64")
+    >>> list(model.classes_)
+    ['good', 'bad']
     """
     token = _FIT_PROGRESS.set(bool(enabled))
     try:
@@ -167,8 +173,20 @@ class FeatureMLP(_PipelineMLP, FeatureModel):
     ``unsafe_class`` (given to rows with NaN/inf features; default "bad"), ``seed``,
     ``max_iter``, ``early_stopping``.
 
-    >>> model = FeatureMLP(preset="256-128-64").fit(table, labels)   # doctest: +SKIP
-    >>> model.predict(new_table), model.explain_unsafe(new_table)    # doctest: +SKIP
+    >>> import xlabel
+    >>> from xlabel.synth import make_scan
+    >>> def stats_and_truth(seed, loss_start):  # a scan with a 10-frame beam loss
+    ...     scan = make_scan(n_frames=60, seed=seed, ramp_frames=0, losses=[(loss_start, 10)],
+    ...                      saturation=0)
+    ...     return xlabel.frame_stats(xlabel.open_scan(scan.frames), progress=False), scan.truth
+    >>> table, truth = stats_and_truth(seed=1, loss_start=20)
+    >>> new_table, new_truth = stats_and_truth(seed=2, loss_start=40)
+    >>> model = FeatureMLP(preset="256-128-64").fit(table, truth["label"])
+    >>> bool((model.predict(new_table) == new_truth["label"]).all())
+    True
+    >>> new_table.loc[3, "flux_local"] = float("nan")  # a row the model cannot classify
+    >>> model.predict(new_table)[3], model.explain_unsafe(new_table)[3]
+    ('bad', 'no usable feature: flux_local=nan')
     """
 
     def __init__(self, columns=None, preset="512-256-128", class_names=("good", "bad"),
@@ -192,7 +210,15 @@ class FeatureMLP(_PipelineMLP, FeatureModel):
 class PixelMLP(_PipelineMLP, FrameModel):
     """MLP on frames binned to ``size`` x ``size`` and log-scaled (kind "mlp-pixels").
 
-    >>> model = PixelMLP(size=32).fit([scan_a, scan_b], labels)   # doctest: +SKIP
+    >>> import xlabel
+    >>> from xlabel.synth import make_scan
+    >>> a = make_scan(n_frames=60, seed=1, ramp_frames=0, losses=[(20, 10)], saturation=0)
+    >>> b = make_scan(n_frames=60, seed=2, ramp_frames=0, losses=[(40, 10)], saturation=0)
+    >>> scan_a, scan_b = xlabel.open_scan(a.frames, name="a"), xlabel.open_scan(b.frames, name="b")
+    >>> labels = list(a.truth["label"]) + list(b.truth["label"])  # one per frame, in order
+    >>> model = PixelMLP(size=16).fit([scan_a, scan_b], labels)
+    >>> bool((model.predict(scan_b) == b.truth["label"]).all())
+    True
     """
 
     def __init__(self, preset="256-128-64", size=32, class_names=("good", "bad"), seed=0,
@@ -220,7 +246,13 @@ def train_mlp(features: pd.DataFrame, labels, preset="512-256-128", columns=None
     ``features``: a ``frame_stats`` table; ``labels``: one per row (names, indices with
     ``-1`` = unlabeled, or a LabelStore).
 
-    >>> model = train_mlp(table, truth["label"], preset="256-128-64")   # doctest: +SKIP
+    >>> import xlabel
+    >>> from xlabel.synth import make_scan
+    >>> scan = make_scan(n_frames=60, seed=1, ramp_frames=0, losses=[(20, 10)], saturation=0)
+    >>> table, truth = xlabel.frame_stats(xlabel.open_scan(scan.frames), progress=False), scan.truth
+    >>> model = train_mlp(table, truth["label"], preset="256-128-64")
+    >>> list(model.predict(table.iloc[18:22]))
+    ['good', 'good', 'bad', 'bad']
     """
     return FeatureMLP(columns=columns, preset=preset, class_names=classes,
                       unsafe_class=unsafe_class, seed=seed, max_iter=max_iter,

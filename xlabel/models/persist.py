@@ -8,8 +8,20 @@ types in the file are compared, not only those skops calls untrusted); network w
 are a ``state_dict`` loaded with ``torch.load(weights_only=True)``. Nothing is ever
 unpickled.
 
->>> save_model(model, "bad_frames.xlmodel")      # doctest: +SKIP
->>> model = load_model("bad_frames.xlmodel")     # doctest: +SKIP
+>>> import os, shutil, tempfile, xlabel
+>>> from xlabel.models.mlp import train_mlp
+>>> from xlabel.synth import make_scan
+>>> scan = make_scan(n_frames=60, seed=1, ramp_frames=0, losses=[(20, 10)], saturation=0)
+>>> table = xlabel.frame_stats(xlabel.open_scan(scan.frames), progress=False)
+>>> model = train_mlp(table, scan.truth["label"], preset="256-128-64")
+>>> tmp = tempfile.mkdtemp()
+>>> folder = save_model(model, os.path.join(tmp, "bad_frames.xlmodel"))
+>>> folder.name, sorted(os.listdir(folder))
+('bad_frames.xlmodel', ['meta.json', 'model.skops'])
+>>> loaded = load_model(folder)
+>>> type(loaded).__name__, bool((loaded.predict(table) == model.predict(table)).all())
+('FeatureMLP', True)
+>>> shutil.rmtree(tmp)
 """
 
 from __future__ import annotations
