@@ -21,7 +21,18 @@ the data keeps it readable.
 
 Only HDF5 scans can be filtered this way; other sources raise ``ScanError``.
 
->>> write_filtered_scan(open_scan("scan_master.h5"), keep, "scan_filtered.h5")  # doctest: +SKIP
+>>> import shutil, tempfile
+>>> from xlabel import open_scan, samples
+>>> src = open_scan(samples.path("scan_a"))
+>>> keep = (samples.truth("scan_a")["label"] == "good").to_numpy()  # drop the bad frames
+>>> tmp = tempfile.mkdtemp()
+>>> path = write_filtered_scan(src, keep, os.path.join(tmp, "scan_a_filtered.h5"))
+>>> filtered = open_scan(path)
+>>> len(src), len(filtered)
+(400, 381)
+>>> bool((filtered[0] == src[int(np.flatnonzero(keep)[0])]).all())  # the first kept frame
+True
+>>> shutil.rmtree(tmp)
 """
 
 from __future__ import annotations
