@@ -6,8 +6,20 @@ each frame normalised by its own mean and by its scan's median pattern, plus its
 relative to its scan as a second input, so a model trained on scans of one count level
 judges scans of 100x more or less.
 
->>> model = PixelCNN(epochs=10, progress=False).fit([scan_a, scan_b], labels)  # doctest: +SKIP
->>> model.predict(new_scan)                                                    # doctest: +SKIP
+>>> import xlabel
+>>> from xlabel.synth import make_scan
+>>> def scan_with_loss(seed, start):  # 40 small frames, beam lost for frames start..start+7
+...     scan = make_scan(n_frames=40, frame_shape=(32, 32), seed=seed, ramp_frames=0,
+...                      losses=[(start, 8)], saturation=0)
+...     return xlabel.open_scan(scan.frames, name=f"seed{seed}"), list(scan.truth["label"])
+>>> (scan_a, labels_a), (scan_b, labels_b) = scan_with_loss(1, 10), scan_with_loss(2, 25)
+>>> new_scan, new_truth = scan_with_loss(3, 5)  # held out: never seen in training
+>>> model = PixelCNN(epochs=3, progress=False).fit([scan_a, scan_b], labels_a + labels_b)
+>>> predicted = model.predict(new_scan)
+>>> list(predicted[3:15:2])
+['good', 'bad', 'bad', 'bad', 'bad', 'good']
+>>> bool((predicted == new_truth).all())
+True
 """
 
 from __future__ import annotations
