@@ -10,11 +10,17 @@ written here because torchvision, which has it, is not a dependency) with
 or downloaded: train it on frames with known spots (:func:`xlabel.synth.make_spot_scan`)
 in seconds to a minute on a CPU.
 
+>>> from xlabel.spots import find_spots
 >>> from xlabel.synth import make_spot_scan
->>> scan = make_spot_scan(n_frames=32, seed=0)                              # doctest: +SKIP
->>> selector = train_spot_unet(scan.frames, scan.spot_pixels(),
-...                            pixel_mask=scan.pixel_mask, progress=False)  # doctest: +SKIP
->>> find_spots(other_scan, method="unet", model=selector)                   # doctest: +SKIP
+>>> scan = make_spot_scan(n_frames=8, frame_shape=(64, 64), seed=0)
+>>> selector = train_spot_unet(scan.frames, scan.spot_pixels(), pixel_mask=scan.pixel_mask,
+...                            steps=10, batch_size=4, patch=32, progress=False)  # a quick demo
+>>> selector
+<SpotSelector U-Net channels=(4, 8, 16) threshold=0.5>
+>>> other_scan = make_spot_scan(n_frames=2, frame_shape=(64, 64), seed=1)
+>>> spots = find_spots(other_scan.frames, method="unet", model=selector, progress=False)
+>>> list(spots.columns)
+['frame', 'y', 'x', 'intensity', 'pixels']
 """
 
 from __future__ import annotations
