@@ -20,11 +20,18 @@ per-tag threshold chosen on those validation frames (the one with the best F1).
 Labels: a frames x tags 0/1 table (DataFrame, array with ``tag_names``, or a
 LabelStore's tags); a row with a missing value (NaN or -1) is unlabeled.
 
+>>> import pandas as pd
 >>> from xlabel.synth import make_tagged_batches
->>> batches = make_tagged_batches(3, 60, (64, 64), seed=1)              # doctest: +SKIP
->>> model = TagCNN(size=32, epochs=3).fit([b.source() for b in batches[:2]],
-...     pd.concat([b.tags for b in batches[:2]]))                        # doctest: +SKIP
->>> evaluate_tags(batches[2].tags, model.predict_proba(batches[2].source())).mean_ap  # doctest: +SKIP
+>>> batches = make_tagged_batches(3, 30, (32, 32), seed=1)  # 3 scans of 30 small frames
+>>> list(batches[0].tags.columns)
+['rings', 'spots', 'halo', 'streak', 'beamstop']
+>>> model = TagCNN(size=16, epochs=2, progress=False).fit(  # a quick demo: 2 epochs
+...     [b.source() for b in batches[:2]], pd.concat([b.tags for b in batches[:2]]))
+>>> evaluation = evaluate_tags(batches[2].tags, model.predict_proba(batches[2].source()))
+>>> evaluation.per_tag["support"].to_dict()  # frames of the held-out scan with each tag
+{'rings': 11, 'spots': 13, 'halo': 17, 'streak': 13, 'beamstop': 21}
+>>> 0 <= evaluation.mean_ap <= 1
+True
 """
 
 from __future__ import annotations
