@@ -108,3 +108,13 @@ def test_an_unwritable_output_is_a_clear_error(tmp_path):
     path, _ = nexus_with_metadata(tmp_path / "scan.nxs")
     with pytest.raises(ScanError, match="cannot write the filtered scan"):
         write_filtered_scan(open_scan(path), np.ones(20, bool), tmp_path / "no" / "x.h5")
+
+
+def test_master_held_open_elsewhere_in_the_process_is_no_error(eiger, tmp_path):
+    """A notebook often still holds the master open (default HDF5 file locking): writing the
+    filtered scan must open it with matching flags, not fail on 'locking flag values'."""
+    master, scan = eiger
+    keep = ~scan.truth["label"].eq("bad").to_numpy()
+    with h5py.File(master, "r"):
+        path = write_filtered_scan(open_scan(master), keep, tmp_path / "held_filtered.h5")
+    np.testing.assert_array_equal(open_scan(path)[:], scan.frames[keep])

@@ -44,6 +44,7 @@ import h5py
 import numpy as np
 
 from ..errors import ScanError
+from .hdf5 import _h5open  # same locking fallback as every reader of the scan
 
 __all__ = ["write_filtered_scan", "COPY_BYTES"]
 
@@ -72,7 +73,7 @@ def write_filtered_scan(source, keep, path) -> Path:
     target = _stack_path(segments)
     kept = np.flatnonzero(keep)
     try:
-        with h5py.File(master, "r", locking=False) as src, h5py.File(path, "w") as out:
+        with _h5open(master) as src, h5py.File(path, "w") as out:
             _copy_group(src["/"], out["/"], _Context(src, out, path, len(source), kept,
                                                        {d for _, d, _ in segments}))
             _write_stack(out, target, segments, kept, source, path)
@@ -156,7 +157,7 @@ def _write_stack(out, target, segments, kept, source, out_path):
 
 def _resolve(path, dataset, n):
     """(real file, real dataset) behind a segment that may be an external link."""
-    with h5py.File(path, "r", locking=False) as f:
+    with _h5open(path) as f:
         obj = f[dataset]
         return obj.file.filename, obj.name, n
 
