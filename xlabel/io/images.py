@@ -134,6 +134,9 @@ class ImageSeriesSource(ConcatenatedSource):
         return out
 
 
+_CHANGED_RETRIES = 8  # reads of a file that changed meanwhile (see NpySource)
+
+
 class NpySource(FrameSource):
     """A ``.npy`` stack read frame block by frame block (no pickles); pickles as its path.
 
@@ -221,15 +224,25 @@ class NpySource(FrameSource):
             return np.array(self._array[start:stop])
         out = np.empty((max(0, stop - start), *self._shape[1:]), self._dtype)
         frame_nbytes = out[:1].nbytes
-        view, got = memoryview(out.reshape(-1).view(np.uint8)), 0
         try:
             with open(self.path, "rb", buffering=0) as fh:
-                while got < out.nbytes:
-                    at = self._offset + start * frame_nbytes + got
-                    n = os.preadv(fh.fileno(), [view[got:]], at)
-                    if n == 0:
+                for _ in range(_CHANGED_RETRIES):
+                    before = os.fstat(fh.fileno())
+                    got = self._pread_into(fh, out, start * frame_nbytes)
+                    after = os.fstat(fh.fileno())
+                    # A read that overlaps a truncation can return the zeroed page tail with
+                    # a full count: a file that changed during the read is read again.
+                    if (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns,
+                                                                after.st_size):
                         break
-                    got += n
+                    got = min(got, max(0, after.st_size - self._offset - start * frame_nbytes))
+                    if got < out.nbytes:
+                        break  # cut short: named below
+                else:
+                    raise ScanError("the file kept changing while frames were read (another "
+                                    "process is rewriting it)", path=self.path, frame=start)
+        except ScanError:
+            raise
         except OSError as err:
             raise ScanError(f"cannot read: {err}", path=self.path, frame=start) from None
         if got < out.nbytes:
@@ -237,3 +250,13 @@ class NpySource(FrameSource):
             raise ScanError(f"the file ends before the data of frame {frame} (truncated file)",
                             path=self.path, frame=frame)
         return out
+
+    def _pread_into(self, fh, out, skip) -> int:
+        """Read ``out``'s bytes from the data start + ``skip``; the count read (short at EOF)."""
+        view, got = memoryview(out.reshape(-1).view(np.uint8)), 0
+        while got < out.nbytes:
+            n = os.preadv(fh.fileno(), [view[got:]], self._offset + skip + got)
+            if n == 0:
+                break
+            got += n
+        return got
