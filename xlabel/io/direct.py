@@ -57,6 +57,7 @@ _CONTIGUOUS_PIECE = 8 << 20
 #: copy out of the page cache cost 35% more than the memory map it replaced; in 256 KB
 #: pieces about 10% (BENCHMARKS.md, "Reading without mmap").
 PIECE_BYTES = 256 << 10
+CHANGED_RETRIES = 8  # re-reads of a file that changed during a read (_read_into)
 
 
 class ReadBuffers:
@@ -210,7 +211,29 @@ class ChunkPlan:
                               f"{self.frame_offset + frame} (truncated file)", frame=frame)
 
     def _read_into(self, f, offset, buf, k):
-        """Fill ``buf`` with the file's bytes from ``offset`` (the data of chunks ``k``...)."""
+        """Fill ``buf`` with the file's bytes from ``offset`` (the data of chunks ``k``...).
+
+        A read that overlaps a truncation can return the zeroed tail of a page with a full
+        byte count, so a read during which the file changed (mtime or size) is done again.
+        """
+        for _ in range(CHANGED_RETRIES):
+            before = os.fstat(f.fileno())
+            got = self._pread(f, offset, buf, k)
+            after = os.fstat(f.fileno())
+            if got < buf.size or (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns,
+                                                                          after.st_size):
+                break
+        else:
+            raise self._error(k, f"{self.file} kept changing while it was read (another "
+                                 "process is rewriting it)")
+        if got < buf.size:  # the file ended early: name the chunk (frame) that is cut
+            ends = self.offsets[k:] + self.sizes[k:]
+            cut = k + int(np.argmax((ends > offset + got) | (self.offsets[k:] < 0)))
+            raise self._short_file(cut, offset + got)
+        return buf
+
+    def _pread(self, f, offset, buf, k) -> int:
+        """Bytes read into ``buf`` from ``offset`` (fewer where the file ends)."""
         view, got = memoryview(buf), 0
         try:
             while got < buf.size:
@@ -220,11 +243,7 @@ class ChunkPlan:
                 got += n
         except OSError as err:
             raise self._error(k, f"cannot read {self.file}: {err}") from None
-        if got < buf.size:  # the file ended early: name the chunk (frame) that is cut
-            ends = self.offsets[k:] + self.sizes[k:]
-            cut = k + int(np.argmax((ends > offset + got) | (self.offsets[k:] < 0)))
-            raise self._short_file(cut, offset + got)
-        return buf
+        return got
 
     # -- decoding -----------------------------------------------------------------
     def _decode_chunk(self, f, k, span, span_offset, dest):
