@@ -11,9 +11,9 @@ table:
 2. **Batch** (:func:`next_to_label`): a model (default :func:`active_model`, a random forest)
    fitted on the labeled frames scores every unlabeled one by its uncertainty
    (``"margin"``: 1 minus the gap between the two most probable classes, or ``"entropy"``);
-   the batch is picked greedily among the ``pool * n`` most uncertain, each pick damping
-   the scores of frames near it (a distance penalty), so a batch does not spend its labels
-   on near-duplicates (consecutive frames of one beam loss). On the fault task a K-means
+   the batch is picked greedily, each pick damping the scores of frames near it (a distance
+   penalty), so a batch does not spend its labels on near-duplicates (consecutive frames of
+   one beam loss). On the fault task a K-means
    batch (most uncertain frame of each of ``n`` clusters) did as well within the spread,
    but it must fill ``n`` clusters even where few frames are uncertain.
 3. Label the batch (e.g. in a :class:`~xlabel.widgets.ReviewQueue`), refit, repeat.
@@ -107,7 +107,7 @@ def first_batch(features, n: int = 20, *, exclude=None, seed: int = 0) -> np.nda
 
 
 def next_to_label(features, labels, classes=None, *, n: int = 20, strategy: str = "margin",
-                  diversity: bool = True, pool: int = 10, radius: float = 0.2, model=None,
+                  diversity: bool = True, radius: float = 0.2, model=None,
                   seed: int = 0) -> pd.DataFrame:
     """The ``n`` unlabeled rows to label next: uncertain ones, spread over the feature space.
 
@@ -117,10 +117,10 @@ def next_to_label(features, labels, classes=None, *, n: int = 20, strategy: str 
     labels : (m,) class names; ``""`` / ``None`` / NaN = unlabeled.
     classes : class names (default: those labeled); a label outside them is an error.
     n : frames to return. strategy : ``"margin"`` or ``"entropy"``.
-    diversity : pick greedily among the ``pool * n`` most uncertain rows, each pick damping the
-        score of rows near it by ``1 - exp(-(d / r)**2)`` (standardised features; ``r`` =
-        ``radius`` x the median distance between those rows), so near-duplicates of a pick
-        wait; False: the ``n`` most uncertain, near-duplicates and all.
+    diversity : pick greedily, each pick damping the score of the rows near it by
+        ``1 - exp(-(d / r)**2)`` (standardised features; ``r`` = ``radius`` x the median
+        distance between unlabeled rows), so near-duplicates of a pick wait; False: the ``n``
+        most uncertain, near-duplicates and all.
     model : scikit-learn classifier with ``predict_proba`` (default :func:`active_model`).
 
     Returns
@@ -159,11 +159,10 @@ def next_to_label(features, labels, classes=None, *, n: int = 20, strategy: str 
         proba[:, fitted.classes_.astype(int)] = fitted.predict_proba(x[unlabeled])
     score = uncertainty(proba, strategy)
     # Random tie-breaking: a forest gives many equal scores, and row order must not decide.
-    order = np.lexsort((np.random.default_rng(seed).random(len(score)), -score))
+    rng = np.random.default_rng(seed)
+    order = np.lexsort((rng.random(len(score)), -score))
     if diversity:
-        candidates = order[:max(n, 1) * max(pool, 1)]
-        points = _standardised(x)[unlabeled[candidates]]
-        chosen = candidates[_spread(points, score[candidates], n, radius)]
+        chosen = order[_spread(_standardised(x)[unlabeled[order]], score[order], n, radius, rng)]
     else:
         chosen = order[:n]
     table = pd.DataFrame({"row": unlabeled[chosen],
@@ -206,9 +205,13 @@ def _standardised(x) -> np.ndarray:
 
 
 def _kmeans(points, n, seed):
+    import warnings
     from sklearn.cluster import KMeans
+    from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
-    with threadpool_limits(1):
+    with threadpool_limits(1), warnings.catch_warnings():
+        # fewer distinct points than clusters: some clusters stay empty, _medoids skips them
+        warnings.simplefilter("ignore", ConvergenceWarning)
         return KMeans(n_clusters=n, n_init=1, random_state=seed).fit(points)
 
 
@@ -224,17 +227,19 @@ def _medoids(points, n, seed) -> np.ndarray:
     return np.array(picks, dtype=np.int64)
 
 
-def _spread(points, score, n, radius) -> np.ndarray:
+def _spread(points, score, n, radius, rng) -> np.ndarray:
     """Greedy batch: the most uncertain point, then the most uncertain after a distance penalty.
 
     Each pick multiplies the others' scores by ``1 - exp(-(d / r)**2)`` (``d`` the distance to
-    it, ``r = radius`` x the median distance between candidates), so a near-duplicate of a
-    pick scores ~0 and is taken only when nothing else is left.
+    it, ``r = radius`` x the median distance between points, from a sample of 1000), so a
+    near-duplicate of a pick scores ~0 and is taken only when nothing else is left. Ties go
+    to the earlier point (the caller shuffles ties).
     """
     from scipy.spatial.distance import pdist
     if len(points) <= n:
         return np.arange(len(points))
-    r = radius * max(float(np.median(pdist(points))), 1e-12)
+    sample = points[rng.choice(len(points), min(len(points), 1000), replace=False)]
+    r = radius * max(float(np.median(pdist(sample))), 1e-12)
     gain = score.astype(np.float64) + 1e-9  # a zero score must still be a valid pick
     picks = []
     for _ in range(n):
