@@ -138,6 +138,8 @@ def test_heldout_scores_name_the_worst_scan():
      "row 7"),
     (lambda x, y: next_to_label(x, np.where(y == "", "good", y)), "every frame is labeled"),
     (lambda x, y: learning_curve(x, y, x, y, y, order="best"), "unknown order"),
+    (lambda x, y: learning_curve(x, np.where(y == "", "bad", y), x, np.where(y == "", "bad", y),
+                                 y, classes=("good",)), "not among the classes"),
     (lambda x, y: uncertainty(np.ones((2, 2)), "gini"), "unknown strategy"),
 ])
 def test_bad_input_is_a_clear_error(call, message):

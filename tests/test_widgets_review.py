@@ -161,3 +161,29 @@ def test_a_suspect_queue_has_no_next_batch():
         queue.next_batch()
     with pytest.raises(XLabelError, match="lacks columns"):
         ReviewQueue.to_label(store, pd.DataFrame({"mean": np.zeros(5)}))
+
+
+def test_labeling_queue_asks_for_the_frames_learning_curve_simulates():
+    """Notebook 9 relies on it: the queue with seed s is learning_curve(order="uncertainty",
+    seed=s), batch for batch."""
+    from xlabel.active import learning_curve
+    from xlabel.synth import FAULT_CLASSES, make_fault_scan
+    scans = [make_fault_scan(300, (16, 16), seed=s) for s in (4, 5)]
+    features = frame_stats([s.source() for s in scans], progress=False)
+    truth = np.concatenate([s.truth["fault"] for s in scans]).astype(object)
+    columns = ["flux_rel", "flux_rank", "frac_saturated", "frac_zero"]
+    asked = []
+
+    def ask(rows, suggested):
+        asked.append(sorted(rows.tolist()))
+        return truth[rows]
+    learning_curve(features[columns], truth, features[columns], truth, features["scan"],
+                   start=6, batch=6, rounds=2, classes=FAULT_CLASSES, ask=ask, seed=3)
+    store = LabelStore(len(truth), classes=FAULT_CLASSES)
+    queue = ReviewQueue.to_label(store, features, columns, n=6, seed=3)
+    for batch in asked:
+        assert sorted(queue.rows[queue.position:].tolist()) == batch
+        for row in queue.rows[queue.position:]:
+            queue.relabel(truth[row])
+        if len(queue.rows) < 18:
+            queue.next_batch()

@@ -138,25 +138,31 @@ def next_to_label(features, labels, classes=None, *, n: int = 20, strategy: str 
     >>> bool(np.median(np.abs(x[picks["row"], 0])) < 0.2 * np.median(np.abs(x[:, 0])))
     True
     """
-    from threadpoolctl import threadpool_limits
     x = _matrix(features)
     labels, labeled, classes = _labels(labels, classes, len(x))
-    unlabeled = np.flatnonzero(~labeled)
-    if len(unlabeled) == 0:
+    if labeled.all():
         raise ActiveError("every frame is labeled: nothing to suggest")
     uncertainty(np.ones((1, 2)) / 2, strategy)  # checks the name before any work
     present = sorted(set(labels[labeled].tolist()), key=classes.index)
-    if len(present) < 2:
+    fitted = None
+    if len(present) >= 2:
+        index = {name: i for i, name in enumerate(classes)}
+        y = np.array([index[lab] for lab in labels[labeled]])
+        fitted = _fit(model if model is not None else active_model(seed), x[labeled], y)
+    return _choose(x, labeled, fitted, classes, present, n=n, strategy=strategy,
+                   diversity=diversity, radius=radius, seed=seed)
+
+
+def _choose(x, labeled, fitted, classes, present, *, n, strategy, diversity, radius, seed):
+    """The batch of :func:`next_to_label` from a model fitted on class indices (None: too
+    few classes labeled, K-means medoids)."""
+    unlabeled = np.flatnonzero(~labeled)
+    if fitted is None:
         rows = first_batch(x, n, exclude=labeled, seed=seed)
         guess = present[0] if present else classes[0]
         return pd.DataFrame({"row": rows, "suggested": np.full(len(rows), guess, dtype=object),
                              "score": np.full(len(rows), np.nan)})
-    index = {name: i for i, name in enumerate(classes)}
-    y = np.array([index[lab] for lab in labels[labeled]])
-    with threadpool_limits(1):
-        fitted = (model if model is not None else active_model(seed)).fit(x[labeled], y)
-        proba = np.zeros((len(unlabeled), len(classes)))
-        proba[:, fitted.classes_.astype(int)] = fitted.predict_proba(x[unlabeled])
+    proba = _proba(fitted, x[unlabeled], len(classes))
     score = uncertainty(proba, strategy)
     # Random tie-breaking: a forest gives many equal scores, and row order must not decide.
     rng = np.random.default_rng(seed)
@@ -169,6 +175,15 @@ def next_to_label(features, labels, classes=None, *, n: int = 20, strategy: str 
                           "suggested": np.asarray(classes, dtype=object)[proba[chosen].argmax(1)],
                           "score": score[chosen]})
     return table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _proba(fitted, x, n_classes) -> np.ndarray:
+    """Probabilities in class-index columns (a model fitted on a subset of the classes)."""
+    from threadpoolctl import threadpool_limits
+    proba = np.zeros((len(x), n_classes))
+    with threadpool_limits(1):
+        proba[:, fitted.classes_.astype(int)] = fitted.predict_proba(x)
+    return proba
 
 
 # ------------------------------------------------------------------------ helpers
@@ -330,10 +345,15 @@ def learning_curve(features, truth, test_features, test_truth, test_scans, *,
         raise ActiveError(f"unknown first batch {first!r}; choose 'kmeans' or 'random'")
     x, test_x = _matrix(features), _matrix(test_features)
     truth = np.asarray(truth, dtype=object)
-    classes = list(classes or sorted(set(truth.tolist()) | set(np.asarray(test_truth).tolist())))
+    seen = set(truth.tolist()) | set(np.asarray(test_truth, dtype=object).tolist())
+    classes = list(classes or sorted(seen))
+    if seen - set(classes):
+        raise ActiveError(f"true classes {sorted(seen - set(classes))} are not among the "
+                          f"classes {classes}")
     factory = model_factory or active_model
     ask = ask or (lambda rows, suggested: truth[rows])
     rng = np.random.default_rng(seed)
+    index = {name: i for i, name in enumerate(classes)}
     labels = np.full(len(x), "", dtype=object)
     rows = (first_batch(x, start, seed=seed) if first == "kmeans"
             else rng.choice(len(x), min(start, len(x)), replace=False))
@@ -342,18 +362,22 @@ def learning_curve(features, truth, test_features, test_truth, test_scans, *,
     for step in tqdm(range(rounds + 1), desc=f"{order} order", disable=not progress):
         labels[rows] = ask(rows, suggested)
         known = labels != ""
-        found = sorted(set(labels[known].tolist()))
-        model = found[0] if len(found) < 2 else _fit(factory(seed), x[known], labels[known])
+        found = sorted(set(labels[known].tolist()), key=classes.index)
+        # One fit per round: scored on the held-out scans, then (same model) picking the batch.
+        model = None if len(found) < 2 else _fit(
+            factory(seed), x[known], np.array([index[lab] for lab in labels[known]]))
         out.append({"labels": int(known.sum()), "classes_found": len(found),
-                    **heldout_scores(model, test_x, test_truth, test_scans, classes)})
+                    **heldout_scores(found[0] if model is None else model, test_x, test_truth,
+                                     test_scans, classes)})
         if step == rounds or known.all():
             break
         if order == "random":
             rows, suggested = rng.choice(np.flatnonzero(~known), min(batch, (~known).sum()),
                                          replace=False), None
         else:
-            picks = next_to_label(x, labels, classes, n=batch, diversity=diversity,
-                                  model=factory(seed), seed=seed + step)
+            # seed + step + 1: the seeds ReviewQueue.to_label(seed=seed) uses for its batches
+            picks = _choose(x, known, model, classes, found, n=batch, strategy="margin",
+                            diversity=diversity, radius=0.2, seed=seed + step + 1)
             rows, suggested = picks["row"].to_numpy(), picks["suggested"].to_numpy()
     return pd.DataFrame(out)
 

@@ -201,7 +201,7 @@ class ReviewQueue(StatusMixin, widgets.VBox):
         >>> queue.next_batch(); queue.progress
         '4 of 8 labeled'
         """
-        from ..active import next_to_label
+        from ..active import active_model, next_to_label
         from ..review import DEFAULT_COLUMNS
         columns = list(columns or DEFAULT_COLUMNS)
         missing = [c for c in columns if c not in features.columns]
@@ -213,8 +213,10 @@ class ReviewQueue(StatusMixin, widgets.VBox):
         def refill(store):
             names = np.asarray(("", *store.classes), dtype=object)[np.asarray(store.labels) + 1]
             batches.append(len(batches))
+            # one model seed for every batch, as in xlabel.active.learning_curve(seed=seed)
             return next_to_label(table, names, store.classes, n=n, strategy=strategy,
-                                 model=model, seed=seed + len(batches) - 1)
+                                 model=active_model(seed) if model is None else model,
+                                 seed=seed + len(batches) - 1)
         return cls(store, refill(store), source=source, features=features, x=x, y=y,
                    n_next=n_next, refill=refill)
 
