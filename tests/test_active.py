@@ -25,6 +25,15 @@ def faults():
     return parts
 
 
+def kmeans_started(pool, n=12):
+    """The pool's true faults, and labels holding only a K-means start of ``n`` frames."""
+    truth = pool["fault"].to_numpy(object)
+    labels = np.full(len(pool), "", dtype=object)
+    start = first_batch(pool[COLUMNS], n)
+    labels[start] = truth[start]
+    return truth, labels
+
+
 def test_uncertain_picks_sit_on_the_boundary_more_than_random_picks():
     rng = np.random.default_rng(4)
     x = rng.normal(size=(4000, 2))
@@ -42,10 +51,7 @@ def test_uncertain_picks_sit_on_the_boundary_more_than_random_picks():
 
 def test_uncertain_picks_find_the_rare_faults(faults):
     pool, _ = faults
-    truth = pool["fault"].to_numpy(object)
-    labels = np.full(len(pool), "", dtype=object)
-    start = first_batch(pool[COLUMNS], 12)
-    labels[start] = truth[start]
+    truth, labels = kmeans_started(pool)
     picks = next_to_label(pool[COLUMNS], labels, n=24)["row"].to_numpy()
     expected_at_random = 24 * (truth[labels == ""] != "good").mean()      # ~2.3
     assert (truth[picks] != "good").sum() >= 4 * expected_at_random
@@ -74,10 +80,7 @@ def test_diversity_keeps_near_duplicates_out_of_a_batch():
 def test_diversity_spreads_picks_over_beam_losses(faults):
     """On scans, frames next to each other (one beam loss) are near-duplicates."""
     pool, _ = faults
-    truth = pool["fault"].to_numpy(object)
-    labels = np.full(len(pool), "", dtype=object)
-    start = first_batch(pool[COLUMNS], 12)
-    labels[start] = truth[start]
+    truth, labels = kmeans_started(pool)
 
     def neighbours(rows):
         key = pool.iloc[np.sort(rows)][["scan", "frame"]].to_numpy()

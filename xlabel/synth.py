@@ -1543,12 +1543,11 @@ def make_fault_task(n_train: int = 6, n_test: int = 4, n_frames: int = 600, fram
     [4, 250]
     """
     train_levels, test_levels = _task_levels(n_train, n_test, levels)
-    seeds = iter(_task_seeds(seed, len(train_levels) + len(test_levels)))
-
-    def scans(part, part_levels):
-        return [make_fault_scan(n_frames, frame_shape, next(seeds), level=float(lv),
-                                name=f"faults_{part}_{i}") for i, lv in enumerate(part_levels)]
-    return FrameTask("faults", scans("train", train_levels), scans("test", test_levels))
+    n = len(train_levels)
+    names = [f"faults_train_{i}" for i in range(n)] + [f"faults_test_{i}" for i in range(len(test_levels))]
+    scans = [make_fault_scan(n_frames, frame_shape, s, level=float(lv), name=name) for s, lv, name in
+             zip(_task_seeds(seed, len(names)), np.r_[train_levels, test_levels], names)]
+    return FrameTask("faults", scans[:n], scans[n:])
 
 
 __all__ += ["make_fault_scan", "make_fault_task", "FAULT_CLASSES", "FAULT_TASK_LEVELS"]
