@@ -1,10 +1,18 @@
-"""Tags in the widgets: FrameGallery captions show a frame's tags and follow tag steps."""
+"""Tags in the widgets: FrameGallery captions show a frame's tags and follow tag steps;
+FluxScatter colours by a tag and tags its lasso selection (driven by the browser's messages)."""
 
 import numpy as np
+import pytest
 
+from xlabel.errors import LabelError
 from xlabel.io.base import ArraySource
 from xlabel.labels import LabelStore
-from xlabel.widgets import FrameGallery
+from xlabel.widgets import FluxScatter, FrameGallery
+from xlabel.widgets._raster import hex_rgb
+from xlabel.widgets._scatter_tags import TAG_COLORS
+
+from .test_widgets_scatter import (VIEW, click, decode, lasso, make_features, pixel_of,
+                                   png_pixels)
 
 
 def test_gallery_captions_show_tags_and_follow_undo():
@@ -23,17 +31,6 @@ def test_gallery_captions_show_tags_and_follow_undo():
 
 
 # ---------------------------------------------------------------- FluxScatter and tags
-
-import pytest  # noqa: E402
-
-from xlabel.errors import LabelError  # noqa: E402
-from xlabel.widgets import FluxScatter  # noqa: E402
-from xlabel.widgets._scatter_tags import TAG_COLORS  # noqa: E402
-from xlabel.widgets._raster import hex_rgb  # noqa: E402
-
-from .test_widgets_scatter import (VIEW, click, decode, lasso, make_features,  # noqa: E402
-                                   pixel_of, png_pixels)
-
 
 def sent_update(scatter):
     """(content, indices or None, codes) of the last ``update`` message."""
