@@ -106,3 +106,14 @@ def test_lasso_add_tag_button_recolors_and_undoes(open_notebook, tmp_path, raste
     assert tag_state(page)["tagged"] == ramp
     wait_colors(page, ramp + CROWD, [True] * 20 + [False] * 3)
     assert np.flatnonzero(LabelStore.open(store_dir).tagged("rings")).tolist() == ramp
+
+    # Typing a name with digits in the field never reaches the class keys; Enter adds it.
+    page.kernel("w.select([100])")
+    wait_status_has(page, "1 selected")
+    p.fill(".xlabel-tag-name", "")
+    p.click(".xlabel-tag-name")
+    p.keyboard.type("spots2")
+    p.keyboard.press("Enter")
+    wait_status_has(page, "tag 'spots2' added to 1 frame(s)")
+    assert page.kernel_json("np.flatnonzero(store.tagged('spots2')).tolist()") == [100]
+    assert page.kernel_json("int((store.labels != -1).sum())") == 0
