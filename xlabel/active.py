@@ -274,7 +274,8 @@ def heldout_scores(model, features, truth, scans, classes) -> dict:
     worst scan, named) and the recall of every class.
 
     >>> from sklearn.dummy import DummyClassifier
-    >>> model = DummyClassifier(strategy="constant", constant="good").fit([[0], [1]], ["good", "bad"])
+    >>> model = DummyClassifier(strategy="constant", constant="good")
+    >>> model = model.fit([[0], [1]], ["good", "bad"])
     >>> s = heldout_scores(model, [[0], [1], [2]], ["good", "bad", "good"], ["a", "a", "b"],
     ...                    ("good", "bad"))
     >>> s["balanced_accuracy"], s["recall_bad"], s["worst_scan"]
@@ -288,7 +289,8 @@ def heldout_scores(model, features, truth, scans, classes) -> dict:
                                predicted[scans == scan]) for scan in pd.unique(scans)}
     worst = min(by_scan, key=by_scan.get)
     scores.update(worst_scan_balanced_accuracy=by_scan[worst], worst_scan=str(worst))
-    recalls = recall_score(truth, predicted, labels=list(classes), average=None, zero_division=np.nan)
+    recalls = recall_score(truth, predicted, labels=list(classes), average=None,
+                           zero_division=np.nan)
     scores.update({f"recall_{name}": float(r) for name, r in zip(classes, recalls)})
     return scores
 
@@ -300,8 +302,9 @@ def _predict(model, features, classes):
     from threadpoolctl import threadpool_limits
     with threadpool_limits(1):
         predicted = model.predict(np.asarray(features, dtype=np.float64))
-    return np.asarray(classes, dtype=object)[predicted.astype(int)] if predicted.dtype.kind in "iu" \
-        else predicted.astype(object)
+    if predicted.dtype.kind in "iu":      # fitted on class indices
+        return np.asarray(classes, dtype=object)[predicted.astype(int)]
+    return predicted.astype(object)
 
 
 def _balanced(metric, truth, predicted) -> float:
