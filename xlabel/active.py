@@ -326,10 +326,11 @@ def learning_curve(features, truth, test_features, test_truth, test_scans, *,
     default ``"kmeans"`` for the uncertainty order, ``"random"`` for the random order), then
     ``rounds`` batches of ``batch`` frames, chosen by :func:`next_to_label` (``order=
     "uncertainty"``) or at random (``"random"``). After every batch a fresh model
-    (``model_factory(seed)``, default :func:`active_model`) is fitted on the labels and scored
+    (``model_factory(seed)``, default :func:`active_model`) is fitted on the labels, scored
     on the held-out frames (:func:`heldout_scores`; ``test_scans`` names each held-out frame's
-    scan). ``ask(rows, suggested)`` is who answers (default: ``truth[rows]``); the notebook
-    passes one that labels the rows through a :class:`~xlabel.widgets.ReviewQueue`.
+    scan) and, in the uncertainty order, used to pick the next batch: with the default model
+    these are the batches ``ReviewQueue.to_label(..., seed=seed)`` asks for. ``ask(rows,
+    suggested)`` answers (default: ``truth[rows]``; e.g. a function that records the rows).
 
     Returns one row per round: ``labels``, ``classes_found`` and the scores.
 
