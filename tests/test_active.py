@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from xlabel.active import (ActiveError, first_batch, heldout_scores, learning_curve,
@@ -144,6 +145,10 @@ def test_heldout_scores_name_the_worst_scan():
     (lambda x, y: learning_curve(x, np.where(y == "", "bad", y), x, np.where(y == "", "bad", y),
                                  y, classes=("good",)), "not among the classes"),
     (lambda x, y: uncertainty(np.ones((2, 2)), "gini"), "unknown strategy"),
+    (lambda x, y: next_to_label(x, y, n=0), "positive integer"),
+    (lambda x, y: first_batch(np.array([["a", "b"]] * 50)), "numeric"),
+    (lambda x, y: next_to_label(pd.DataFrame({"scan": ["s"] * 50, "mean": x[:, 0]}), y),
+     r"\['scan'\] are not"),
 ])
 def test_bad_input_is_a_clear_error(call, message):
     x = np.random.default_rng(0).normal(size=(50, 2))
@@ -151,3 +156,9 @@ def test_bad_input_is_a_clear_error(call, message):
     y[::2] = ""
     with pytest.raises(ActiveError, match=message):
         call(x, y)
+
+
+def test_entropy_and_margin_agree_on_the_extremes():
+    proba = np.array([[0.25, 0.25, 0.25, 0.25], [1.0, 0, 0, 0], [0.5, 0.5, 0, 0]])
+    assert uncertainty(proba, "entropy").round(3).tolist() == [1.0, 0.0, 0.5]
+    assert uncertainty(proba, "margin").round(3).tolist() == [1.0, 0.0, 1.0]

@@ -96,6 +96,7 @@ def first_batch(features, n: int = 20, *, exclude=None, seed: int = 0) -> np.nda
     True
     """
     x = _matrix(features)
+    _check_n(n)
     allowed = np.ones(len(x), bool)
     if exclude is not None:
         allowed[np.asarray(exclude)] = False
@@ -139,6 +140,7 @@ def next_to_label(features, labels, classes=None, *, n: int = 20, strategy: str 
     True
     """
     x = _matrix(features)
+    _check_n(n)
     labels, labeled, classes = _labels(labels, classes, len(x))
     if labeled.all():
         raise ActiveError("every frame is labeled: nothing to suggest")
@@ -189,7 +191,15 @@ def _proba(fitted, x, n_classes) -> np.ndarray:
 # ------------------------------------------------------------------------ helpers
 
 def _matrix(features) -> np.ndarray:
-    x = np.asarray(features, dtype=np.float64)
+    if isinstance(features, pd.DataFrame):
+        text = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
+        if text:
+            raise ActiveError(f"feature columns must be numeric; {text} are not (pass e.g. "
+                              "table[xlabel.review.DEFAULT_COLUMNS])")
+    try:
+        x = np.asarray(features, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ActiveError(f"features must be a numeric table: {err}") from None
     if x.ndim != 2:
         raise ActiveError(f"features must be a 2-D table (frames x columns), got shape {x.shape}")
     bad = np.flatnonzero(~np.isfinite(x).all(axis=1))
@@ -197,6 +207,11 @@ def _matrix(features) -> np.ndarray:
         raise ActiveError(f"features of row {bad[0]} are not finite ({len(bad)} such rows): "
                           "drop or fill them first")
     return x
+
+
+def _check_n(n):
+    if not isinstance(n, (int, np.integer)) or n < 1:
+        raise ActiveError(f"n (frames to choose) must be a positive integer, got {n!r}")
 
 
 def _labels(labels, classes, n_rows):
