@@ -131,6 +131,17 @@ def test_latent_clusters_recover_structures_where_pixels_do_not(fitted):
     assert np.mean(pixels) < 0.8 and np.mean(latent) >= np.mean(pixels) + 0.1, (latent, pixels)
 
 
+def test_other_training_options_run(fitted):
+    """The Poisson re-count (thinning > 1) and the plain denoising AE (no consistency,
+    no geometry) train and give finite latents of the documented width."""
+    held_out = fitted[1]
+    for options in ({"thinning": 30.0}, {"consistency": 0.0, "zoom": 1.0, "shift": 0.0}):
+        emb = fit_embedding(held_out.source(), size=32, latent_dim=4, epochs=2, progress=False,
+                            **options)
+        latent = emb.encode(held_out.source())
+        assert latent.shape == (len(held_out), 8) and np.isfinite(latent).all(), options
+
+
 def test_save_load_round_trip(fitted, tmp_path):
     emb, held_out, table = fitted
     path = emb.save(tmp_path / "gisaxs.xlembed")

@@ -5,10 +5,10 @@ by grouping their latent vectors. :func:`prepare_input` turns frames into the ne
 input (block means over the *valid* pixels only, divided by the frame's mean, ``log(x +
 floor)``, z-scored per frame, invalid blocks 0), so neither exposure nor the detector's
 gaps/beamstop decide where a frame lands. :func:`fit_embedding` trains the autoencoder with
-two corrupted views of each frame (re-counted at a lower exposure, zoomed and shifted
-about a random point, noise, dropout): it reconstructs the clean frame from the first and
-its pooled latent must agree with the second's (see :func:`_consistency`), so the latent
-keeps *what* structure a frame holds rather than its scale (size, lattice spacing),
+two corrupted views of each frame (zoomed and shifted about a random point, noise,
+dropout; optionally re-counted at a lower exposure): it reconstructs the clean frame from
+the first and its pooled latent must agree with the second's (see :func:`_consistency`),
+so the latent keeps *what* structure a frame holds rather than its scale (size, lattice spacing),
 position or exposure. The returned :class:`Embedding` turns any frames into a feature
 table: ``scan``, ``frame``, the latent columns ``z0..`` (the spatial mean, then the max,
 of each bottleneck channel) and a 2-D projection ``proj_x``, ``proj_y`` (PCA fitted on the
@@ -92,16 +92,15 @@ def _valid_block_means(source, size, progress, what):
     if len(source) == 0:
         raise ModelError(f"no {what} to embed", path=getattr(source, "path", None))
     means, counts = [], []
-    block = None
     with tqdm(total=len(source), desc=f"prepare {what}", disable=not progress) as bar:
         for start, stack in source.iter_chunks(None):
             check_finite_frames(stack, source, start)
             clean = np.asarray(stack, dtype=np.float32)
-            valid = np.isfinite(clean) & (clean >= 0)
+            valid = np.isfinite(clean)
             flagged = invalid_pixels(np.asarray(stack), source, start)
             if flagged is not None:
                 valid &= ~flagged
-            clean = np.where(valid, clean, 0).astype(np.float32)
+            clean = np.maximum(np.where(valid, clean, 0), 0).astype(np.float32)
             sums = bin_frames(clean, size)
             fraction = bin_frames(valid.astype(np.float32), size)
             block = float(np.prod(stack.shape[1:])) / float(np.prod(sums.shape[1:]))
@@ -295,10 +294,13 @@ def fit_embedding(frames, size: int = 64, latent_dim: int = 16, epochs: int = 20
     latent_dim : channels of the bottleneck map; the latent vector is their spatial mean
         and max (``2 * latent_dim`` columns).
     epochs, batch_size, lr : Adam training.
-    thinning, noise, dropout : denoising. Each training input is the frame counted again
-        (Poisson) at a random fraction (log-uniform in ``[1/thinning, 1]``) of its
-        photons, then gets Gaussian noise of std ``noise`` (in units of the z-scored
-        frame) and ``dropout`` of its pixels zeroed.
+    thinning, noise, dropout : denoising. Each view gets Gaussian noise of std ``noise``
+        (in units of the z-scored frame) and ``dropout`` of its pixels zeroed; with
+        ``thinning > 1`` it is first counted again (Poisson) at a random fraction
+        (log-uniform in ``[1/thinning, 1]``) of its photons. Off by default: on the GISAXS
+        benchmark, views of faint frames thinned 30x are nearly pure noise and agreeing
+        with them keeps only coarse features (BENCHMARKS.md); the training frames' own
+        exposure range teaches the rest.
     zoom, shift : geometry of the views. Each view is zoomed by a factor log-uniform in
         ``[1/zoom, zoom]`` and shifted by up to ``shift`` of the frame's width, so
         structures of other size / lattice spacing and a drifting beam look alike to the
@@ -346,7 +348,7 @@ def _seeded(torch, seed):
 
 @dataclass
 class _Views:
-    """Corrupted views of training frames: re-counted at a lower exposure, normalised,
+    """Corrupted views of training frames: (optionally) re-counted at a lower exposure, normalised,
     zoomed/shifted, plus noise and dropout; ``target`` is the clean frame, same geometry."""
 
     means: np.ndarray
