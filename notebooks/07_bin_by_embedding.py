@@ -127,8 +127,8 @@ comparison
 # How well do the K-means bins match the true structure types of the new series? Set
 # `answer` to the adjusted Rand index of `a` against `new.truth["structure"]`
 # (`adjusted_rand_score`). The benchmark (BENCHMARKS.md) says what to expect with more
-# training series: about 0.9 on average, where clustering the pixels gets about 0.6; this
-# small notebook-sized training set gives less.
+# training series: about 0.85 on average on fresh held-out sets, where clustering the pixels
+# gets about 0.5.
 
 # %% tags=["answer"]
 answer = None  # your code here
@@ -160,6 +160,6 @@ print("Exercise 2: correct.")
 # - The table works with every xlabel component: `FluxScatter(..., x="proj_x", y="proj_y")`
 #   to bin by lasso, `kmeans`/`dbscan` with `columns=emb.latent_columns`, `ClusterComparison`.
 # - Bins are labels: undoable steps in the LabelStore, exported like any other label.
-# - Honest caveat: one training run differs from the next (held-out ARI 0.63-1.0 across
-#   training seeds in BENCHMARKS.md); a structure type may be split in two or merged with
+# - Honest caveat: one training run differs from the next (held-out ARI 0.61-1.0 across
+#   training seeds and sets in BENCHMARKS.md); a structure type may be split in two or merged with
 #   another: correct the bins by lasso.
