@@ -107,6 +107,8 @@ def test_transform_table(fitted):
     assert len(emb.latent_columns) == 2 * emb.latent_dim
     assert table["scan"].tolist() == held_out.truth["scan"].tolist()
     assert np.isfinite(table[emb.latent_columns + ["proj_x", "proj_y"]].to_numpy()).all()
+    # spherical latents: unit rows, after standardising with the training latents
+    assert np.allclose(np.linalg.norm(table[emb.latent_columns].to_numpy(), axis=1), 1)
     assert emb.losses[-1] < emb.losses[0]
 
 
