@@ -142,14 +142,17 @@ def gradcam_weights(model, task):
         (grads,) = torch.autograd.grad(score, kept[0])
         acts = torch.relu(kept[0]).detach()
         scale = np.array(shape) / np.array(acts.shape[2:])
-        for i, (reason, box) in enumerate(zip(scan.truth["reason"].to_numpy()[bad], defect_boxes(scan.truth)[bad])):
+        reasons, boxes = scan.truth["reason"].to_numpy()[bad], defect_boxes(scan.truth)[bad]
+        for i, (reason, box) in enumerate(zip(reasons, boxes)):
             flat = acts[i].reshape(len(acts[i]), -1).argmax(dim=1).numpy()
             rows, cols = np.unravel_index(flat, acts.shape[2:])
             y0, y1 = box[0] / scale[0] - 1, box[1] / scale[0] + 1
             x0, x1 = box[2] / scale[1] - 1, box[3] / scale[1] + 1
             weights.setdefault(reason, []).append(grads[i].mean(dim=(1, 2)).numpy())
             inside.setdefault(reason, []).append((rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1))
-    return {k: np.mean(v, axis=0) for k, v in weights.items()}, {k: np.mean(v, axis=0) for k, v in inside.items()}
+    def mean(per_kind):
+        return {kind: np.mean(values, axis=0) for kind, values in per_kind.items()}
+    return mean(weights), mean(inside)
 
 
 def why(model, task):

@@ -48,9 +48,9 @@ threadpool_limits(1)
 task = synth.make_defect_task(n_train=8, n_test=3, n_frames=60, frame_shape=(64, 64), seed=0,
                               defect_fraction=0.2)
 print(task)
-counts = pd.DataFrame({scan.name: scan.truth["reason"].replace("", "good").value_counts()
-                       for scan in task.train + task.test}).fillna(0).astype(int)
-counts
+frames_per_kind = pd.DataFrame({scan.name: scan.truth["reason"].replace("", "good").value_counts()
+                                for scan in task.train + task.test}).T.fillna(0).astype(int)
+frames_per_kind.assign(level=[round(scan.params["level"], 1) for scan in task.train + task.test])
 
 # %% [markdown]
 # ## What a local defect looks like
@@ -106,7 +106,8 @@ test_groups = np.concatenate([[scan.name] * len(scan) for scan in task.test])
 
 
 def held_out(name, predict):
-    """Per-class scores pooled over the test scans, plus the worst scan's bad recall/precision."""
+    """Per-class scores pooled over the test scans, and the lowest bad recall and precision
+    of any single test scan."""
     predicted = np.concatenate([predict(scan) for scan in task.test])
     scores = models.evaluate(test_truth, predicted, ("good", "bad"), groups=test_groups)
     worst = [models.evaluate(test_truth[test_groups == g], predicted[test_groups == g], ("good", "bad"))
@@ -146,6 +147,43 @@ cnn.fit(train_sources, train_labels)
 cnn_row, cnn_pred = held_out("CNN", lambda scan: cnn.predict(scan.source()))
 pd.DataFrame([mlp_row, cnn_row]).set_index("model").round(3)
 
+# %% [markdown] tags=["exercise"]
+# ### Exercise 1
+#
+# Which kinds of defect does each model find? Put the CNN's recall per defect kind on the
+# test scans (share of that kind's frames it calls "bad") in `answer` as a dict
+# `{kind: recall}` (hint: `np.concatenate([scan.truth["reason"] for scan in task.test])`
+# lines up with `cnn_pred`).
+
+# %% tags=["answer"]
+answer = None  # your code here
+
+# %% [markdown] tags=["solution"]
+# <details><summary>Solution</summary>
+#
+# ```python
+# test_reasons = np.concatenate([scan.truth["reason"] for scan in task.test])
+# answer = {kind: np.mean(cnn_pred[test_reasons == kind] == "bad") for kind in synth.DEFECT_REASONS}
+# ```
+#
+# </details>
+
+# %% tags=["check"]
+# Check cell: run it after your answer.
+if answer is None:
+    print("Exercise 1 not answered yet: using the solution.")
+    test_reasons = np.concatenate([scan.truth["reason"] for scan in task.test])
+    answer = {kind: np.mean(cnn_pred[test_reasons == kind] == "bad") for kind in synth.DEFECT_REASONS}
+per_kind = pd.DataFrame({
+    model_name: {kind: float(np.mean(np.concatenate([
+        predicted[test_groups == scan.name][scan.truth["reason"].to_numpy() == kind] == "bad"
+        for scan in task.test]))) for kind in synth.DEFECT_REASONS}
+    for model_name, predicted in (("feature MLP", mlp_pred), ("CNN", cnn_pred))})
+assert set(answer) == set(synth.DEFECT_REASONS), f"one recall per kind: {synth.DEFECT_REASONS}"
+assert all(np.isclose(answer[k], per_kind.loc[k, "CNN"]) for k in synth.DEFECT_REASONS), per_kind
+print(per_kind.round(2))
+print("Exercise 1: correct.")
+
 # %% [markdown]
 # ## Where does the CNN look?
 #
@@ -154,7 +192,7 @@ pd.DataFrame([mlp_row, cnn_row]).set_index("model").round(3)
 # each location of the last conv layer weighted by the gradient of the class score *at that
 # location*. (Classic Grad-CAM gives each feature channel one weight for the whole frame; on
 # this CNN that weight is nearly the same on every defect frame, and its maps point at dim
-# regions even when the defect is a bright streak: see Exercise 1.)
+# regions even when the defect is a bright streak: see Exercise 2.)
 #
 # We explain the class "bad" on the defect frames of each test scan and ask how often the
 # map's maximum (cyan x) falls inside the defect box: the **pointing score**. Chance is the
@@ -170,7 +208,8 @@ for scan in task.test:
     kinds.append(scan.truth["reason"].to_numpy()[bad])
     chance.append((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]) / maps[0].size)
 hits, kinds = np.concatenate(hits), np.concatenate(kinds)
-print(f"pointing score {hits.mean():.2f} on {len(hits)} defect frames (chance {np.mean(np.concatenate(chance)):.2f})")
+chance = np.mean(np.concatenate(chance))
+print(f"pointing score {hits.mean():.2f} on {len(hits)} defect frames (chance {chance:.2f})")
 pd.Series({kind: hits[kinds == kind].mean() for kind in synth.DEFECT_REASONS}, name="pointing").round(2)
 
 # %%
@@ -190,7 +229,7 @@ overlay = GradCAMOverlay(cnn, scan.source(), indices=np.flatnonzero(scan.is_bad)
 overlay
 
 # %% [markdown] tags=["exercise"]
-# ### Exercise 1
+# ### Exercise 2
 #
 # Compute the pointing score of classic **Grad-CAM** (`method="gradcam"`) on the defect
 # frames of the test scans, per defect kind, as a dict `{kind: score}` in `answer`. Which
@@ -216,7 +255,7 @@ answer = None  # your code here
 # %% tags=["check"]
 # Check cell: run it after your answer.
 if answer is None:
-    print("Exercise 1 not answered yet: using the solution.")
+    print("Exercise 2 not answered yet: using the solution.")
     gradcam_hits = np.concatenate([
         pointing_score(models.cam(cnn, s.source(), target="bad", rows=np.flatnonzero(s.is_bad),
                                   method="gradcam"),
@@ -233,9 +272,9 @@ expected_hits, expected_kinds = np.concatenate(expected_hits), np.concatenate(ex
 expected = {kind: expected_hits[expected_kinds == kind].mean() for kind in synth.DEFECT_REASONS}
 assert set(answer) == set(expected), f"one score per kind: {sorted(expected)}"
 assert all(np.isclose(answer[k], expected[k]) for k in expected), f"expected {expected}"
-print({k: round(v, 2) for k, v in expected.items()}, "| LayerCAM:",
-      {kind: round(hits[kinds == kind].mean(), 2) for kind in synth.DEFECT_REASONS})
-print("Exercise 1: correct.")
+print("Grad-CAM:", {k: round(float(v), 2) for k, v in expected.items()}, "| LayerCAM:",
+      {kind: round(float(hits[kinds == kind].mean()), 2) for kind in synth.DEFECT_REASONS})
+print("Exercise 2: correct.")
 
 # %% [markdown]
 # ## Summary

@@ -37,8 +37,8 @@ from .base import FrameModel
 
 torch = require_torch()
 
-__all__ = ["cam", "METHODS", "DEFAULT_METHOD", "ALL_LAYERS", "default_layer", "conv_layers", "pointing_score",
-           "map_peaks"]
+__all__ = ["cam", "METHODS", "DEFAULT_METHOD", "ALL_LAYERS", "default_layer", "conv_layers",
+           "pointing_score", "map_peaks"]
 
 METHODS = ("layercam", "gradcam", "gradcam++", "xgradcam", "smoothgrad++")
 #: The method :func:`cam` uses unless told (it points at local defects: see the module doc).
@@ -60,20 +60,18 @@ def cam(model, frames, target=None, layer=None, method=DEFAULT_METHOD, batch_siz
     a list of names, or ``"all"`` (every conv layer): several layers give the mean of
     their scaled maps, scaled again. ``method``: "layercam" (default; Jiang et al. 2021:
     ReLU(sum_k ReLU(dScore/dA_k) * A_k), every location weighted by its own gradient),
-    "gradcam", "gradcam++", "xgradcam" or
-    "smoothgrad++" (SmoothGrad-CAM++: Grad-CAM++ on gradients averaged over ``n_samples``
-    noisy copies of the input, Gaussian noise of ``noise`` x the input's range, seeded by
-    ``seed``). ``invalid``: "nan" sets the scan's invalid pixels (masked, flagged,
-    non-finite) to NaN in maps of xlabel models; "keep" leaves them. ``reference``: the
+    "gradcam", "gradcam++", "xgradcam" or "smoothgrad++" (SmoothGrad-CAM++: Grad-CAM++ on
+    gradients averaged over ``n_samples`` noisy copies of the input, Gaussian noise of
+    ``noise`` x the input's range, seeded by ``seed``). ``invalid``: "nan" sets the
+    scan's invalid pixels (masked, flagged, non-finite) to NaN in maps of xlabel models; "keep" leaves them. ``reference``: the
     scan's running flux per frame for models that judge flux relative to the scan
     (default: from ``frames``). ``rows``: explain only these frames of the scan ``frames``
     (models that judge a frame against its scan then still see the whole scan's context;
     a widget showing one frame passes its index here).
 
     Each map is ReLU(sum_k w_k A_k) (LayerCAM: per-location weights), upsampled bilinearly
-    to the frame size, then
-    min-max scaled per frame over its valid pixels; a map that is constant (e.g. all
-    zero: no evidence for the target) is returned as zeros.
+    to the frame size, then min-max scaled per frame over its valid pixels; a map that is
+    constant (e.g. all zero: no evidence for the target) is returned as zeros.
     """
     if method not in METHODS:
         raise ModelArgumentError(f"unknown CAM method {method!r}; choose one of {METHODS}")
@@ -302,7 +300,8 @@ def _activations_and_grads(network, modules, inputs, targets):
             score = logits.gather(1, targets[:, None].to(logits.device)).sum()
             missing = [i for i in range(len(modules)) if i not in captured]
             if missing:
-                raise ModelArgumentError("a CAM layer is not used by the model's forward pass")
+                raise ModelArgumentError(f"the CAM layer {modules[missing[0]]!r} is not used by the "
+                                         "model's forward pass; choose a conv layer it runs")
             activations = [captured[i] for i in range(len(modules))]
             grads = torch.autograd.grad(score, activations)
     finally:

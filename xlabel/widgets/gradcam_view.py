@@ -2,10 +2,10 @@
 
 Controls: opacity slider, class explained (or the predicted class), conv layer (or
 "all": every conv layer combined), CAM method (LayerCAM by default: it points at local
-defects where Grad-CAM does not, see :mod:`xlabel.models.gradcam`), colormap, and prev/next through a list of frames (e.g.
-``ConfusionMatrixViewer.misclassified``). Maps are computed on demand with
-:func:`xlabel.models.gradcam.cam` and cached per ``(frame, class, layer, method)``,
-so changing opacity or colormap never recomputes them. Needs PyTorch.
+defects where Grad-CAM does not, see :mod:`xlabel.models.gradcam`), colormap, and
+prev/next through a list of frames (e.g. ``ConfusionMatrixViewer.misclassified``). Maps
+are computed on demand with :func:`xlabel.models.gradcam.cam` and cached per ``(frame,
+class, layer, method)``, so changing opacity or colormap never recomputes them. Needs PyTorch.
 
 Any CNN works, a trained :class:`~xlabel.models.TrainedModel` (e.g. with
 ``indices=viewer.misclassified``) or, as here, a plain untrained ``torch.nn.Module``:
