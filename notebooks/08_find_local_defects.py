@@ -182,6 +182,7 @@ per_kind = pd.DataFrame({
 assert set(answer) == set(synth.DEFECT_REASONS), f"one recall per kind: {synth.DEFECT_REASONS}"
 assert all(np.isclose(answer[k], per_kind.loc[k, "CNN"]) for k in synth.DEFECT_REASONS), per_kind
 print(per_kind.round(2))
+assert (per_kind["CNN"] > per_kind["feature MLP"]).all(), "the CNN should find every kind more often"
 print("Exercise 1: correct.")
 
 # %% [markdown]
@@ -274,6 +275,7 @@ assert set(answer) == set(expected), f"one score per kind: {sorted(expected)}"
 assert all(np.isclose(answer[k], expected[k]) for k in expected), f"expected {expected}"
 print("Grad-CAM:", {k: round(float(v), 2) for k, v in expected.items()}, "| LayerCAM:",
       {kind: round(float(hits[kinds == kind].mean()), 2) for kind in synth.DEFECT_REASONS})
+assert hits.mean() > expected_hits.mean(), "LayerCAM should point at the defect more often"
 print("Exercise 2: correct.")
 
 # %% [markdown]
