@@ -107,10 +107,18 @@ def pointing_of(model, task, method, layer, options, per_scan):
         called.append(per_scan[scan.name][bad])
     hits, hits1 = np.concatenate(hits), np.concatenate(hits1)
     kinds, called = np.concatenate(kinds), np.concatenate(called)
-    what = (layer or "last conv") + "".join(f", {k}={v!r}" for k, v in options.items())
+    from xlabel.models.gradcam import conv_layers
+    names = {None: f"default ({default_layer_name(model, method)})", conv_layers(model.network)[-1]: "last conv"}
+    what = names.get(layer, layer) + "".join(f", {k}={v!r}" for k, v in options.items())
     return {"method": method, "layer": what, "all": hits.mean(), "margin1": hits1.mean(),
             "called": hits[called].mean() if called.any() else np.nan,
             "kinds": {k: hits[kinds == k].mean() for k in DEFECT_REASONS}}
+
+
+def default_layer_name(model, method):
+    from xlabel.models.gradcam import conv_layers, default_layer
+    layer = default_layer(model.network, method)
+    return "last conv" if layer == conv_layers(model.network)[-1] else layer
 
 
 def row_text(result):
@@ -186,7 +194,9 @@ def main(argv=None):
           f"worst scans (bad recall, precision): {worst}; {n_bad} defect frames explained (target 'bad')\n")
     print(f"| method | layer | {' | '.join(DEFECT_REASONS)} | all defect frames | margin 1 px "
           f"| frames the CNN calls bad |\n|---|---|{'---|' * len(DEFECT_REASONS)}---|---|---|")
-    configs = [(method, layer, {}) for method in args.methods for layer in (None, "all")]
+    from xlabel.models.gradcam import conv_layers
+    last = conv_layers(model.network)[-1]
+    configs = [(method, layer, {}) for method in args.methods for layer in (last, "all")]
     # the suspects of a miss: the map of the predicted class (for a missed defect frame:
     # "good"), maxima on invalid pixels (maps kept there)
     configs += [(method, None, options) for method in args.methods[:1] + args.methods[-1:]

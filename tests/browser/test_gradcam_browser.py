@@ -1,6 +1,6 @@
 """End to end: GradCAMOverlay in JupyterLab + Chromium.
 
-Choosing a layer ("all": every conv layer combined) and a method in the page's dropdowns and
+Choosing a layer (LayerCAM starts on "all": every conv layer combined) and a method in the page's dropdowns and
 stepping with "next ▶" recomputes the map in the kernel and redraws the image; the status
 line says what is explained.
 """
@@ -42,21 +42,23 @@ def dropdown(p, label):
 def test_layer_method_and_browsing_from_the_page(open_notebook):
     page = open_notebook("gradcam.ipynb", CELLS)
     p = page.page
-    wait_status(page, "frame 0 · explaining predicted class at 2 (layercam)")
+    wait_status(page, "frame 0 · explaining predicted class at all (layercam)")
     assert [o.strip() for o in dropdown(p, "layer").locator("option").all_inner_texts()] == ["0", "2", "all"]
     first = image_src(p)
 
-    dropdown(p, "layer").select_option("all")
-    wait_status(page, "explaining predicted class at all (layercam)")
-    assert page.kernel_json("overlay.layer") == "all"
+    dropdown(p, "layer").select_option("2")
+    wait_status(page, "explaining predicted class at 2 (layercam)")
+    assert page.kernel_json("overlay.layer") == "2"
     combined = page.kernel_json("overlay.cam_map.round(6).tolist()")
-    expected = page.kernel_json("__import__('xlabel').models.cam(net, frames[0], layer='all')[0]"
+    expected = page.kernel_json("__import__('xlabel').models.cam(net, frames[0], layer='2')[0]"
                                 ".round(6).tolist()")
     assert combined == expected
     p.wait_for_function("(old) => document.querySelector('.widget-image').getAttribute('src') !== old",
                         arg=first, timeout=60_000)
 
     dropdown(p, "method").select_option("gradcam")
+    wait_status(page, "at 2 (gradcam)")
+    dropdown(p, "layer").select_option("all")
     wait_status(page, "at all (gradcam)")
     p.get_by_role("button", name="next ▶").click()
     wait_status(page, "frame 1 · explaining predicted class at all (gradcam)")

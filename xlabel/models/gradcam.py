@@ -12,10 +12,12 @@ Which method points at the cause: on xlabel's frame CNN (global average *and* ma
 the head) Grad-CAM's one weight per channel (the spatial mean of its gradient) is the same
 wherever the evidence lies, so channels that answer dim regions (a dead module, a shadow)
 dominate every map, also on frames whose defect is a bright streak; LayerCAM weights each
-location by its own gradient and keeps the evidence where the network found it. Pointing at
-the defect on held-out scans of other exposure (``python -m bench.bench_gradcam``,
-BENCHMARKS.md): LayerCAM 0.97 of 252 defect frames, Grad-CAM 0.66 (0 on streaks). Hence
-the default.
+location by its own gradient and keeps the evidence where the network found it; fused over
+all conv layers it also keeps the shallow layers' resolution where the last layer is coarse
+(a CNN that strides down to 1/8 of the frame). Pointing at the defect on held-out scans of
+other exposure (``python -m bench.bench_gradcam``, BENCHMARKS.md): LayerCAM over all layers
+0.93-1.00 on two CNN layouts, Grad-CAM at the last layer 0.65-0.66 (0 on streaks). Hence the
+default.
 
 >>> import torch
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
@@ -43,7 +45,8 @@ __all__ = ["cam", "METHODS", "DEFAULT_METHOD", "ALL_LAYERS", "default_layer", "c
 METHODS = ("layercam", "gradcam", "gradcam++", "xgradcam", "smoothgrad++")
 #: The method :func:`cam` uses unless told (it points at local defects: see the module doc).
 DEFAULT_METHOD = "layercam"
-#: ``layer=ALL_LAYERS``: the maps of every conv layer, each scaled to [0, 1], averaged.
+#: ``layer=ALL_LAYERS``: the maps of every conv layer, each scaled to [0, 1], averaged
+#: (LayerCAM's default).
 ALL_LAYERS = "all"
 _EPS = 1e-7
 
@@ -56,9 +59,9 @@ def cam(model, frames, target=None, layer=None, method=DEFAULT_METHOD, batch_siz
     ``torch.nn.Module`` classifier. ``frames``: ``(n, H, W)`` or one ``(H, W)`` frame (a
     FrameSource or path also works for an xlabel model). ``target``: class explained:
     ``None`` (the predicted class of each frame), a class index or name, or one per frame.
-    ``layer``: module name as in ``model.named_modules()`` (default: the last ``Conv2d``),
-    a list of names, or ``"all"`` (every conv layer): several layers give the mean of
-    their scaled maps, scaled again. ``method``: "layercam" (default; Jiang et al. 2021:
+    ``layer``: module name as in ``model.named_modules()``, a list of names, or ``"all"``
+    (every conv layer): several layers give the mean of their scaled maps, scaled again.
+    Default: ``"all"`` for LayerCAM, the last ``Conv2d`` for the other methods. ``method``: "layercam" (default; Jiang et al. 2021:
     ReLU(sum_k ReLU(dScore/dA_k) * A_k), every location weighted by its own gradient),
     "gradcam", "gradcam++", "xgradcam" or "smoothgrad++" (SmoothGrad-CAM++: Grad-CAM++ on
     gradients averaged over ``n_samples`` noisy copies of the input, Gaussian noise of
@@ -78,7 +81,7 @@ def cam(model, frames, target=None, layer=None, method=DEFAULT_METHOD, batch_siz
     if invalid not in ("nan", "keep"):
         raise ModelArgumentError(f"invalid= must be 'nan' or 'keep', got {invalid!r}")
     network, inputs, out_shape, classes, invalid_mask = _inputs(model, frames, reference, rows)
-    modules = [_find_layer(network, name) for name in _layer_names(network, layer)]
+    modules = [_find_layer(network, name) for name in _layer_names(network, layer, method)]
     targets = _targets(target, len(inputs), classes)
     smooth = {"n_samples": int(n_samples), "noise": float(noise),
               "generator": torch.Generator().manual_seed(int(seed))}
@@ -102,9 +105,9 @@ def conv_layers(network) -> list:
     return [name for name, module in network.named_modules() if isinstance(module, torch.nn.Conv2d)]
 
 
-def _layer_names(network, layer) -> list:
+def _layer_names(network, layer, method=None) -> list:
     if layer is None:
-        return [default_layer(network)]
+        layer = default_layer(network, method)
     if isinstance(layer, str) and layer == ALL_LAYERS:
         names = conv_layers(network)
         if not names:
@@ -191,13 +194,15 @@ def pointing_score(maps, regions, margin: int = 0, return_hits: bool = False):
     return (score, hits) if return_hits else score
 
 
-def default_layer(network) -> str:
-    """Name of the last ``Conv2d`` module of ``network`` (the default CAM layer)."""
+def default_layer(network, method=None) -> str:
+    """The default CAM layer of ``network``: :data:`ALL_LAYERS` for LayerCAM (built to fuse
+    layers: the shallow ones give fine maps where the last conv layer is coarse), else the
+    name of its last ``Conv2d`` module (``method=None``: always the last conv layer)."""
     names = [name for name, module in network.named_modules()
              if isinstance(module, torch.nn.Conv2d)]
     if not names:
         raise ModelArgumentError("the model has no Conv2d layer; pass layer= with a module name")
-    return names[-1]
+    return ALL_LAYERS if method == "layercam" and len(names) > 1 else names[-1]
 
 
 def _inputs(model, frames, reference=None, rows=None):

@@ -49,8 +49,8 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
     source : FrameSource or ``(n, H, W)`` array of the frames.
     indices : frames to browse (default: all).
     classes : class names for a plain module (an xlabel model or ``store`` knows its own).
-    layers : conv layer names offered (default: every ``Conv2d`` of the model, last one
-        selected, and "all" for their combined map).
+    layers : conv layer names offered (default: every ``Conv2d`` of the model and "all" for
+        their combined map; selected first: the method's default layer, "all" for LayerCAM).
     method : one of :data:`xlabel.models.gradcam.METHODS` (default: LayerCAM).
     store, predictions : optional label store and predictions shown in the status line.
     opacity, cmap : initial overlay opacity (0-1) and colormap (``inferno``, ``viridis``, ``jet``, ``gray``).
@@ -74,8 +74,9 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
         self._status_text = ""
         self._indices = np.arange(len(self._source))
         self._position = 0
-        self._build(self._layer_names(network, layers, gradcam.ALL_LAYERS),
-                    method or gradcam.DEFAULT_METHOD, opacity, cmap, size, gradcam.METHODS)
+        method = method or gradcam.DEFAULT_METHOD
+        self._build(self._layer_names(network, layers, method), method, opacity, cmap, size,
+                    gradcam.METHODS)
         self._observer = WeakObserver(store, self._on_labels) if store is not None else None
         self.show(self._indices if indices is None else indices)
 
@@ -90,15 +91,15 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
         return tuple(f"class {i}" for i in range(outputs[-1] if outputs else 0))
 
     @staticmethod
-    def _layer_names(network, layers, all_layers):
-        """(layer names offered, the one selected first)."""
-        torch = require_torch()
-        convs = [name for name, module in network.named_modules()
-                 if isinstance(module, torch.nn.Conv2d)]
+    def _layer_names(network, layers, method):
+        """(layer names offered, the one selected first: the method's default layer)."""
+        from ..models.gradcam import ALL_LAYERS, conv_layers, default_layer
+        convs = conv_layers(network)
         if layers is None:
-            return (convs + [all_layers] if len(convs) > 1 else convs), convs[-1] if convs else None
+            first = default_layer(network, method) if convs else None
+            return (convs + [ALL_LAYERS] if len(convs) > 1 else convs), first
         known = dict(network.named_modules())
-        unknown = [name for name in layers if name not in known and name != all_layers]
+        unknown = [name for name in layers if name not in known and name != ALL_LAYERS]
         if unknown or not layers:
             raise WidgetArgumentError(f"layers {unknown or '(none)'} not found in the model; "
                                       f"conv layers: {convs}")
