@@ -190,10 +190,11 @@ print("Exercise 1: correct.")
 #
 # `models.cam` returns one class activation map per frame, at the frame's own resolution,
 # scaled to 0..1, with NaN on the scan's invalid pixels. Its default method is **LayerCAM**:
-# each location of the last conv layer weighted by the gradient of the class score *at that
-# location*. (Classic Grad-CAM gives each feature channel one weight for the whole frame; on
-# this CNN that weight is nearly the same on every defect frame, and its maps point at dim
-# regions even when the defect is a bright streak: see Exercise 2.)
+# each location of a conv layer weighted by the gradient of the class score *at that
+# location*, the maps of all conv layers combined (the last layer alone is coarse: 1/4 or 1/8
+# of the frame). Classic Grad-CAM gives each feature channel one weight for the whole frame;
+# on this CNN that weight is nearly the same on every defect frame, and its maps point at dim
+# regions even when the defect is a bright streak: see Exercise 2.
 #
 # We explain the class "bad" on the defect frames of each test scan and ask how often the
 # map's maximum (cyan x) falls inside the defect box: the **pointing score**. Chance is the
