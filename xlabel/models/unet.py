@@ -129,7 +129,7 @@ class SpotSelector:
         single = z.ndim == 2
         x = torch.from_numpy(prepare(z[None] if single else z)).unsqueeze(1)
         out = []
-        with torch.no_grad():
+        with torch.inference_mode():
             for batch in x.split(self.batch_size):
                 out.append(torch.sigmoid(self.network(batch.to(self.device)))[:, 0].cpu().numpy())
         prob = np.concatenate(out) if out else np.zeros(z.shape, np.float32)
