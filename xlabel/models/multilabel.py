@@ -3,16 +3,22 @@
 Three views of a frame, as in the NSLS-II study (image CNN, coefficient CNN, joint
 "double-view" CNN), each a registered kind:
 
-- ``"tags-cnn"`` (:class:`TagCNN`): conv blocks on the binned, log-scaled frame;
-  global mean *and* max pooling (a few bright spot pixels vanish in a mean).
+- ``"tags-cnn"`` (:class:`TagCNN`): conv blocks (batch norm) on the binned, log-scaled
+  frame, its valid-pixel share and two fixed :class:`RadialRidges` planes (bright lines
+  across / along the direction from the beam centre: a streak vs a ring arc); global
+  mean *and* max pooling (a few bright spot pixels vanish in a mean).
 - ``"tags-polar"`` (:class:`TagPolarCNN`): the coefficient view: the frame unwrapped
-  about its centre into ``n_radial`` x ``n_azimuth`` polar cells
-  (:mod:`xlabel.coefficients`), conv blocks with circular padding in azimuth, pooled
-  over azimuth only, so the radius of a ring or halo stays known.
+  about its centre into ``n_radial`` x ``n_azimuth`` polar cells (means over valid
+  pixels, :mod:`xlabel.coefficients`) and their excess over each ring's median, conv
+  blocks with circular padding in azimuth, pooled over azimuth (the radius of a ring or
+  halo stays known) and over radius (a streak is one bright sector at many radii).
 - ``"tags-joint"`` (:class:`TagJointCNN`): both branches, features concatenated.
 
-All take ``(n, 1, h, w)`` (the polar map is a fixed sparse layer inside the network),
-so :func:`xlabel.models.gradcam.cam` explains any tag of the image and joint models
+Input (:func:`prepare_tag_frames`): each frame binned to at most ``size`` x ``size`` as the
+mean of its *valid* pixels, ``log1p``, centred on the frame's median (exposure drops out),
+bins without a valid pixel filled from their neighbours, plus the valid share: ``(n, 2,
+h, w)``. The polar map is a fixed sparse layer inside the network, so
+:func:`xlabel.models.gradcam.cam` explains any tag of the image and joint models
 (:meth:`TagModel.explain`). Training: one sigmoid output per tag,
 ``BCEWithLogitsLoss(pos_weight = negatives / positives)`` per tag, random flips,
 early stopping on the loss of validation frames from other scans (batches), and a
@@ -59,7 +65,8 @@ nn = torch.nn
 INPUT_VERSION = "v2: centred log frame + valid share"
 
 __all__ = ["TagModel", "TagCNN", "TagPolarCNN", "TagJointCNN", "TagNet", "TagEvaluation",
-           "evaluate_tags", "resolve_tags", "train_tags"]
+           "evaluate_tags", "resolve_tags", "train_tags", "prepare_tag_frames", "RadialRidges",
+           "INPUT_VERSION"]
 
 
 # ---------------------------------------------------------------- networks
@@ -184,23 +191,27 @@ class TagNet(nn.Module):
         if view not in ("image", "polar", "joint"):
             raise ModelArgumentError(f"unknown view {view!r}: image, polar or joint")
         self.view = view
-        width = 0
+        widths = {}
         if view in ("polar", "joint"):
             polar_channels = channels[:2]
             self.polar = PolarTransform(input_shape, n_radial, n_azimuth)
             self.polar_features = _conv_blocks(polar_channels, _PolarConv, n_in=2)
             radial_after = -(-n_radial // 2 ** (len(polar_channels) - 1))
-            width += (2 * radial_after + 2) * polar_channels[-1] + n_radial + n_azimuth
+            widths["polar"] = (2 * radial_after + 2) * polar_channels[-1] + n_radial + n_azimuth
         if view in ("image", "joint"):
             self.ridges = RadialRidges(input_shape)
             self.image_features = _conv_blocks(
                 channels, lambda i, o: nn.Conv2d(i, o, kernel_size=3, padding=1), n_in=4)
-            width += 2 * channels[-1]
-        self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, n_tags))
+            widths["image"] = 2 * channels[-1]
+        # one head per branch, logits summed (late fusion, trained together): with one
+        # head on the concatenated features the joint model scored below either branch
+        self.heads = nn.ModuleDict({
+            name: nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, n_tags))
+            for name, width in widths.items()})
 
     def forward(self, x):
         frame, share = x[:, :1], x[:, 1:2]
-        parts = []
+        logits = 0
         if self.view != "image":
             polar = self.polar(frame * share) / self.polar(share).clamp_min(0.05)
             excess = polar - polar.median(dim=3, keepdim=True).values
@@ -209,12 +220,14 @@ class TagNet(nn.Module):
             # the inner two thirds (rotation invariant: a streak is one bright sector)
             inner = excess[:, 0, : max(1, 2 * excess.shape[2] // 3)]
             azimuthal = torch.sort(inner.mean(dim=1), dim=1).values
-            parts += [maps.mean(dim=3).flatten(1), maps.amax(dim=3).flatten(1),
-                      *_sector_features(maps), polar.mean(dim=3).flatten(1), azimuthal]
+            logits = logits + self.heads["polar"](torch.cat(
+                [maps.mean(dim=3).flatten(1), maps.amax(dim=3).flatten(1),
+                 *_sector_features(maps), polar.mean(dim=3).flatten(1), azimuthal], dim=1))
         if self.view != "polar":
             maps = self.image_features(torch.cat([frame, share, self.ridges(frame)], dim=1))
-            parts += [maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))]
-        return self.head(torch.cat(parts, dim=1))
+            logits = logits + self.heads["image"](
+                torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1))
+        return logits
 
 
 # ---------------------------------------------------------------- input
