@@ -53,7 +53,7 @@ from ..errors import ModelArgumentError, ModelError
 from ._deps import require_torch
 from .base import FrameModel
 from .cnn import _fit, _torch_settings
-from .data import MIN_FRAMES_PER_CLASS
+from .data import MIN_FRAMES_PER_CLASS, concat_prepared
 from .persist import load_weights, save_weights
 from .registry import register
 from .split import split
@@ -266,30 +266,6 @@ def _iter_tag_prepared(source, size):
         yield start, prepare_tag_frames(stack, size, source)
 
 
-def _concat_tag_prepared(frames, size):
-    """``(stack (n, 2, h, w), frame_shape, dtype kind, scan per frame)`` of scans (see
-    :func:`xlabel.models.data.concat_prepared`, whose checks this repeats)."""
-    from .data import dtype_kind, scan_name
-    from .frames import as_source
-
-    items = frames if isinstance(frames, (list, tuple)) else [frames]
-    blocks, scans, frame_shape, kind = [], [], None, None
-    for item in items:
-        source = as_source(item)
-        shape, this_kind = tuple(source.frame_shape), dtype_kind(source.dtype)
-        if frame_shape is None:
-            frame_shape, kind = shape, this_kind
-        elif (shape, this_kind) != (frame_shape, kind):
-            raise ModelArgumentError(f"frames {shape} of {this_kind} values differ from the first "
-                                     f"scan's {frame_shape} of {kind} values; train one model per "
-                                     "detector geometry", path=getattr(source, "path", None))
-        blocks.extend(block for _, block in _iter_tag_prepared(source, size))
-        scans.extend([scan_name(source)] * len(source))
-    if not blocks:
-        raise ModelArgumentError("no frames to train on")
-    return np.concatenate(blocks), frame_shape, kind, np.asarray(scans, dtype=object)
-
-
 def _centred(block):
     """Log frames minus each frame's median over its valid bins (exposure drops out: a
     feature's contrast is a ratio, so a difference of logs); invalid bins at 0."""
@@ -423,7 +399,7 @@ class TagModel(FrameModel):
         """Train on frames ``X`` (a scan or a list of scans) and a frames x tags 0/1 table
         ``y`` (rows with a missing value are unlabeled). ``groups``: scan per frame
         (default: the scans of ``X``); validation frames come from other scans."""
-        stack, frame_shape, kind, scans = _concat_tag_prepared(X, self.size)
+        stack, frame_shape, kind, scans = concat_prepared(X, self.size, _iter_tag_prepared)
         values, names = resolve_tags(y, self.tag_names, len(stack))
         _check_tag_counts(values, names)
         self.classes_ = np.asarray(names, dtype=object)
@@ -478,21 +454,14 @@ class TagModel(FrameModel):
         training frames' spread; the valid share as it is."""
         return self._tensor(block).to(self._device())
 
-    def predict_proba(self, X, progress=False) -> np.ndarray:
-        """One independent probability per tag ``(n, k)``, computed chunk by chunk."""
-        from .base import _progress
-        source = self.check_frames(X)
-        blocks = _iter_tag_prepared(source, self.size)
-        if progress:
-            blocks = _progress(blocks, len(source), str(getattr(source, "name", "frames")))
-        parts = [self._proba_block(block) for _, block in blocks]
-        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes_)))
+    def _iter_blocks(self, source):
+        return _iter_tag_prepared(source, self.size)
 
     def prepared(self, frames) -> np.ndarray:
         """All frames of ``frames`` as the model sees them ``(n, 2, h, w)``
         (:func:`prepare_tag_frames`)."""
         source = self.check_frames(frames)
-        parts = [block for _, block in _iter_tag_prepared(source, self.size)]
+        parts = [block for _, block in self._iter_blocks(source)]
         return (np.concatenate(parts) if parts
                 else np.zeros((0, 2, *self.input_shape()), np.float32))
 
