@@ -106,6 +106,9 @@ class ScatterPlot(anywidget.AnyWidget):
     status = traitlets.Unicode("").tag(sync=True)
     #: True when points are drawn by the kernel (read-only for users).
     raster_mode = traitlets.Bool(False).tag(sync=True)
+    #: Show the tag field and "add tag"/"remove tag" buttons; the store's tag names.
+    tag_tools = traitlets.Bool(False).tag(sync=True)
+    tag_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
 
     def __init__(self, callbacks: ScatterCallbacks, raster=None, **traits):
         self._callbacks = callbacks
