@@ -92,6 +92,19 @@ def test_tag_input_keeps_the_level_of_bins_cut_by_a_gap():
     assert np.allclose(out[0, 1, :, 1], 0.5) and np.allclose(out[0, 1, :, 0], 1.0)
 
 
+def test_network_input_fills_whole_gap_bins_from_their_neighbours():
+    from xlabel.models.multilabel import _centred
+
+    ramp = np.tile(np.exp(np.linspace(1, 4, 16)), (16, 1))[None]   # log rises left to right
+    stack = np.round(ramp * 100).astype(np.uint32)
+    stack[:, :, 8:12] = np.iinfo(np.uint32).max                  # one whole bin column lost
+    out = prepare_tag_frames(stack, 4)
+    assert np.allclose(out[0, 1, :, 2], 0.0)
+    centred = _centred(out)[0]
+    # the filled column lies between its neighbours: no dark (or flat) line through the frame
+    assert (centred[:, 1] < centred[:, 2]).all() and (centred[:, 2] < centred[:, 3]).all()
+
+
 # ------------------------------------------------------------------ labels
 
 def test_resolve_tags_from_tables_arrays_and_stores():

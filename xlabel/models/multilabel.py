@@ -172,8 +172,9 @@ def _sector_features(maps):
 class TagNet(nn.Module):
     """Image and/or polar branch, then a small head with one logit per tag.
 
-    Input ``(n, 2, h, w)``: the standardized log frame (detector gaps filled with the
-    frame's median, 0) and the share of valid pixels of each binned pixel.
+    Input ``(n, 2, h, w)``: the log frame centred on its median and standardized (bins
+    without a valid pixel filled from their neighbours) and the share of valid pixels of
+    each binned pixel (see :meth:`TagModel.network_input`).
     ``view``: "image", "polar" or "joint". The image branch sees the frame, the valid share
     and the frame's :class:`RadialRidges`; the polar branch the polar cells of the frame
     (means over valid pixels only) and their excess over the ring's median. The polar
@@ -268,7 +269,8 @@ def _iter_tag_prepared(source, size):
 
 def _centred(block):
     """Log frames minus each frame's median over its valid bins (exposure drops out: a
-    feature's contrast is a ratio, so a difference of logs); invalid bins at 0."""
+    feature's contrast is a ratio, so a difference of logs); bins without a valid pixel
+    filled from their neighbours (:func:`_fill_gaps`)."""
     frame, share = block[:, 0], block[:, 1]
     valid = share > 0.5
     values = np.where(valid, frame, np.nan).reshape(len(frame), -1)
