@@ -481,7 +481,7 @@ def match_spots(found: pd.DataFrame, truth: pd.DataFrame, radius: float = 2.0) -
 
 
 def tune_threshold(selector, validation, *, recall: float = 0.99,
-                   grid=(0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7),
+                   grid=(0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7),
                    eps: float = 1.5, min_samples: int = 3, criterion: str = "pooled") -> pd.DataFrame:
     """Choose a U-Net's decision threshold on validation scans with known spots.
 
