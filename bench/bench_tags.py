@@ -28,7 +28,8 @@ MODELS = {"cnn": ("image CNN (tags-cnn)", TagCNN),
           "joint": ("joint (tags-joint)", TagJointCNN)}
 
 
-def run(n_batches, frames, shape, size, epochs, threads, seed, channels, models=tuple(MODELS)):
+def run(n_batches, frames, shape, size, epochs, threads, seed, channels, models=tuple(MODELS),
+        patience=8):
     start = time.perf_counter()
     batches = make_tagged_batches(n_batches, frames, (shape, shape), seed=seed, progress=True)
     print(f"generated {n_batches} x {frames} frames of {shape}x{shape} in "
@@ -40,7 +41,7 @@ def run(n_batches, frames, shape, size, epochs, threads, seed, channels, models=
     for name, cls in (MODELS[key] for key in models):
         start = time.perf_counter()
         model = cls(size=size, epochs=epochs, threads=threads, seed=seed, progress=False,
-                    channels=channels)
+                    channels=channels, patience=patience)
         model.fit([b.source() for b in train], tags)
         seconds = time.perf_counter() - start
         proba = model.predict_proba(test.source())
@@ -64,12 +65,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 batches of 40 frames, 3 epochs")
     parser.add_argument("--batches", type=int, default=10)
-    parser.add_argument("--frames", type=int, default=200, help="frames per batch")
+    parser.add_argument("--frames", type=int, default=150, help="frames per batch")
     parser.add_argument("--shape", type=int, default=256, help="frame size (square)")
     parser.add_argument("--size", type=int, default=64, help="binned model input size")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=40, help="at most")
+    parser.add_argument("--patience", type=int, default=8,
+                        help="epochs without a better validation loss before stopping")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--channels", default="8,16,32", help="conv widths")
+    parser.add_argument("--channels", default="8,16,32,64", help="conv widths")
     parser.add_argument("--models", default="cnn,polar,joint",
                         help="which models, in order (cnn, polar, joint)")
     parser.add_argument("--seed", type=int, default=0)
@@ -79,7 +82,7 @@ def main(argv=None):
         args.batches, args.frames, args.epochs = 4, 40, 3
     channels = tuple(int(c) for c in args.channels.split(","))
     results = run(args.batches, args.frames, args.shape, args.size, args.epochs, args.threads,
-                  args.seed, channels, args.models.split(","))
+                  args.seed, channels, args.models.split(","), args.patience)
     print(pd.DataFrame({k: {c: v[c] for c in ("mAP", "train_s", "train_ratio", "epochs")}
                         for k, v in results.items()}).T.to_string())
     if args.json:

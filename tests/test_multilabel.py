@@ -12,8 +12,8 @@ from xlabel.coefficients import azimuthal_contrast, polar_matrix, polar_view, ra
 from xlabel.errors import ModelError
 from xlabel.labels import LabelStore
 from xlabel.models import load_model, registry, save_model
-from xlabel.models.multilabel import (TagCNN, TagJointCNN, TagPolarCNN, evaluate_tags,
-                                      resolve_tags)
+from xlabel.models.multilabel import (RadialRidges, TagCNN, TagJointCNN, TagPolarCNN,
+                                      evaluate_tags, prepare_tag_frames, resolve_tags)
 from xlabel.synth import make_tagged_batches
 
 PARAMS = dict(size=32, channels=(8, 16, 32), n_radial=12, n_azimuth=16, epochs=6,
@@ -61,6 +61,48 @@ def test_ring_and_spot_show_in_the_profiles():
     profile = radial_profile(ring, n_radial=16)[0]
     assert profile.argmax() == 10
     assert azimuthal_contrast(spot, 16, 32)[0].max() > 10 * azimuthal_contrast(ring, 16, 32)[0].max()
+
+
+def test_radial_ridges_tell_a_streak_from_a_ring_arc():
+    """Same thin bright line shape, different direction relative to the centre."""
+    import torch
+
+    yy, xx = np.mgrid[:64, :64]
+    dy, dx = yy - 31.5, xx - 31.5
+    r, phi = np.hypot(dy, dx), np.arctan2(dy, dx)
+    streak = np.exp(-0.5 * (r * np.sin(phi - 0.7) / 0.8) ** 2) * ((r > 8) & (r < 28) & (np.cos(phi - 0.7) > 0))
+    ring = np.exp(-0.5 * ((r - 20) / 0.8) ** 2)
+    out = RadialRidges((64, 64))(torch.from_numpy(np.stack([streak, ring])[:, None]).float()).numpy()
+    on_streak = streak > 0.5
+    on_ring = (ring > 0.5) & (r > 8)
+    across, along = out[0, 0][on_streak].mean(), out[0, 1][on_streak].mean()
+    assert across > 0.2 and across > 5 * abs(along)
+    across, along = out[1, 0][on_ring].mean(), out[1, 1][on_ring].mean()
+    assert along > 0.2 and along > 5 * abs(across)
+    flat = RadialRidges((16, 16))(torch.full((1, 1, 16, 16), 7.0)).numpy()
+    assert np.abs(flat[..., 4:-4, 4:-4]).max() < 1e-5      # no response to a level
+
+
+def test_tag_input_keeps_the_level_of_bins_cut_by_a_gap():
+    stack = np.full((2, 8, 8), 50, np.uint32)
+    stack[:, :, 3] = np.iinfo(np.uint32).max                 # a gap column (value convention)
+    out = prepare_tag_frames(stack, 4)
+    assert out.shape == (2, 2, 4, 4)
+    assert np.allclose(np.expm1(out[:, 0]), 50)              # mean of the valid pixels only
+    assert np.allclose(out[0, 1, :, 1], 0.5) and np.allclose(out[0, 1, :, 0], 1.0)
+
+
+def test_network_input_fills_whole_gap_bins_from_their_neighbours():
+    from xlabel.models.multilabel import _centred
+
+    ramp = np.tile(np.exp(np.linspace(1, 4, 16)), (16, 1))[None]   # log rises left to right
+    stack = np.round(ramp * 100).astype(np.uint32)
+    stack[:, :, 8:12] = np.iinfo(np.uint32).max                  # one whole bin column lost
+    out = prepare_tag_frames(stack, 4)
+    assert np.allclose(out[0, 1, :, 2], 0.0)
+    centred = _centred(out)[0]
+    # the filled column lies between its neighbours: no dark (or flat) line through the frame
+    assert (centred[:, 1] < centred[:, 2]).all() and (centred[:, 2] < centred[:, 3]).all()
 
 
 # ------------------------------------------------------------------ labels
@@ -124,6 +166,11 @@ def test_save_load_round_trip(trained, batches, tmp_path):
         assert np.allclose(back.predict_proba(frames), model.predict_proba(frames), atol=1e-6)
         assert np.array_equal(back.thresholds_, model.thresholds_)
     meta = json.loads((folder / "meta.json").read_text())
+    older = json.loads(json.dumps(meta))
+    del older["state"]["input"]                  # a model of the one-plane input (before v2)
+    (folder / "meta.json").write_text(json.dumps(older))
+    with pytest.raises(ModelError, match="older xlabel.*train it again"):
+        load_model(folder)
     meta["state"]["thresholds"] = [0.5]
     (folder / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="state does not fit"):

@@ -271,11 +271,34 @@ def selector():
                                alpha=0.9)  # 200 steps: the default 0.95 needs more to sharpen
     grid = tune_threshold(selector, [make_spot_scan(n_frames=16, frame_shape=(96, 96), seed=13)],
                           recall=0.99)
-    assert list(grid.columns) == ["threshold", "recall", "false_spots", "candidates"]
+    assert list(grid.columns) == ["threshold", "recall", "worst_recall", "false_spots",
+                                  "candidates"]
     chosen = grid[grid["threshold"] == selector.threshold].iloc[0]
     assert chosen["recall"] >= 0.99
     assert (grid.loc[grid["threshold"] > selector.threshold, "recall"] < 0.99).all()
     return selector
+
+
+def test_threshold_tuned_for_the_worst_validation_scan(selector):
+    """criterion="worst": every validation scan must reach the recall, not just the pool."""
+    import copy
+
+    from xlabel.spots import tune_threshold
+
+    scans = [make_spot_scan(n_frames=12, frame_shape=(96, 96), seed=s) for s in (13, 14)]
+    pooled, worst = copy.copy(selector), copy.copy(selector)
+    grid = tune_threshold(pooled, scans, recall=0.995)
+    tune_threshold(worst, scans, recall=0.995, criterion="worst")
+    assert (grid["worst_recall"] <= grid["recall"] + 1e-12).all()
+    assert worst.threshold <= pooled.threshold
+    reached = grid[grid["worst_recall"] >= 0.995]
+    if len(reached):   # the largest threshold every scan is happy with
+        assert worst.threshold == reached["threshold"].max()
+    else:              # none: the best worst-scan recall
+        best = grid.loc[grid["worst_recall"] == grid["worst_recall"].max(), "threshold"]
+        assert worst.threshold == best.max()
+    with pytest.raises(FeatureError, match="criterion"):
+        tune_threshold(copy.copy(selector), scans[:1], criterion="mean")
 
 
 def test_unet_selection_beats_threshold(selector, scan):

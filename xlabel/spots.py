@@ -482,18 +482,23 @@ def match_spots(found: pd.DataFrame, truth: pd.DataFrame, radius: float = 2.0) -
 
 def tune_threshold(selector, validation, *, recall: float = 0.99,
                    grid=(0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7),
-                   eps: float = 1.5, min_samples: int = 3) -> pd.DataFrame:
+                   eps: float = 1.5, min_samples: int = 3, criterion: str = "pooled") -> pd.DataFrame:
     """Choose a U-Net's decision threshold on validation scans with known spots.
 
     ``validation``: a list of ``(source_or_frames, truth)`` pairs (``truth``: a table
     with ``frame``, ``y``, ``x``, e.g. ``SpotScan.spots``) or of objects with
     ``.source()`` and ``.spots`` (:class:`xlabel.synth.SpotScan`). Sets
-    ``selector.threshold`` to the largest value of ``grid`` whose pooled recall is at
-    least ``recall`` (if none is: the largest giving the best recall) and returns the table of
-    ``threshold``, ``recall``, ``false_spots``, ``candidates`` per grid value. The
-    network runs once per scan; scans are held in memory, so keep them small.
+    ``selector.threshold`` to the largest value of ``grid`` whose recall is at least
+    ``recall`` (if none is: the largest giving the best recall) and returns the table of
+    ``threshold``, ``recall`` (pooled), ``worst_recall`` (the worst validation scan),
+    ``false_spots``, ``candidates`` per grid value. ``criterion``: "pooled" (the recall
+    over all validation spots must reach ``recall``) or "worst" (every validation scan's
+    must: a scan-level guarantee, usually a lower threshold). The network runs once per
+    scan; scans are held in memory, so keep them small.
     """
-    rows = {float(t): [0, 0, 0, 0] for t in grid}  # matched, true, false, candidates
+    if criterion not in ("pooled", "worst"):
+        raise FeatureError(f"criterion must be 'pooled' or 'worst', got {criterion!r}")
+    rows = {float(t): [0, 0, 0, 0, 1.0] for t in grid}  # matched, true, false, cand., worst
     for item in validation:
         source, truth = (item.source(), item.spots) if hasattr(item, "source") else item
         source = _as_source(source)
@@ -510,10 +515,12 @@ def tune_threshold(selector, validation, *, recall: float = 0.99,
             for j, v in enumerate((result["matched"], result["n_true"], result["false_spots"],
                                    int(chosen.sum()))):
                 rows[t][j] += v
-    out = pd.DataFrame([(t, m / n if n else 1.0, f, c) for t, (m, n, f, c) in rows.items()],
-                       columns=["threshold", "recall", "false_spots", "candidates"])
-    good = out[out["recall"] >= recall]
+            rows[t][4] = min(rows[t][4], result["recall"])
+    out = pd.DataFrame([(t, m / n if n else 1.0, w, f, c) for t, (m, n, f, c, w) in rows.items()],
+                       columns=["threshold", "recall", "worst_recall", "false_spots", "candidates"])
+    score = out["recall"] if criterion == "pooled" else out["worst_recall"]
+    good = out[score >= recall]
     if good.empty:  # none reaches the target: the best recall, then the fewest candidates
-        good = out[out["recall"] == out["recall"].max()]
+        good = out[score == score.max()]
     selector.threshold = float(good["threshold"].max())
     return out

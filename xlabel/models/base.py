@@ -217,11 +217,15 @@ class FrameModel(Model):
     def predict_proba(self, X, progress=False) -> np.ndarray:
         """Class probabilities ``(n, len(classes_))``, computed chunk by chunk."""
         source = self.check_frames(X)
-        blocks = iter_prepared(source, self.size)
+        blocks = self._iter_blocks(source)
         if progress:
             blocks = _progress(blocks, len(source), str(getattr(source, "name", "frames")))
         parts = [self._proba_block(block) for _, block in blocks]
         return np.concatenate(parts) if parts else np.zeros((0, len(self.classes_)))
+
+    def _iter_blocks(self, source):
+        """``(start, prepared block)`` of a source, as the network takes them."""
+        return iter_prepared(source, self.size)
 
     def check_frames(self, frames):
         """A FrameSource for ``frames``; ModelError naming the scan when its frame shape or

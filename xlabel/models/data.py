@@ -77,13 +77,14 @@ def scan_name(source) -> str:
     return str(getattr(source, "path", None) or getattr(source, "name", None) or "frames")
 
 
-def concat_prepared(frames, size):
+def concat_prepared(frames, size, iter_blocks=iter_prepared):
     """Prepared frames of one scan or a list of scans, with what the model must remember.
 
     Returns ``(stack, frame_shape, dtype_kind, scans)``: ``scans`` names the scan of every
     frame. All scans must share one frame shape and one dtype kind (a model is trained
     for one detector geometry and one kind of values); a frame without any finite pixel
     raises ModelError naming its scan (see :func:`~xlabel.models.frames.iter_prepared`).
+    ``iter_blocks(source, size)``: what prepares the frames (default ``iter_prepared``).
     """
     items = frames if isinstance(frames, (list, tuple)) else [frames]
     blocks, scans, frame_shape, kind = [], [], None, None
@@ -96,7 +97,7 @@ def concat_prepared(frames, size):
             raise ModelArgumentError(f"frames {shape} of {this_kind} values differ from the first "
                                      f"scan's {frame_shape} of {kind} values; train one model per "
                                      "detector geometry", path=getattr(source, "path", None))
-        blocks.extend(block for _, block in iter_prepared(source, size))
+        blocks.extend(block for _, block in iter_blocks(source, size))
         scans.extend([scan_name(source)] * len(source))
     if not blocks:
         raise ModelArgumentError("no frames to train on")

@@ -3,16 +3,22 @@
 Three views of a frame, as in the NSLS-II study (image CNN, coefficient CNN, joint
 "double-view" CNN), each a registered kind:
 
-- ``"tags-cnn"`` (:class:`TagCNN`): conv blocks on the binned, log-scaled frame;
-  global mean *and* max pooling (a few bright spot pixels vanish in a mean).
+- ``"tags-cnn"`` (:class:`TagCNN`): conv blocks (batch norm) on the binned, log-scaled
+  frame, its valid-pixel share and two fixed :class:`RadialRidges` planes (bright lines
+  across / along the direction from the beam centre: a streak vs a ring arc); global
+  mean *and* max pooling (a few bright spot pixels vanish in a mean).
 - ``"tags-polar"`` (:class:`TagPolarCNN`): the coefficient view: the frame unwrapped
-  about its centre into ``n_radial`` x ``n_azimuth`` polar cells
-  (:mod:`xlabel.coefficients`), conv blocks with circular padding in azimuth, pooled
-  over azimuth only, so the radius of a ring or halo stays known.
+  about its centre into ``n_radial`` x ``n_azimuth`` polar cells (means over valid
+  pixels, :mod:`xlabel.coefficients`) and their excess over each ring's median, conv
+  blocks with circular padding in azimuth, pooled over azimuth (the radius of a ring or
+  halo stays known) and over radius (a streak is one bright sector at many radii).
 - ``"tags-joint"`` (:class:`TagJointCNN`): both branches, features concatenated.
 
-All take ``(n, 1, h, w)`` (the polar map is a fixed sparse layer inside the network),
-so :func:`xlabel.models.gradcam.cam` explains any tag of the image and joint models
+Input (:func:`prepare_tag_frames`): each frame binned to at most ``size`` x ``size`` as the
+mean of its *valid* pixels, ``log1p``, centred on the frame's median (exposure drops out),
+bins without a valid pixel filled from their neighbours, plus the valid share: ``(n, 2,
+h, w)``. The polar map is a fixed sparse layer inside the network, so
+:func:`xlabel.models.gradcam.cam` explains any tag of the image and joint models
 (:meth:`TagModel.explain`). Training: one sigmoid output per tag,
 ``BCEWithLogitsLoss(pos_weight = negatives / positives)`` per tag, random flips,
 early stopping on the loss of validation frames from other scans (batches), and a
@@ -55,18 +61,24 @@ from .split import split
 torch = require_torch()
 nn = torch.nn
 
+#: What :func:`prepare_tag_frames` and :class:`TagNet` take; saved with a model, checked on load.
+INPUT_VERSION = "v2: centred log frame + valid share"
+
 __all__ = ["TagModel", "TagCNN", "TagPolarCNN", "TagJointCNN", "TagNet", "TagEvaluation",
-           "evaluate_tags", "resolve_tags", "train_tags"]
+           "evaluate_tags", "resolve_tags", "train_tags", "prepare_tag_frames", "RadialRidges",
+           "INPUT_VERSION"]
 
 
 # ---------------------------------------------------------------- networks
 
-def _conv_blocks(channels, conv):
-    layers, previous = [], 1
+def _conv_blocks(channels, conv, n_in=1):
+    """Conv, batch norm, ReLU per width, max pooling between. Batch norm: without it the
+    image CNN sat on a plateau for the thin streaks for many epochs (BENCHMARKS.md)."""
+    layers, previous = [], n_in
     for i, width in enumerate(channels):
         if i:
             layers.append(nn.MaxPool2d(2, ceil_mode=True))
-        layers += [conv(previous, width), nn.ReLU()]
+        layers += [conv(previous, width), nn.BatchNorm2d(width), nn.ReLU()]
         previous = width
     return nn.Sequential(*layers)
 
@@ -104,14 +116,73 @@ class PolarTransform(nn.Module):
         return cells.reshape(len(x), 1, *self.out_shape)
 
 
+class RadialRidges(nn.Module):
+    """Fixed steerable filters: bright ridges across and along the radial direction.
+
+    From the Hessian of the Gaussian-smoothed frame (``sigma`` pixels), with ``u`` the unit
+    vector from the frame centre: ``-t.H.t`` (``t`` perpendicular to ``u``) is high on a
+    bright line pointing away from the centre (a streak, the edge of the beamstop arm) and
+    ``-u.H.u`` on a line around it (a ring, a halo's crest). A convolution alone is
+    translation invariant: it sees a straight radial streak and a piece of a large ring
+    as the same thin line, so these two planes tell it which way the line points
+    relative to the beam (BENCHMARKS.md, issue 13 A). Not trained, never saved.
+
+    >>> ridges = RadialRidges((16, 16))
+    >>> frame = torch.zeros(1, 1, 16, 16); frame[0, 0, 7:9, 9:15] = 1  # a radial line
+    >>> across, along = ridges(frame)[0, :, 7:9, 10:14].mean(dim=(1, 2))
+    >>> bool(across > 3 * along.abs())
+    True
+    """
+
+    def __init__(self, shape, sigma=1.0):
+        super().__init__()
+        half = int(np.ceil(3 * sigma))
+        t = np.arange(-half, half + 1, dtype=np.float64)
+        g = np.exp(-0.5 * (t / sigma) ** 2)
+        g /= g.sum()
+        d1, d2 = -t / sigma ** 2 * g, (t ** 2 / sigma ** 4 - 1 / sigma ** 2) * g
+        d2 -= d2.mean()                                           # a flat frame gives 0
+        kernels = np.stack([np.outer(d2, g), np.outer(d1, d1), np.outer(g, d2)])  # yy, xy, xx
+        self.register_buffer("kernels", torch.from_numpy(kernels[:, None]).float(),
+                             persistent=False)
+        h, w = (int(s) for s in shape)
+        yy, xx = np.mgrid[0:h, 0:w]
+        dy, dx = yy - (h - 1) / 2, xx - (w - 1) / 2
+        r = np.maximum(np.hypot(dy, dx), 1e-6)
+        uy, ux = dy / r, dx / r
+        weights = np.stack([[ux * ux, -2 * uy * ux, uy * uy],        # t.H.t
+                            [uy * uy, 2 * uy * ux, ux * ux]])        # u.H.u
+        self.register_buffer("weights", torch.from_numpy(weights).float(), persistent=False)
+        self.padding = half
+
+    def forward(self, x):
+        hessian = nn.functional.conv2d(x, self.kernels, padding=self.padding)  # (n, 3, h, w)
+        return -torch.einsum("oihw,nihw->nohw", self.weights, hessian)
+
+
+def _sector_features(maps):
+    """Per channel: the brightest azimuth sector of the radius-averaged maps, and how
+    far it stands above the mean sector (a streak is one sector at many radii; a spot is
+    one cell, a ring every sector)."""
+    sectors = maps.mean(dim=2)                                  # (n, c, phi)
+    top = sectors.amax(dim=2)
+    return [top, top - sectors.mean(dim=2)]
+
+
 class TagNet(nn.Module):
     """Image and/or polar branch, then a small head with one logit per tag.
 
-    ``view``: "image", "polar" or "joint". The polar branch is built first, so the
-    last ``Conv2d`` (Grad-CAM's default layer) is the image branch's whenever there is one.
+    Input ``(n, 2, h, w)``: the log frame centred on its median and standardized (bins
+    without a valid pixel filled from their neighbours) and the share of valid pixels of
+    each binned pixel (see :meth:`TagModel.network_input`).
+    ``view``: "image", "polar" or "joint". The image branch sees the frame, the valid share
+    and the frame's :class:`RadialRidges`; the polar branch the polar cells of the frame
+    (means over valid pixels only) and their excess over the ring's median. The polar
+    branch is built first, so the last ``Conv2d`` (Grad-CAM's default layer) is the
+    image branch's whenever there is one.
 
     >>> net = TagNet(5, (32, 32), view="joint", channels=(4, 8), n_radial=8, n_azimuth=16)
-    >>> net(torch.zeros(2, 1, 32, 32)).shape
+    >>> net(torch.zeros(2, 2, 32, 32)).shape
     torch.Size([2, 5])
     """
 
@@ -121,32 +192,108 @@ class TagNet(nn.Module):
         if view not in ("image", "polar", "joint"):
             raise ModelArgumentError(f"unknown view {view!r}: image, polar or joint")
         self.view = view
-        width = 0
+        widths = {}
         if view in ("polar", "joint"):
+            polar_channels = channels[:2]
             self.polar = PolarTransform(input_shape, n_radial, n_azimuth)
-            self.polar_features = _conv_blocks(channels[:2], _PolarConv)
-            radial_after = -(-n_radial // 2 ** (len(channels[:2]) - 1))
-            width += 2 * channels[:2][-1] * radial_after + n_radial + n_azimuth
+            self.polar_features = _conv_blocks(polar_channels, _PolarConv, n_in=2)
+            radial_after = -(-n_radial // 2 ** (len(polar_channels) - 1))
+            widths["polar"] = (2 * radial_after + 2) * polar_channels[-1] + n_radial + n_azimuth
         if view in ("image", "joint"):
+            self.ridges = RadialRidges(input_shape)
             self.image_features = _conv_blocks(
-                channels, lambda i, o: nn.Conv2d(i, o, kernel_size=3, padding=1))
-            width += 2 * channels[-1]
-        self.head = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, n_tags))
+                channels, lambda i, o: nn.Conv2d(i, o, kernel_size=3, padding=1), n_in=4)
+            widths["image"] = 2 * channels[-1]
+        # one head per branch, logits summed (late fusion, trained together): with one
+        # head on the concatenated features the joint model scored below either branch
+        self.heads = nn.ModuleDict({
+            name: nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, n_tags))
+            for name, width in widths.items()})
 
     def forward(self, x):
-        parts = []
+        frame, share = x[:, :1], x[:, 1:2]
+        logits = 0
         if self.view != "image":
-            polar = self.polar(x)
-            maps = self.polar_features(polar)                       # (n, c, r', phi')
-            # + the radial profile, and the azimuthal profile sorted (rotation invariant):
-            # a streak or the beamstop arm is one bright or dark sector at many radii
-            azimuthal = torch.sort(polar.mean(dim=2).flatten(1), dim=1).values
-            parts += [maps.mean(dim=3).flatten(1), maps.amax(dim=3).flatten(1),
-                      polar.mean(dim=3).flatten(1), azimuthal]
+            polar = self.polar(frame * share) / self.polar(share).clamp_min(0.05)
+            excess = polar - polar.median(dim=3, keepdim=True).values
+            maps = self.polar_features(torch.cat([polar, excess], dim=1))   # (n, c, r', phi')
+            # + the radial profile, and the sorted azimuthal profile of the excess over
+            # the inner two thirds (rotation invariant: a streak is one bright sector)
+            inner = excess[:, 0, : max(1, 2 * excess.shape[2] // 3)]
+            azimuthal = torch.sort(inner.mean(dim=1), dim=1).values
+            logits = logits + self.heads["polar"](torch.cat(
+                [maps.mean(dim=3).flatten(1), maps.amax(dim=3).flatten(1),
+                 *_sector_features(maps), polar.mean(dim=3).flatten(1), azimuthal], dim=1))
         if self.view != "polar":
-            maps = self.image_features(x)
-            parts += [maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))]
-        return self.head(torch.cat(parts, dim=1))
+            maps = self.image_features(torch.cat([frame, share, self.ridges(frame)], dim=1))
+            logits = logits + self.heads["image"](
+                torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1))
+        return logits
+
+
+# ---------------------------------------------------------------- input
+
+def prepare_tag_frames(stack, size, source=None) -> np.ndarray:
+    """Frames ``(n, H, W)`` -> ``(n, 2, h, w)`` float32: ``log1p`` of the mean over the
+    *valid* pixels of each binned pixel (0 where none is valid), and the valid share.
+
+    Unlike :func:`xlabel.models.frames.prepare_frames` (block means with invalid pixels
+    as 0), a bin that a module gap half covers keeps its level, and the share plane tells
+    the network where the gaps are, so they are not mistaken for dark lines.
+
+    >>> stack = np.full((1, 4, 4), 3.0); stack[0, :, 0] = np.nan   # a dead column
+    >>> out = prepare_tag_frames(stack, 2)
+    >>> np.expm1(out[0, 0]).round(2).tolist(), out[0, 1].tolist()
+    ([[3.0, 3.0], [3.0, 3.0]], [[0.5, 1.0], [0.5, 1.0]])
+    """
+    from ..io.base import invalid_pixels
+    from .frames import bin_frames
+
+    clean = np.asarray(stack, dtype=np.float32).copy()
+    flagged = invalid_pixels(np.asarray(stack), source)
+    bad = ~np.isfinite(clean) if flagged is None else flagged | ~np.isfinite(clean)
+    clean[bad] = 0
+    np.maximum(clean, 0, out=clean)
+    share = bin_frames((~bad).astype(np.float32), size)
+    mean = bin_frames(clean, size) / np.maximum(share, 1e-6)
+    return np.stack([np.log1p(np.where(share > 0, mean, 0)), share], axis=1).astype(np.float32)
+
+
+def _iter_tag_prepared(source, size):
+    """``(start, prepared block)`` of a source, as :func:`prepare_tag_frames` gives them."""
+    from .frames import check_finite_frames
+    for start, stack in source.iter_chunks(None):
+        check_finite_frames(stack, source, start)
+        yield start, prepare_tag_frames(stack, size, source)
+
+
+def _centred(block):
+    """Log frames minus each frame's median over its valid bins (exposure drops out: a
+    feature's contrast is a ratio, so a difference of logs); bins without a valid pixel
+    filled from their neighbours (:func:`_fill_gaps`)."""
+    frame, share = block[:, 0], block[:, 1]
+    valid = share > 0.5
+    values = np.where(valid, frame, np.nan).reshape(len(frame), -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # a frame without a valid bin
+        median = np.nan_to_num(np.nanmedian(values, axis=1))
+    centred = np.where(share > 0, frame - median[:, None, None], 0).astype(np.float32)
+    return _fill_gaps(centred, share > 0)
+
+
+def _fill_gaps(frames, valid, sigma=1.5):
+    """Bins without a valid pixel take the Gaussian-weighted mean of the valid bins around
+    them (normalized convolution). Module gaps cross the beam centre: left dark, or at
+    the frame's median, they are straight radial lines, the very shape of a streak."""
+    from scipy.ndimage import gaussian_filter
+
+    if valid.all():
+        return frames
+    weight = valid.astype(np.float32)
+    smooth = gaussian_filter(frames * weight, (0, sigma, sigma), mode="nearest")
+    norm = gaussian_filter(weight, (0, sigma, sigma), mode="nearest")
+    filled = np.where(norm > 1e-3, smooth / np.maximum(norm, 1e-3), 0)
+    return np.where(valid, frames, filled).astype(np.float32)
 
 
 # ---------------------------------------------------------------- labels
@@ -254,7 +401,7 @@ class TagModel(FrameModel):
         """Train on frames ``X`` (a scan or a list of scans) and a frames x tags 0/1 table
         ``y`` (rows with a missing value are unlabeled). ``groups``: scan per frame
         (default: the scans of ``X``); validation frames come from other scans."""
-        stack, frame_shape, kind, scans = concat_prepared(X, self.size)
+        stack, frame_shape, kind, scans = concat_prepared(X, self.size, _iter_tag_prepared)
         values, names = resolve_tags(y, self.tag_names, len(stack))
         _check_tag_counts(values, names)
         self.classes_ = np.asarray(names, dtype=object)
@@ -272,9 +419,11 @@ class TagModel(FrameModel):
 
     def _fit_prepared(self, stack, values, groups):
         keep = np.flatnonzero(~np.isnan(values).any(axis=1))
-        self.mean_ = float(stack[keep].mean())
-        self.std_ = float(stack[keep].std()) or 1.0
-        x = torch.from_numpy((stack - self.mean_) / self.std_).unsqueeze(1)
+        centred = _centred(stack[keep])[stack[keep, 1] > 0.5]
+        self.mean_ = 0.0                      # frames are centred one by one (_centred)
+        self.std_ = float(centred.std()) if centred.size else 1.0
+        self.std_ = self.std_ or 1.0
+        x = self._tensor(stack)
         y = torch.from_numpy(np.nan_to_num(values).astype(np.float32))
         fit_idx, val_idx = _validation_split(groups[keep], self.val_fraction, self.seed)
         fit_idx, val_idx = keep[fit_idx], keep[val_idx]
@@ -297,10 +446,26 @@ class TagModel(FrameModel):
             "validation": evaluate_tags(values[val_idx], val_proba, self.classes,
                                         self.thresholds_).per_tag["ap"].round(4).to_dict()})
 
+    def _tensor(self, block):
+        frame = _centred(block) / self.std_
+        return torch.from_numpy(np.stack([frame, block[:, 1]], axis=1).astype(np.float32))
+
     def network_input(self, block: np.ndarray):
-        """Prepared frames (n, h, w) -> normalized float tensor (n, 1, h, w) on the device."""
-        tensor = torch.from_numpy((block - self.mean_) / self.std_).float().unsqueeze(1)
-        return tensor.to(self._device())
+        """Prepared frames (n, 2, h, w) (:func:`prepare_tag_frames`) -> the network's input
+        tensor on the device: each log frame centred on its median, divided by the
+        training frames' spread; the valid share as it is."""
+        return self._tensor(block).to(self._device())
+
+    def _iter_blocks(self, source):
+        return _iter_tag_prepared(source, self.size)
+
+    def prepared(self, frames) -> np.ndarray:
+        """All frames of ``frames`` as the model sees them ``(n, 2, h, w)``
+        (:func:`prepare_tag_frames`)."""
+        source = self.check_frames(frames)
+        parts = [block for _, block in self._iter_blocks(source)]
+        return (np.concatenate(parts) if parts
+                else np.zeros((0, 2, *self.input_shape()), np.float32))
 
     def _proba_block(self, block):
         self.network_.eval()
@@ -346,10 +511,14 @@ class TagModel(FrameModel):
         save_weights(self.network_.cpu(), folder)
         self.network_.to(self._device())
         return {**super()._save_state(folder), "mean": self.mean_, "std": self.std_,
-                "thresholds": [float(t) for t in self.thresholds_]}
+                "thresholds": [float(t) for t in self.thresholds_], "input": INPUT_VERSION}
 
     def _load_state(self, folder, state):
         super()._load_state(folder, state)
+        if state.get("input") != INPUT_VERSION:
+            raise ModelError(f"this tag model was saved by an older xlabel (input "
+                             f"{state.get('input', 'v1: one plane')!r}, now {INPUT_VERSION!r}: "
+                             "valid share and radial ridge planes); train it again", path=folder)
         self.mean_, self.std_ = float(state["mean"]), float(state["std"])
         self.thresholds_ = np.asarray(state["thresholds"], dtype=np.float64)
         if self.thresholds_.shape != (len(self.classes_),):
