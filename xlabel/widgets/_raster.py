@@ -50,6 +50,9 @@ RASTER_THRESHOLD = 20_000
 UNSELECTED_ALPHA = 0.2
 #: Hover finds the nearest frame within this many pixels.
 HOVER_RADIUS_PX = 12
+#: Ringed frames (``render_rgba(rings=...)``): a square ring of this radius, this color.
+RING_RADIUS = 4
+RING_COLOR = "#d62728"
 
 
 @dataclass(frozen=True)
@@ -106,18 +109,59 @@ def _finite_range(values, log):
 
 
 @numba.njit(cache=True, nogil=True)
-def _aggregate(x, y, codes, n_codes, xlog, xedge, ylog, yedge, x0, x1, y0, y1, width, height):
-    """Point counts per pixel and code: (height, width, n_codes + 1), code -1 -> 0."""
-    counts = np.zeros((height, width, n_codes + 1), np.uint32)
+def _pixel_index(x, y, xlog, xedge, ylog, yedge, x0, x1, y0, y1, width, height):
+    """Flat pixel (row * width + col) of every point in the view, -1 outside it."""
+    pixels = np.empty(x.shape[0], np.int32)
     sx, sy = width / (x1 - x0), height / (y1 - y0)
     for i in range(x.shape[0]):
         col = math.floor((_axis_value(x[i], xlog, xedge) - x0) * sx)
         row = math.floor((y1 - _axis_value(y[i], ylog, yedge)) * sy)
-        if 0 <= col < width and 0 <= row < height:
-            code = codes[i] + 1
-            if 0 <= code <= n_codes:
-                counts[row, col, code] += 1
-    return counts
+        pixels[i] = row * width + col if 0 <= col < width and 0 <= row < height else -1
+    return pixels
+
+
+@numba.njit(cache=True, nogil=True)
+def _aggregate(pixels, codes, n_codes, width, height):
+    """Point counts per pixel and code, (height, width, n_codes + 1) with code -1 -> 0, and
+    the count of every code over all points (the same pass: no int64 copy of ``codes``)."""
+    counts = np.zeros((height * width, n_codes + 1), np.uint32)
+    totals = np.zeros(n_codes + 1, np.int64)
+    for i in range(pixels.shape[0]):
+        code = codes[i] + 1
+        if code < 0 or code > n_codes:
+            continue
+        totals[code] += 1
+        if pixels[i] >= 0:
+            counts[pixels[i], code] += 1
+    return counts.reshape((height, width, n_codes + 1)), totals
+
+
+@numba.njit(cache=True, nogil=True)
+def _code_counts(codes, n_codes):
+    # Four interleaved counters: consecutive equal codes would otherwise wait on each
+    # other's increment (2x faster on a crowd of one class). Out-of-range codes -> spare slot.
+    totals = np.zeros((4, n_codes + 2), np.int64)
+    m = codes.shape[0]
+    for i in range(0, m - m % 4, 4):
+        for j in range(4):
+            code = codes[i + j] + 1
+            totals[j, code if 0 <= code <= n_codes else n_codes + 1] += 1
+    for i in range(m - m % 4, m):
+        code = codes[i] + 1
+        totals[0, code if 0 <= code <= n_codes else n_codes + 1] += 1
+    return totals.sum(axis=0)[:n_codes + 1]
+
+
+def code_counts(codes, n_codes) -> np.ndarray:
+    """How many of ``codes`` are -1, 0, ..., n_codes - 1 (``codes`` not copied).
+
+    >>> code_counts(np.array([-1, 0, 0, 2], np.int8), 3).tolist()
+    [1, 2, 0, 1]
+    """
+    codes = np.asarray(codes).reshape(-1)
+    if codes.dtype.kind not in "iu":
+        codes = codes.astype(np.int64)
+    return _code_counts(codes, int(n_codes))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -275,29 +319,61 @@ def hex_rgb(color: str) -> tuple[int, int, int]:
 
 
 def render_rgba(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
-                selected=None) -> np.ndarray:
+                selected=None, rings=None, ring_color=RING_COLOR, pixels=None) -> np.ndarray:
     """RGBA image (height, width, 4) of the points in ``view`` (see module doc).
 
     ``codes`` per point (-1 = none), ``palette`` the colors of codes -1, 0, 1, ...;
-    ``selected`` the selected indices (None or empty: nothing selected).
+    ``selected`` the selected indices (None or empty: nothing selected); ``rings`` indices
+    ringed in ``ring_color`` on top of everything (e.g. PredictionScatter's disagreements).
+    ``pixels``: :func:`pixel_index` of the points for ``view``, if known.
     """
     n_codes = len(palette) - 1
-    counts = _aggregate(x, y, codes, n_codes, x_axis.log, x_axis.edge, y_axis.log,
-                        y_axis.edge, view.x0, view.x1, view.y0, view.y1, view.width,
-                        view.height)
+    if pixels is None:
+        pixels = pixel_index(x, y, x_axis, y_axis, view)
+    counts, totals = _aggregate(pixels, codes, n_codes, view.width, view.height)
     # Rarest code first (over all frames, not the view, so colors do not swap on zoom).
-    totals = np.bincount(np.asarray(codes, dtype=np.int64) + 1, minlength=n_codes + 1)
     rank = np.empty(n_codes + 1, np.int64)
-    rank[np.argsort(totals[:n_codes + 1], kind="stable")] = np.arange(n_codes + 1)
+    rank[np.argsort(totals, kind="stable")] = np.arange(n_codes + 1)
     any_selected = selected is not None and len(selected) > 0
-    if any_selected:
-        marked = _mark_selected(x, y, np.asarray(selected, dtype=np.int64), x_axis.log,
-                                x_axis.edge, y_axis.log, y_axis.edge, view.x0, view.x1,
-                                view.y0, view.y1, view.width, view.height)
-    else:
-        marked = np.zeros((view.height, view.width), np.bool_)
+    marked = _marked(x, y, x_axis, y_axis, view, selected if any_selected else None)
     colors = np.array([hex_rgb(c) for c in palette], dtype=np.uint8)
-    return _composite(counts, marked, rank, colors, any_selected, UNSELECTED_ALPHA)
+    image = _composite(counts, marked, rank, colors, any_selected, UNSELECTED_ALPHA)
+    if rings is not None and len(rings):
+        _draw_rings(image, _marked(x, y, x_axis, y_axis, view, rings),
+                    np.array(hex_rgb(ring_color), dtype=np.uint8))
+    return image
+
+
+def pixel_index(x, y, x_axis: Axis, y_axis: Axis, view: View) -> np.ndarray:
+    """Flat pixel (row * width + col) of every point in ``view`` (int32), -1 outside."""
+    return _pixel_index(x, y, x_axis.log, x_axis.edge, y_axis.log, y_axis.edge, view.x0,
+                        view.x1, view.y0, view.y1, view.width, view.height)
+
+
+def _marked(x, y, x_axis, y_axis, view, indices):
+    """Boolean (height, width): the pixels holding any of ``indices`` (None: none)."""
+    if indices is None:
+        return np.zeros((view.height, view.width), np.bool_)
+    return _mark_selected(x, y, np.asarray(indices, dtype=np.int64), x_axis.log, x_axis.edge,
+                          y_axis.log, y_axis.edge, view.x0, view.x1, view.y0, view.y1,
+                          view.width, view.height)
+
+
+@numba.njit(cache=True, nogil=True)
+def _draw_rings(image, marked, color):
+    """An opaque square ring (radius RING_RADIUS px) around every marked pixel, in place."""
+    height, width = marked.shape
+    for r in range(height):
+        for c in range(width):
+            if not marked[r, c]:
+                continue
+            for rr in range(max(r - RING_RADIUS, 0), min(r + RING_RADIUS + 1, height)):
+                for cc in range(max(c - RING_RADIUS, 0), min(c + RING_RADIUS + 1, width)):
+                    if max(abs(rr - r), abs(cc - c)) >= RING_RADIUS - 1:
+                        image[rr, cc, 0] = color[0]
+                        image[rr, cc, 1] = color[1]
+                        image[rr, cc, 2] = color[2]
+                        image[rr, cc, 3] = 255
 
 
 def png_bytes(rgba: np.ndarray) -> bytes:
@@ -309,7 +385,9 @@ class RasterLayer:
     """The kernel half of a raster scatter: x/y of all frames and their axes.
 
     Holds ``x`` and ``y`` as given (views of the feature table's columns: nothing is
-    copied per view), so 10,000,000 frames cost no more than the table itself.
+    copied per view), so 10,000,000 frames cost no more than the table itself, plus one
+    int32 per frame: each frame's pixel in the current view (kept so that a recolor,
+    selection, assign, undo or redo only counts codes per pixel; a zoom recomputes it).
 
     >>> import numpy as np
     >>> layer = RasterLayer(np.arange(4.0), np.array([1.0, 2, 3, np.nan]))
@@ -334,15 +412,19 @@ class RasterLayer:
         self.y = _numeric(y)
         self.x_axis = make_axis(self.x)
         self.y_axis = make_axis(self.y, log_y)
+        self._pixels = self._pixels_view = None
 
     def extent(self) -> dict:
         """``{"x": [lo, hi], "y": [lo, hi]}`` in data units: what autorange must show."""
         return {"x": list(self.x_axis.extent), "y": list(self.y_axis.extent)}
 
-    def render(self, codes, palette, view: View, selected=None) -> bytes:
-        """The PNG of one panel for ``view``."""
+    def render(self, codes, palette, view: View, selected=None, rings=None) -> bytes:
+        """The PNG of one panel for ``view`` (``rings``: indices ringed in red)."""
+        if self._pixels_view != view:
+            self._pixels = pixel_index(self.x, self.y, self.x_axis, self.y_axis, view)
+            self._pixels_view = view
         rgba = render_rgba(self.x, self.y, self.x_axis, self.y_axis, codes, palette, view,
-                           selected)
+                           selected, rings, pixels=self._pixels)
         return png_bytes(rgba)
 
     def select_polygon(self, px, py) -> np.ndarray:

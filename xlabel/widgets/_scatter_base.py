@@ -34,7 +34,7 @@ import pandas as pd
 import traitlets
 
 from ..errors import LabelArgumentError, LabelError, XLabelError
-from ._raster import RASTER_THRESHOLD, RasterLayer, View
+from ._raster import RASTER_THRESHOLD, RasterLayer, View, code_counts
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ class ScatterCallbacks:
     selected : ``(indices, panel) -> None``: the user lassoed ``indices`` in ``panel``.
     button : ``(button_id) -> None``: a toolbar button (or its key) was pressed.
     describe : ``(index) -> list of str``: the hover lines of one frame (raster mode).
+    thumbnail : ``(index) -> bytes``: PNG of one frame for the tooltip, or None (no source).
+    rings : ``() -> indices``: frames ringed in red in every panel (raster mode), or None.
     """
 
     data: Callable[[], tuple]
@@ -77,6 +79,8 @@ class ScatterCallbacks:
     selected: Callable[[np.ndarray, int], None]
     button: Callable[[str], None]
     describe: Callable[[int], list]
+    thumbnail: Callable[[int], bytes] | None = None
+    rings: Callable[[], np.ndarray] | None = None
 
 
 class ScatterPlot(anywidget.AnyWidget):
@@ -106,11 +110,14 @@ class ScatterPlot(anywidget.AnyWidget):
     status = traitlets.Unicode("").tag(sync=True)
     #: True when points are drawn by the kernel (read-only for users).
     raster_mode = traitlets.Bool(False).tag(sync=True)
+    #: True when hovering a frame may ask for its thumbnail (the owner has a source).
+    thumbnails = traitlets.Bool(False).tag(sync=True)
 
     def __init__(self, callbacks: ScatterCallbacks, raster=None, **traits):
         self._callbacks = callbacks
         self._raster = raster
-        super().__init__(raster_mode=raster is not None, **traits)
+        super().__init__(raster_mode=raster is not None,
+                         thumbnails=callbacks.thumbnail is not None, **traits)
         self._view = None
         self._selection = np.empty(0, dtype=np.int64)
         self.render_times: list[dict] = []
@@ -144,6 +151,8 @@ class ScatterPlot(anywidget.AnyWidget):
                 self._send_images("view")
             elif kind == "hover" and self._raster is not None:
                 self._hover(content)
+            elif kind == "thumb" and self._callbacks.thumbnail is not None:
+                self._thumbnail(int(content["index"]))
             elif kind == "button":
                 self._callbacks.button(str(content.get("id", "")))
             elif kind == "rendered":
@@ -168,6 +177,23 @@ class ScatterPlot(anywidget.AnyWidget):
         self._post({"type": "hover", "seq": content.get("seq"), "index": index,
                     "lines": lines})
 
+    def _thumbnail(self, index):
+        """The hovered frame's thumbnail, asked for once the mouse rests on it."""
+        if not 0 <= index < self._n_points():
+            raise ValueError(f"no frame {index}")
+        try:
+            png = self._callbacks.thumbnail(index)
+        except Exception as err:  # noqa: BLE001 - a thumbnail never breaks the plot: say why
+            log.warning("thumbnail of frame %d failed", index, exc_info=True)
+            self._post({"type": "thumb", "index": index, "error": f"no thumbnail: {err}"})
+            return
+        self._post({"type": "thumb", "index": index}, [png])
+
+    def _n_points(self):
+        if self._raster is not None:
+            return len(self._raster.x)
+        return len(self._callbacks.codes()[0])
+
     # ------------------------------------------------------------ Python -> JS
 
     def _post(self, content, buffers=()):
@@ -186,14 +212,19 @@ class ScatterPlot(anywidget.AnyWidget):
         if self._view is None:       # the browser has not said how big the plot is yet
             return
         view = self._view
-        pngs = [self._raster.render(codes, palette, view, self._selection)
+        rings = self._callbacks.rings() if self._callbacks.rings is not None else None
+        pngs = [self._raster.render(codes, palette, view, self._selection, rings)
                 for codes, palette in zip(self._callbacks.codes(), self.palettes)]
         self._post({"type": "image", "reason": reason,
                     "view": {"x0": view.x0, "x1": view.x1, "y0": view.y0, "y1": view.y1,
                              "width": view.width, "height": view.height}}, pngs)
 
     def send_update(self, panel, codes, indices=None, sources=None, palette=False):
-        """Send new codes (and label sources) for ``indices`` (or all points)."""
+        """Send new codes (and label sources) for ``indices`` (or all points).
+
+        Raster mode: redraw the images only (the kernel holds the codes; the arguments
+        may be None).
+        """
         if self._raster is not None:
             self._send_images("update")
             return
@@ -340,7 +371,7 @@ def check_indices(indices, n, widget) -> np.ndarray:
 
 def legend_entries(codes, names, colors, none_name, none_color=UNLABELED_COLOR) -> list[dict]:
     """Legend rows (name, color, count) for codes 0..k-1 plus -1 when present."""
-    counts = np.bincount(np.asarray(codes, dtype=np.int64) + 1, minlength=len(names) + 1)
+    counts = code_counts(codes, len(names))
     rows = [{"name": str(name), "color": colors[i], "count": int(counts[i + 1])}
             for i, name in enumerate(names)]
     rows.append({"name": none_name, "color": none_color, "count": int(counts[0])})
@@ -410,9 +441,11 @@ class SelectionMixin:
             layer = RasterLayer(self.features[traits["x_name"]].to_numpy(),
                                 self.features[traits["y_name"]].to_numpy(),
                                 log_y=traits.get("log_y", False))
+        has_source = getattr(self, "source", None) is not None
         callbacks = ScatterCallbacks(data=self._data_message, codes=self._codes,
                                      selected=self._on_user_selection,
-                                     button=self._on_button, describe=self._hover_lines)
+                                     button=self._on_button, describe=self._hover_lines,
+                                     thumbnail=self._thumbnail_png if has_source else None)
         return ScatterPlot(callbacks, raster=layer, **traits)
 
     @property
@@ -532,8 +565,15 @@ class SelectionMixin:
             lines.append(f"source: {prov.get('source') or '—'}")
         return lines
 
+    def _thumbnail_png(self, index) -> bytes:
+        """PNG thumbnail of frame ``index`` of ``self.source`` (the hover tooltip's)."""
+        return thumbnail_png(self.source, index)
+
     def _recolor(self, panel, change, codes_all):
         """Send the changed codes of ``change`` to ``panel`` (delta or full)."""
+        if self.raster:          # the kernel redraws the image; no per-frame arrays to send
+            self.plot.send_update(panel, None)
+            return
         sources = self.store.sources
         if len(change.indices) > FULL_UPDATE_SHARE * self._n:
             self.plot.send_update(panel, codes_all, sources=sources)
@@ -550,6 +590,17 @@ class SelectionMixin:
         if self.store is None:
             return None, []
         return self.store.sources, self.store.source_names
+
+
+#: Longest side of a hover thumbnail, in pixels.
+HOVER_THUMB_SIZE = 128
+
+
+def thumbnail_png(source, index) -> bytes:
+    """Frame ``index`` of ``source`` as a small log-scaled PNG (hover tooltips)."""
+    from .imaging import frame_png
+
+    return frame_png(source[int(index)], source, max_size=HOVER_THUMB_SIZE)
 
 
 def check_store(store, n, widget):
