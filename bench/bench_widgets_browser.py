@@ -40,7 +40,8 @@ screenshot of its canvas to tell which frame showed the change:
   (which re-sends the points' color values; ``Scatter.data`` fails on a changed
   categorical column in jupyter-scatter 1.0.1): from the kernel's clock at the start of
   that cell to the frame that shows the new colors;
-* zoom -> redrawn: ``zoomToArea`` of the middle fifth of x, no animation, to the frame.
+* zoom -> redrawn: ``zoomToArea`` of the middle fifth of x and the crowd's core in y
+  (985-1015, as xlabel's ``Plotly.relayout``), no animation, to the frame.
 
 ``--bare`` adds a bare plotly ``scattergl`` of the same ``n`` points in the same page
 (``Plotly.newPlot``, then one ``Plotly.restyle`` of its ``marker.color`` array).
@@ -141,7 +142,8 @@ def measure(opener, base: Path, n: int, raster=None, bare=False) -> dict:
     result["lasso_to_selected_ms"] = selected_at - ups[0]
     result["assign_to_recolored_ms"] = recolored_at - ups[-1]
     if result["raster"]:
-        result["zoom_to_redrawn_ms"] = p.evaluate(ZOOM_JS, [n * 0.4, n * 0.6])
+        (result["zoom_to_redrawn_ms"], *parts) = p.evaluate(ZOOM_JS, [n * 0.4, n * 0.6, *ZOOM_Y])
+        result["zoom_parts_ms"] = [round(v) for v in parts]
     result["render_times"] = page.kernel_json("w.plot.render_times")
     if bare:
         result["bare_draw_ms"], result["bare_restyle_ms"] = p.evaluate(BASELINE_JS,
@@ -150,16 +152,19 @@ def measure(opener, base: Path, n: int, raster=None, bare=False) -> dict:
     return result
 
 
-# Zoom the x axis, wait for the kernel's image of the new range: ms.
-ZOOM_JS = f"""async ([a, b]) => {{
+# Zoom to the middle fifth of x and the crowd's core in y (both systems), wait for the
+# kernel's image of the new range: ms.
+ZOOM_Y = (985.0, 1015.0)
+ZOOM_JS = f"""async ([a, b, c, d]) => {{
   const gd = {GD};
   const before = gd.__xlabel.images;
   const t0 = performance.now();
-  await Plotly.relayout(gd, {{'xaxis.range': [a, b]}});
+  await Plotly.relayout(gd, {{'xaxis.range': [a, b], 'yaxis.range': [c, d]}});
   while (gd.__xlabel.images === before || gd.__xlabel.viewAt < t0) {{
     await new Promise((r) => setTimeout(r, 2));
   }}
-  return gd.__xlabel.viewAt - t0;
+  const t = gd.__xlabel;
+  return [t.viewAt - t0, t.viewSentAt - t0, t.imageAt - t.viewSentAt, t.viewAt - t.imageAt];
 }}"""
 
 
@@ -207,10 +212,15 @@ HOOK_JSCATTER_JS = """async (timeoutMs) => {
   }
   return false;
 }"""
-# Its lasso's mouse-up path: regl-scatterplot's ``lassoSelect(vertices)`` runs the same
-# ``lassoEnd`` as a mouse lasso (points in the polygon -> select -> the widget's
+# Its lasso's mouse-up path: regl-scatterplot's ``lassoSelect(vertices, {isGl: true})``
+# runs the same ``lassoEnd`` as a mouse lasso, with the outline in the same (GL = the
+# widget's normalized data) coordinates (points in the polygon -> select -> the widget's
 # ``selection`` trait -> kernel), without the mouse events. Returns the epoch ms of "mouse-up".
-JS_LASSO_JS = """(vertices) => { const t = Date.now(); window.__js.lassoSelect(vertices); return t; }"""
+JS_LASSO_JS = """(vertices) => { const t = Date.now();
+  window.__js.lassoSelect(vertices, {isGl: true}); return t; }"""
+# data -> GL coordinates: the linear map jupyter-scatter normalized x and y with.
+GL_MAP = ("[np.polyfit(df[c].to_numpy(), np.asarray(sc.widget.points)[:, k], 1).tolist()"
+          " for k, c in enumerate(('frame', 'mean'))]")
 # Zoom without animation; returns the epoch ms it started.
 JS_ZOOM_JS = """(rect) => { const t = Date.now();
   window.__js.zoomToArea(rect, {transition: false}); return t; }"""
@@ -289,7 +299,9 @@ def _measure_jscatter(page, n, result):
     box = boxes["canvas"]
     time.sleep(0.5)
     # Lasso the first tenth of the frames (data coordinates), as its mouse-up does.
-    vertices = [[-0.01 * n, -100.0], [0.1 * n, -100.0], [0.1 * n, 1100.0], [-0.01 * n, 1100.0]]
+    (ax, bx), (ay, by) = page.kernel_json(GL_MAP)
+    vertices = [[ax * x + bx, ay * y + by] for x, y in
+                [[-0.5, -100.0], [0.1 * n, -100.0], [0.1 * n, 1100.0], [-0.5, 1100.0]]]
     lasso_at = p.evaluate(JS_LASSO_JS, vertices)
     deadline = time.perf_counter() + EVENT_TIMEOUT_MS / 1000
     while not page.kernel_json("len(_landed)") and time.perf_counter() < deadline:
@@ -309,7 +321,8 @@ def _measure_jscatter(page, n, result):
     result["assign_to_recolored_ms"] = _frame_before(p, t_assign, seen_epoch) - t_assign
     time.sleep(0.5)
     before = _canvas_pixels(p, box)
-    zoom_at = p.evaluate(JS_ZOOM_JS, {"x": -0.2, "y": -1.0, "width": 0.4, "height": 2.0})
+    y0, y1 = (ay * v + by for v in ZOOM_Y)
+    zoom_at = p.evaluate(JS_ZOOM_JS, {"x": -0.2, "y": y0, "width": 0.4, "height": y1 - y0})
     seen = _poll(lambda: _changed(p, box, before, 500), EVENT_TIMEOUT_MS / 1000)
     seen_epoch = time.time() * 1000 - (time.perf_counter() - seen) * 1000
     result["zoom_to_redrawn_ms"] = _frame_before(p, zoom_at, seen_epoch) - zoom_at
@@ -328,7 +341,8 @@ def _describe(mode, r):
             f"{r['lasso_to_selected_ms']:.0f} ms ({r['selected']:,} points), assign mouse-up->"
             f"recolored {r['assign_to_recolored_ms']:.0f} ms")
     if r.get("zoom_to_redrawn_ms") is not None:
-        line += f", zoom->redrawn {r['zoom_to_redrawn_ms']:.0f} ms"
+        line += (f", zoom->redrawn {r['zoom_to_redrawn_ms']:.0f} ms (relayout->view sent, "
+                 f"->image received, ->drawn: {r['zoom_parts_ms']})")
     if r.get("mouseup_to_polygon_ms") is not None:
         line += f" (mouse-up->polygon sent {r['mouseup_to_polygon_ms']:.0f} ms)"
     if r.get("bare_draw_ms") is None:

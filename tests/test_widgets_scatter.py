@@ -462,3 +462,25 @@ def test_hover_thumbnail_failure_is_said_not_raised(store):
     scatter.plot._handle_custom_msg({"type": "thumb", "index": 3}, [])
     content, buffers = scatter.plot.last_message
     assert content["index"] == 3 and "disk gone" in content["error"] and buffers == []
+
+
+def test_cluster_comparison_raster_relabel_redraws_only_the_labels_panel(store):
+    from xlabel.widgets import ClusterComparison
+    from xlabel.widgets._raster import View, render_rgba
+
+    features = make_features()
+    a = (features["mean"].to_numpy() > 500).astype(int)
+    view = ClusterComparison(features, a, a, store=store, raster=True)
+    view.plot._handle_custom_msg({"type": "ready"}, [])
+    view.plot._handle_custom_msg(dict(VIEW), [])
+    calls = []
+    render = view.plot.raster.render
+    view.plot.raster.render = lambda codes, *args: calls.append(codes) or render(codes, *args)
+    store.assign([3, 4], "bad")
+    assert len(calls) == 1 and calls[0] is not a                # only the labels panel
+    _, buffers = view.plot.last_message
+    layer, v = view.plot.raster, View.from_message(VIEW)
+    for k, codes in enumerate([view.a, view.b, store.labels]):  # every image is current
+        expected = render_rgba(layer.x, layer.y, layer.x_axis, layer.y_axis, codes,
+                               view.plot.palettes[k], v)
+        assert np.array_equal(png_pixels(buffers[k]), expected)

@@ -120,6 +120,7 @@ class ScatterPlot(anywidget.AnyWidget):
                          thumbnails=callbacks.thumbnail is not None, **traits)
         self._view = None
         self._selection = np.empty(0, dtype=np.int64)
+        self._pngs = None            # ((view, panels), the last PNG of each panel)
         self.render_times: list[dict] = []
         #: The last message sent to the front end: (content, buffers), for inspection.
         self.last_message: tuple[dict, list[memoryview]] | None = None
@@ -207,14 +208,22 @@ class ScatterPlot(anywidget.AnyWidget):
         return ({"type": "data", "raster": True, "n": int(len(self._raster.x)),
                  "panels": len(self.panels), "extent": self._raster.extent()}, [])
 
-    def _send_images(self, reason):
-        """Render every panel for the current view and send the PNGs."""
+    def _send_images(self, reason, panel=None):
+        """Render every panel (or only ``panel``, the others unchanged) and send the PNGs."""
         if self._view is None:       # the browser has not said how big the plot is yet
             return
         view = self._view
         rings = self._callbacks.rings() if self._callbacks.rings is not None else None
-        pngs = [self._raster.render(codes, palette, view, self._selection, rings)
-                for codes, palette in zip(self._callbacks.codes(), self.palettes)]
+        todo = range(len(self.palettes))
+        cached = self._pngs
+        if panel is not None and cached is not None and cached[0] == (view, len(todo)):
+            todo = [panel]                  # a recolor of one panel: keep the others' images
+        pngs = list(cached[1]) if len(todo) == 1 and cached else [None] * len(self.palettes)
+        codes = self._callbacks.codes()
+        for k in todo:
+            pngs[k] = self._raster.render(codes[k], self.palettes[k], view, self._selection,
+                                          rings)
+        self._pngs = ((view, len(pngs)), pngs)
         self._post({"type": "image", "reason": reason,
                     "view": {"x0": view.x0, "x1": view.x1, "y0": view.y0, "y1": view.y1,
                              "width": view.width, "height": view.height}}, pngs)
@@ -226,7 +235,7 @@ class ScatterPlot(anywidget.AnyWidget):
         may be None).
         """
         if self._raster is not None:
-            self._send_images("update")
+            self._send_images("update", None if palette else int(panel))
             return
         content = {"type": "update", "panel": int(panel), "full": indices is None,
                    "sources": sources is not None, "palette": bool(palette)}
@@ -255,6 +264,7 @@ class ScatterPlot(anywidget.AnyWidget):
         """Replace the x and y values of all panels (new columns or log y)."""
         if self._raster is not None:
             self._raster.set_xy(x, y, self.log_y)
+            self._pngs = None
             self._post({"type": "xy", "raster": True, "extent": self._raster.extent()})
             return
         self._post({"type": "xy"}, [as_float32(x), as_float32(y)])

@@ -514,10 +514,12 @@ class ScatterView {
     if (this.viewPending) { this.viewDirty = true; return; }
     this.viewPending = true;
     this.viewDirty = false;
+    this.times.viewSentAt = performance.now();
     this.send({ type: "view", ...this.currentView() });
   }
 
   async setImages(msg, buffers) {
+    this.times.imageAt = performance.now();
     const v = msg.view;
     this.images = buffers.map((buffer, k) => ({
       source: "data:image/png;base64," + base64(buffer),
