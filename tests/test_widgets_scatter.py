@@ -415,6 +415,10 @@ def test_code_counts_match_bincount():
     expected = np.bincount(codes + 1, minlength=6)
     assert code_counts(strided, 5).tolist() == expected.tolist()
     assert code_counts(codes, 3).tolist() == expected[:4].tolist()   # codes 3, 4 left out
+    # numba's kernel (used once numba is loaded) and NumPy's (before) agree
+    from xlabel.widgets._raster import _code_counts
+    assert _code_counts(strided, 5).tolist() == expected.tolist()
+    assert _code_counts(codes, 3).tolist() == expected[:4].tolist()
 
 
 def test_rings_are_drawn_around_ringed_frames_on_top():

@@ -95,16 +95,23 @@ def _axis_value(v, log, edge):
     return edge
 
 
-@numba.njit(cache=True, nogil=True)
-def _finite_range(values, log):
+def _finite_range(values, log, chunk=1 << 20):
+    """(lowest, highest) drawable value in axis units and whether any value is not drawable.
+
+    NumPy in chunks, not numba: a new widget then returns before numba's first (slow) load,
+    which :class:`RasterLayer` does in a background thread while the browser loads plotly.
+    """
     lo, hi, flagged = np.inf, -np.inf, False
-    for v in values:
-        if (log and v > 0 and v < np.inf) or (not log and math.isfinite(v)):
-            a = math.log10(v) if log else float(v)
-            lo = min(lo, a)
-            hi = max(hi, a)
-        else:
+    for start in range(0, len(values), chunk):
+        part = values[start:start + chunk]
+        good = np.isfinite(part) & (part > 0) if log else np.isfinite(part)
+        if not good.all():
             flagged = True
+            part = part[good]
+        if part.size:
+            lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+    if log and math.isfinite(lo):
+        lo, hi = math.log10(lo), math.log10(hi)
     return lo, hi, flagged
 
 
@@ -161,6 +168,12 @@ def code_counts(codes, n_codes) -> np.ndarray:
     codes = np.asarray(codes).reshape(-1)
     if codes.dtype.kind not in "iu":
         codes = codes.astype(np.int64)
+    if not _code_counts.signatures:
+        # numba not loaded yet (a new widget in a fresh kernel): NumPy, so that the widget
+        # does not wait for numba's first load (RasterLayer loads it in the background).
+        shifted = codes.astype(np.int64) + 1
+        shifted = shifted[(shifted >= 0) & (shifted <= n_codes)]
+        return np.bincount(shifted, minlength=int(n_codes) + 1)[:int(n_codes) + 1]
     return _code_counts(codes, int(n_codes))
 
 
@@ -397,14 +410,24 @@ class RasterLayer:
 
     def __init__(self, x, y, log_y=False):
         self.set_xy(x, y, log_y)
-        # Compile (or load from numba's cache) the lasso and hover kernels for these dtypes
-        # while the user looks at the first image, not on the first lasso.
+        # Load numba (slow the first time in a kernel) and compile or load from its cache the
+        # render, lasso and hover kernels for these dtypes while the browser loads plotly.js
+        # and the user looks at the first image: not on the first render or lasso.
         threading.Thread(target=self._warm_up, daemon=True).start()
 
     def _warm_up(self):
-        x, y = self.x[:1], self.y[:1]
+        # Two elements keep the arrays' layout (numba compiles strided and contiguous apart).
+        x, y = self.x[:2], self.y[:2]
+        view = View(0.0, 1.0, 0.0, 1.0, 1, 1)
+        # Codes as the widgets hold them: store labels (a strided int32 column), cluster ids
+        # (int32), predictions (int64), scan codes (int16).
+        for codes in (np.zeros((2, 2), np.int32)[:, 0], np.zeros(2, np.int32),
+                      np.zeros(2, np.int64), np.zeros(2, np.int16)):
+            render_rgba(x, y, self.x_axis, self.y_axis, codes[:len(x)], ["#000000", "#ffffff"],
+                        view, selected=[0], rings=[0])
+            _code_counts(codes, 1)                                   # legends
         points_in_polygon(x, y, self.x_axis, self.y_axis, [0.0, 1.0, 0.0], [0.0, 0.0, 1.0])
-        nearest_point(x, y, self.x_axis, self.y_axis, View(0.0, 1.0, 0.0, 1.0, 1, 1), 0.0, 0.0)
+        nearest_point(x, y, self.x_axis, self.y_axis, view, 0.0, 0.0)
 
     def set_xy(self, x, y, log_y=False):
         """New axis data (e.g. after an x/y column or log-y change)."""
