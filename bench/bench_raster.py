@@ -12,7 +12,11 @@ after one warm-up call:
   outside the timing: datashader needs a categorical column);
 * lasso: xlabel's compiled ``points_in_polygon`` against matplotlib's
   ``Path.contains_points`` (when matplotlib is installed);
-* hover: ``nearest_point`` (a full scan).
+* hover: ``nearest_point`` (a full scan);
+* recolor: ``RasterLayer.render`` + PNG for the view it rendered last (what assign, undo,
+  redo and a new selection cost: each frame's pixel is kept per view, only the codes are
+  counted again), against the same render from scratch (``render`` above: the cost of a
+  zoom or pan).
 
 It also checks the lone outlier's pixel: xlabel must draw it in its class color, while
 datashader's ``count_cat`` mixes the colors of a pixel's classes by count.
@@ -32,7 +36,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from xlabel.widgets._raster import View, make_axis, nearest_point, png_bytes, points_in_polygon, render_rgba
+from xlabel.widgets._raster import (RasterLayer, View, make_axis, nearest_point, png_bytes,
+                                    points_in_polygon, render_rgba)
 
 PALETTE = ["#bbbbbb", "#2ca02c", "#d62728", "#1f77b4"]  # none, good, bad, odd
 WIDTH, HEIGHT = 900, 400
@@ -118,6 +123,11 @@ def run(n):
         result["lasso_matplotlib_s"] = None
     t_hover, _ = timed(lambda: nearest_point(x, y, x_axis, y_axis, view, float(lone), 1000.0))
     result["hover_xlabel_s"] = t_hover
+    layer = RasterLayer(x, y)
+    layer.render(codes, PALETTE, view)                 # this view's pixels, kept
+    relabeled = codes.copy()
+    relabeled[: n // 10] = 2                            # an assign of a tenth of the frames
+    result["recolor_xlabel_s"], _ = timed(lambda: layer.render(relabeled, PALETTE, view))
     return result
 
 
@@ -136,6 +146,8 @@ def main(sizes):
             line += (f", matplotlib Path {r['lasso_matplotlib_s'] * 1e3:.0f} ms "
                      f"(same frames: {r['lasso_same']})")
         line += f"; hover {r['hover_xlabel_s'] * 1e3:.1f} ms"
+        line += (f"; recolor (pixels kept for the view) {r['recolor_xlabel_s'] * 1e3:.0f} ms "
+                 f"vs render from scratch {r['render_xlabel_s'] * 1e3:.0f} ms")
         print(line, flush=True)
     print(f"load average after: {os.getloadavg()}")
 

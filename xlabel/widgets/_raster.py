@@ -216,6 +216,9 @@ def _composite(counts, selected, rank, colors, any_selected, unselected_alpha):
                 for cc in range(max(c - 2, 0), min(c + 3, width)):
                     if (rr != r or cc != c) and total[rr, cc]:
                         isolated = False
+                        break
+                if not isolated:         # in a crowd the first neighbours decide
+                    break
             radius = 2 if isolated else 1
             k = best[r, c]
             sel = selected[r, c]

@@ -319,6 +319,7 @@ class ScatterView {
     this.meta = msg;
     this.draw().then(() => {
       this.times.firstRender = performance.now() - t0;
+      this.times.firstRenderEpoch = Date.now();
       this.send({ type: "rendered", ms: this.times.firstRender, n });
     });
   }
@@ -541,6 +542,7 @@ class ScatterView {
     this.times.images += 1;
     if (this.times.firstRender === undefined) {
       this.times.firstRender = now - this.t0;
+      this.times.firstRenderEpoch = Date.now();
       this.send({ type: "rendered", ms: this.times.firstRender, n: this.data.n });
     }
     if (msg.reason === "update") { this.times.recolors += 1; this.times.recoloredAt = now; }
