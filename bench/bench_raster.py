@@ -6,8 +6,9 @@ For each size (a flat crowd of frames in two classes plus one lone outlier of a 
 class, as a K-means labelling looks) and a 900 x 400 px view it times, median of 5
 after one warm-up call:
 
-* render: xlabel's ``render_rgba`` (aggregate per class, rarest class on top, dots,
-  density shading) + PNG, against datashader (``Canvas.points`` + ``count_cat`` +
+* render: xlabel's ``render_indexed`` (aggregate per class, rarest class on top, dots,
+  density shading) + palette PNG (what the widgets send), and the same as RGBA + RGBA PNG
+  (``render_rgba``, the previous encoding), against datashader (``Canvas.points`` + ``count_cat`` +
   ``shade`` + ``dynspread`` + PNG) on a DataFrame of the same arrays (built once,
   outside the timing: datashader needs a categorical column);
 * lasso: xlabel's compiled ``points_in_polygon`` against matplotlib's
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from xlabel.widgets._raster import (RasterLayer, View, make_axis, nearest_point, png_bytes,
-                                    points_in_polygon, render_rgba)
+                                    png_indexed, points_in_polygon, render_indexed, render_rgba)
 
 PALETTE = ["#bbbbbb", "#2ca02c", "#d62728", "#1f77b4"]  # none, good, bad, odd
 WIDTH, HEIGHT = 900, 400
@@ -67,7 +68,8 @@ def timed(function, repeats=REPEATS):
 
 
 def xlabel_render(x, y, codes, view, x_axis, y_axis):
-    return png_bytes(render_rgba(x, y, x_axis, y_axis, codes, PALETTE, view))
+    """What a widget sends: the palette image as a palette PNG."""
+    return png_indexed(*render_indexed(x, y, x_axis, y_axis, codes, PALETTE, view))
 
 
 def datashader_render(frame, view):
@@ -100,10 +102,12 @@ def run(n):
     view = View(-0.05 * n, 1.05 * n, 950.0, 1050.0, WIDTH, HEIGHT)
     x_axis, y_axis = make_axis(x), make_axis(y)
     t_ours, _ = timed(lambda: xlabel_render(x, y, codes, view, x_axis, y_axis))
+    t_rgba, _ = timed(lambda: png_bytes(render_rgba(x, y, x_axis, y_axis, codes, PALETTE, view)))
     rgba = render_rgba(x, y, x_axis, y_axis, codes, PALETTE, view)
     row, col = lone_pixel(view, x[lone], y[lone])
     ours_rgb = rgba[row, col, :3].tolist()
-    result = {"n": n, "render_xlabel_s": t_ours, "lone_xlabel_rgb": ours_rgb}
+    result = {"n": n, "render_xlabel_s": t_ours, "render_rgba_s": t_rgba,
+              "lone_xlabel_rgb": ours_rgb}
     try:
         frame = pd.DataFrame({"x": x, "y": y, "code": pd.Categorical(codes, categories=[0, 1, 2])})
         t_ds, (_, image) = timed(lambda: datashader_render(frame, view))
@@ -135,7 +139,8 @@ def main(sizes):
     print(f"load average before: {os.getloadavg()}")
     for n in sizes:
         r = run(n)
-        line = f"n={n:>11,}: render xlabel {r['render_xlabel_s'] * 1e3:.0f} ms"
+        line = (f"n={n:>11,}: render xlabel {r['render_xlabel_s'] * 1e3:.0f} ms (as RGBA PNG "
+                f"{r['render_rgba_s'] * 1e3:.0f} ms)")
         if r.get("render_datashader_s"):
             line += (f", datashader {r['render_datashader_s'] * 1e3:.0f} ms "
                      f"(ratio datashader/xlabel {r['render_datashader_s'] / r['render_xlabel_s']:.2f}); "

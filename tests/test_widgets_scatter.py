@@ -488,3 +488,28 @@ def test_cluster_comparison_raster_relabel_redraws_only_the_labels_panel(store):
         expected = render_rgba(layer.x, layer.y, layer.x_axis, layer.y_axis, codes,
                                view.plot.palettes[k], v)
         assert np.array_equal(png_pixels(buffers[k]), expected)
+
+
+def test_raster_png_is_a_palette_image_and_many_codes_still_exact():
+    """Up to 126 codes the image is a palette PNG; beyond, RGBA: same pixels either way."""
+    from xlabel.widgets._raster import (RasterLayer, View, png_indexed, render_indexed,
+                                        render_rgba)
+
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(0, 100, 5000), rng.uniform(0, 100, 5000)
+    view = View(0.0, 100.0, 0.0, 100.0, 120, 80)
+    layer = RasterLayer(x, y)
+    for n_codes in (3, 300):
+        codes = rng.integers(-1, n_codes, 5000).astype(np.int32)
+        palette = ["#bbbbbb"] + [f"#{(37 * k) % 256:02x}{(91 * k) % 256:02x}{k % 256:02x}"
+                                 for k in range(n_codes)]
+        entries, rgba = render_indexed(x, y, layer.x_axis, layer.y_axis, codes, palette, view)
+        assert entries.dtype == (np.uint8 if n_codes < 126 else np.uint16)
+        png = layer.render(codes, palette, view)
+        assert (png[25] == 3) == (n_codes < 126)                 # PNG color type 3: palette
+        expected = render_rgba(x, y, layer.x_axis, layer.y_axis, codes, palette, view)
+        assert np.array_equal(png_pixels(png), expected)
+        assert np.array_equal(png_pixels(png_indexed(entries, rgba)), expected)
+        opaque = expected[..., 3] == 255                          # class colors stay exact
+        colors = {tuple(c) for c in expected[opaque][:, :3]}
+        assert colors <= {tuple(int(v, 16) for v in (c[1:3], c[3:5], c[5:7])) for c in palette}

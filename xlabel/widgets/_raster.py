@@ -33,13 +33,15 @@ dependency.
 from __future__ import annotations
 
 import math
+import struct
 import threading
+import zlib
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from .imaging import encode_png
+from .imaging import PNG_SIGNATURE, _chunk, encode_png
 
 #: From this many frames on, the scatter widgets draw points in the kernel
 #: (measured: bench/bench_widgets_browser.py, BENCHMARKS.md "Scatter: kernel raster": at
@@ -53,6 +55,8 @@ HOVER_RADIUS_PX = 12
 #: Ringed frames (``render_rgba(rings=...)``): a square ring of this radius, this color.
 RING_RADIUS = 4
 RING_COLOR = "#d62728"
+#: Opacity steps of the density shading (the image is a palette PNG: see render_indexed).
+ALPHA_LEVELS = 32
 
 
 @dataclass(frozen=True)
@@ -190,8 +194,10 @@ def _mark_selected(x, y, indices, xlog, xedge, ylog, yedge, x0, x1, y0, y1, widt
 
 
 @numba.njit(cache=True, nogil=True)
-def _composite(counts, selected, rank, colors, any_selected, unselected_alpha):
-    """RGBA image: every occupied pixel stamped as a dot, rarest class (then selected) on top."""
+def _composite(counts, selected, rank, any_selected, unselected_alpha, levels, image):
+    """Palette image, in place: every occupied pixel stamped as a dot, rarest class (then
+    selected) on top. Entry ``1 + code * levels + level - 1`` is the code's color at opacity
+    ``level / levels``; 0 is transparent (see :func:`_palette`)."""
     height, width, n = counts.shape
     total = np.zeros((height, width), np.int64)
     best = np.full((height, width), -1, np.int64)
@@ -205,7 +211,6 @@ def _composite(counts, selected, rank, colors, any_selected, unselected_alpha):
             total[r, c] = t
     scale = 1.0 / math.log1p(max(total.max(), 1))
     key = np.full((height, width), np.iinfo(np.int64).max, np.int64)
-    image = np.zeros((height, width, 4), np.uint8)
     for r in range(height):
         for c in range(width):
             t = total[r, c]
@@ -229,15 +234,27 @@ def _composite(counts, selected, rank, colors, any_selected, unselected_alpha):
             alpha = 1.0 if isolated else 0.55 + 0.45 * math.log1p(t) * scale
             if any_selected and not sel:
                 alpha *= unselected_alpha
+            level = min(levels, max(1, int(alpha * levels + 0.5)))
+            entry = 1 + k * levels + level - 1
             for rr in range(max(r - radius, 0), min(r + radius + 1, height)):
                 for cc in range(max(c - radius, 0), min(c + radius + 1, width)):
                     if stamp < key[rr, cc]:
                         key[rr, cc] = stamp
-                        image[rr, cc, 0] = colors[k, 0]
-                        image[rr, cc, 1] = colors[k, 1]
-                        image[rr, cc, 2] = colors[k, 2]
-                        image[rr, cc, 3] = min(255, int(alpha * 255 + 0.5))
-    return image
+                        image[rr, cc] = entry
+
+
+def _palette(colors, levels, ring_color) -> np.ndarray:
+    """RGBA palette of :func:`_composite`'s entries: transparent, each code at ``levels``
+    opacities (the top one 255), and last the ring color."""
+    n = len(colors)
+    palette = np.zeros((2 + n * levels, 4), np.uint8)
+    opacity = np.round(255 * np.arange(1, levels + 1) / levels).astype(np.uint8)
+    for k, rgb in enumerate(colors):
+        rows = palette[1 + k * levels:1 + (k + 1) * levels]
+        rows[:, :3] = rgb
+        rows[:, 3] = opacity
+    palette[-1] = (*ring_color, 255)
+    return palette
 
 
 @numba.njit(cache=True, nogil=True)
@@ -343,6 +360,17 @@ def render_rgba(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
     ringed in ``ring_color`` on top of everything (e.g. PredictionScatter's disagreements).
     ``pixels``: :func:`pixel_index` of the points for ``view``, if known.
     """
+    entries, rgba = render_indexed(x, y, x_axis, y_axis, codes, palette, view, selected,
+                                   rings, ring_color, pixels)
+    return rgba[entries]
+
+
+def render_indexed(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
+                   selected=None, rings=None, ring_color=RING_COLOR, pixels=None):
+    """:func:`render_rgba` as ``(entries, rgba_palette)``: a palette image (uint8 up to
+    126 codes, uint16 beyond) and its RGBA palette; opacity in ``ALPHA_LEVELS`` steps
+    (fewer with many codes). A palette PNG is 4x less to compress than RGBA.
+    """
     n_codes = len(palette) - 1
     if pixels is None:
         pixels = pixel_index(x, y, x_axis, y_axis, view)
@@ -352,12 +380,15 @@ def render_rgba(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
     rank[np.argsort(totals, kind="stable")] = np.arange(n_codes + 1)
     any_selected = selected is not None and len(selected) > 0
     marked = _marked(x, y, x_axis, y_axis, view, selected if any_selected else None)
-    colors = np.array([hex_rgb(c) for c in palette], dtype=np.uint8)
-    image = _composite(counts, marked, rank, colors, any_selected, UNSELECTED_ALPHA)
+    levels = min(ALPHA_LEVELS, 254 // (n_codes + 1))
+    dtype = np.uint8 if levels >= 4 else np.uint16
+    levels = max(levels, 4) if dtype == np.uint8 else ALPHA_LEVELS
+    entries = np.zeros((view.height, view.width), dtype)
+    _composite(counts, marked, rank, any_selected, UNSELECTED_ALPHA, levels, entries)
+    rgba = _palette([hex_rgb(c) for c in palette], levels, hex_rgb(ring_color))
     if rings is not None and len(rings):
-        _draw_rings(image, _marked(x, y, x_axis, y_axis, view, rings),
-                    np.array(hex_rgb(ring_color), dtype=np.uint8))
-    return image
+        _draw_rings(entries, _marked(x, y, x_axis, y_axis, view, rings), len(rgba) - 1)
+    return entries, rgba
 
 
 def pixel_index(x, y, x_axis: Axis, y_axis: Axis, view: View) -> np.ndarray:
@@ -376,8 +407,8 @@ def _marked(x, y, x_axis, y_axis, view, indices):
 
 
 @numba.njit(cache=True, nogil=True)
-def _draw_rings(image, marked, color):
-    """An opaque square ring (radius RING_RADIUS px) around every marked pixel, in place."""
+def _draw_rings(image, marked, entry):
+    """A square ring (radius RING_RADIUS px) of palette ``entry`` around every marked pixel."""
     height, width = marked.shape
     for r in range(height):
         for c in range(width):
@@ -386,15 +417,27 @@ def _draw_rings(image, marked, color):
             for rr in range(max(r - RING_RADIUS, 0), min(r + RING_RADIUS + 1, height)):
                 for cc in range(max(c - RING_RADIUS, 0), min(c + RING_RADIUS + 1, width)):
                     if max(abs(rr - r), abs(cc - c)) >= RING_RADIUS - 1:
-                        image[rr, cc, 0] = color[0]
-                        image[rr, cc, 1] = color[1]
-                        image[rr, cc, 2] = color[2]
-                        image[rr, cc, 3] = 255
+                        image[rr, cc] = entry
 
 
 def png_bytes(rgba: np.ndarray) -> bytes:
     """PNG encoding of an RGBA image (xlabel's zlib encoder, fastest compression)."""
     return encode_png(rgba, level=1)
+
+
+def png_indexed(entries: np.ndarray, rgba_palette: np.ndarray) -> bytes:
+    """PNG of a palette image (color type 3, with a tRNS chunk for the opacities); a uint16
+    image (more than 256 entries) is expanded to RGBA."""
+    if entries.dtype != np.uint8:
+        return png_bytes(rgba_palette[entries])
+    height, width = entries.shape
+    rows = np.zeros((height, 1 + width), np.uint8)              # filter byte 0 per row
+    rows[:, 1:] = entries
+    header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)
+    return (PNG_SIGNATURE + _chunk(b"IHDR", header)
+            + _chunk(b"PLTE", rgba_palette[:, :3].tobytes())
+            + _chunk(b"tRNS", rgba_palette[:, 3].tobytes())
+            + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)) + _chunk(b"IEND", b""))
 
 
 class RasterLayer:
@@ -449,9 +492,9 @@ class RasterLayer:
         if self._pixels_view != view:
             self._pixels = pixel_index(self.x, self.y, self.x_axis, self.y_axis, view)
             self._pixels_view = view
-        rgba = render_rgba(self.x, self.y, self.x_axis, self.y_axis, codes, palette, view,
-                           selected, rings, pixels=self._pixels)
-        return png_bytes(rgba)
+        entries, rgba = render_indexed(self.x, self.y, self.x_axis, self.y_axis, codes, palette,
+                                       view, selected, rings, pixels=self._pixels)
+        return png_indexed(entries, rgba)
 
     def select_polygon(self, px, py) -> np.ndarray:
         """Indices inside the polygon (axis units)."""
