@@ -11,7 +11,11 @@ Every frame stays visible: each occupied pixel is stamped as a 3x3 dot (5x5 when
 other point lies within 2 pixels, so a lone outlier among a million is a clear dot),
 and where dots overlap the rarest class wins (then the selected one), so one bad frame
 in a crowd of good ones is never averaged away. Density shades the crowd: a pixel's
-opacity grows with the log of its point count.
+opacity grows with the log of its point count (in 32 steps: the image is a palette PNG,
+a byte a pixel, half the size and compression time of RGBA).
+
+A view's pixel of every frame is kept (one int32 per frame), so a recolor (assign, undo,
+redo, selection) only counts codes per pixel; a zoom or pan recomputes it.
 
 Why numba and not datashader (measured in ``bench/bench_raster.py``, BENCHMARKS.md):
 datashader's ``Canvas.points`` + ``count_cat`` + ``shade``/``spread`` does the
