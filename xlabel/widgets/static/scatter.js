@@ -140,6 +140,11 @@ class ScatterView {
       if (!this.dragging) return;
       this.dragging = false;
       if (this.raster && !ev.shiftKey && !ev.altKey) this.sendOutline();
+      if (this.deferredImages) {
+        const [msg, images] = this.deferredImages;
+        this.deferredImages = null;
+        this.applyImages(msg, images);
+      }
       this.quietAt = [ev.clientX, ev.clientY];
       this.hideTooltip();
     };
@@ -519,10 +524,10 @@ class ScatterView {
     this.send({ type: "view", ...this.currentView() });
   }
 
-  async setImages(msg, buffers) {
+  setImages(msg, buffers) {
     this.times.imageAt = performance.now();
     const v = msg.view;
-    this.images = buffers.map((buffer, k) => ({
+    const images = buffers.map((buffer, k) => ({
       source: "data:image/png;base64," + base64(buffer),
       xref: k ? `x${k + 1}` : "x", yref: k ? `y${k + 1}` : "y",
       x: v.x0, y: v.y1, sizex: v.x1 - v.x0, sizey: v.y1 - v.y0,
@@ -532,6 +537,13 @@ class ScatterView {
     if (msg.reason === "view") {
       this.viewPending = false;
     }
+    // A relayout in the middle of a mouse drag ends plotly's lasso: apply at mouse-up.
+    if (this.dragging) { this.deferredImages = [msg, images]; return; }
+    this.applyImages(msg, images);
+  }
+
+  async applyImages(msg, images) {
+    this.images = images;
     this.imaging = true;
     try {
       await window.Plotly.relayout(this.plotDiv, { images: this.images });
@@ -620,9 +632,13 @@ class ScatterView {
     if (this.busy) return;
     this.root.focus({ preventScroll: true });
     if (this.raster) {
-      // Sent at mouse-up already (sendOutline) unless plotly's outline could not be read.
-      if (!(ev && this.polygonSent)) this.sendPolygon(ev);
-      this.polygonSent = false;
+      // plotly clears the old selection when a new drag starts: no kernel round trip (and
+      // no new image) in the middle of a drag; the mouse-up sends the new outline.
+      if (this.dragging) return;
+      // Sent at mouse-up already (sendOutline) unless plotly's outline could not be read:
+      // then plotly's own events of this drag (selected, or a deselect that plotly may
+      // emit after it) must not replace it. The next mouse-down starts over.
+      if (!this.polygonSent) this.sendPolygon(ev);
       return;
     }
     const points = (ev && ev.points ? ev.points : []).filter((p) => p.curveNumber < this.nPanels);
