@@ -47,11 +47,15 @@ print(cnn.kind, cnn.classes, cnn.info["epochs_run"], "epochs")
 # %% [markdown]
 # ## Grad-CAM: where does the evidence come from?
 #
-# Grad-CAM weighs the last convolution layer's feature maps by how much they push the score
-# of a class, and shows the result as a heat map over the frame. We look at `scan_d`, which
-# the CNN never saw: a good frame, a shutter frame, a beam-loss frame and the saturated frame.
-# Use the controls to change the class, the layer, the method (Grad-CAM++, XGradCAM) and the
-# opacity; ◀ ▶ step through the frames.
+# A class activation map weighs a convolution layer's feature maps by how much they
+# push the score of a class, and shows the result as a heat map over the frame. The default,
+# LayerCAM, weighs every location by its own gradient and combines all conv layers; classic
+# Grad-CAM gives each feature map of the last layer one weight (notebook 8 shows where that
+# goes wrong). We look at `scan_d`, which the CNN never
+# saw: a good frame, a shutter frame, a beam-loss frame and the saturated frame. Use the
+# controls to change the class, the layer ("all": every conv layer combined), the method
+# (Grad-CAM, Grad-CAM++, XGradCAM, SmoothGrad-CAM++) and the opacity; ◀ ▶ step through the
+# frames.
 
 # %%
 src = xlabel.open_scan(samples.path("scan_d"))

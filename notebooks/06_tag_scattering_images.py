@@ -22,8 +22,10 @@
 # `domain.md`). In this notebook you will:
 #
 # 1. simulate scattering frames whose tags are known (`xlabel.synth.make_tagged_batches`),
-# 2. tag frames by **lasso** in the scatter, as one undoable step in the LabelStore,
-# 3. train a **multi-label** model (one probability per tag) on whole batches,
+# 2. tag frames by **lasso** in the scatter ("add tag"), as one undoable step in the
+#    LabelStore, and colour the scatter by a tag,
+# 3. train a **multi-label** model (one probability per tag) on whole batches, your
+#    lasso tags included,
 # 4. read its **per-tag precision-recall curves** on a batch it never saw,
 # 5. look at what the model sees for a tag (**Grad-CAM per tag**).
 #
@@ -69,13 +71,22 @@ store = LabelStore(len(scan))
 scatter = FluxScatter(store, table, x="shadow", y="contrast", source=scan.source())
 scatter
 
+# The toolbar's tag field and its **add tag** / **remove tag** buttons tag the frames you
+# lassoed: type a new name (or pick one of the store's tags) and press the button. Each
+# press is one step in the LabelStore, with source `manual`, undone by **undo** or Ctrl+Z
+# like a class assignment. The **color** dropdown lists every tag as `tag:<name>`: it
+# draws the frames carrying that tag in the tag's colour and the others grey. In code the
+# same is `scatter.add_tag(name)`, `scatter.remove_tag(name)` and
+# `scatter.color_by = "tag:<name>"`.
+
 # %% [markdown] tags=["exercise"]
 # ### Exercise 1
 #
 # Tag the frames with a beamstop shadow. Draw a lasso around the frames far to the right
-# (large `shadow`) and set `answer = scatter.selected`, or select them in code: the frames
-# whose `shadow` is above 1.5. The check cell selects `answer` and adds the tag
-# `"beamstop"` to it, as one step: `store.add_tag(scatter.selected, "beamstop")`.
+# (large `shadow`), type `beamstop` in the tag field and press **add tag**; or set
+# `answer` to the frames to tag (`scatter.selected` after a lasso, or in code: the frames
+# whose `shadow` is above 1.5). The check cell then selects `answer` and presses "add tag"
+# from code, `scatter.add_tag("beamstop")`, and colours the scatter by the new tag.
 
 # %% tags=["answer"]
 answer = None  # your code here
@@ -91,11 +102,14 @@ answer = None  # your code here
 
 # %% tags=["check"]
 # Check cell: run it after your answer.
+if answer is None and "beamstop" in store.tag_names:
+    answer = np.flatnonzero(store.tagged("beamstop"))  # tagged with the button
 if answer is None:
     print("Exercise 1 not answered yet: using the solution.")
     answer = np.flatnonzero(table["shadow"].to_numpy() > 1.5)
 scatter.select(answer)
-store.add_tag(scatter.selected, "beamstop", note="lasso on shadow")
+scatter.add_tag("beamstop", note="lasso on shadow")  # what "add tag" does
+scatter.color_by = "tag:beamstop"
 agreement = (store.tagged("beamstop") == scan.tags["beamstop"].to_numpy()).mean()
 print(f"{store.last_action}; agreement with the truth {agreement:.0%}")
 assert agreement >= 0.85  # a lasso on two features is good, not perfect
@@ -106,14 +120,16 @@ print("Exercise 1: correct.")
 #
 # A tag step is undoable like a label step, has provenance, and exports as one 0/1 column
 # per tag (`to_csv`), which is what `xlabel train --labels` reads. Here the other tags come
-# from the simulation's truth, as if a colleague had tagged them.
+# from the simulation's truth, as if a colleague had tagged them; the scatter's colour
+# dropdown now lists all five.
 
 # %%
 for tag in TAGS[:-1]:
     store.add_tag(scan.tags[tag].to_numpy(), tag, source="import")
 store.undo()
 store.redo()
-print(store.tag_names, store.tag_provenance(0)["beamstop"]["note"])
+print("colour by:", scatter.plot.color_options)
+print("beamstop on frame", answer[0], store.tag_provenance(int(answer[0]))["beamstop"])
 store.to_dataframe().head()
 
 # %% [markdown]
@@ -122,10 +138,11 @@ store.to_dataframe().head()
 # `TagJointCNN` looks at the frame twice: as an image (conv layers) and as polar cells (the
 # "coefficient view"). Each tag gets a sigmoid output, a class weight for its imbalance and
 # a threshold chosen on a validation batch. Whole batches are held out: batch 3 is never
-# seen in training.
+# seen in training. The tags of batch 0 are the ones in the store, your lasso's
+# `beamstop` included (mistakes and all); batches 1 and 2 bring their own.
 
 # %%
-tags = pd.concat([b.tags for b in train], ignore_index=True)
+tags = pd.concat([store.tags[list(TAGS)]] + [b.tags for b in train[1:]], ignore_index=True)
 model = TagJointCNN(size=32, channels=(8, 16, 32), n_radial=12, n_azimuth=16, epochs=12,
                     seed=0).fit([b.source() for b in train], tags)
 proba = model.predict_proba(test.source())
@@ -195,8 +212,9 @@ figure
 # ## Summary
 #
 # - `make_tagged_batches` simulates scattering frames with known tags (0 to 5 per frame).
-# - `store.add_tag` / `remove_tag` put tags beside the class in the same journal: undo,
-#   provenance and one 0/1 CSV column per tag come with them.
+# - Lasso, then **add tag** / **remove tag** in the scatter (`scatter.add_tag` in code), put
+#   tags beside the class in the same journal as `store.add_tag`: undo, provenance and one
+#   0/1 CSV column per tag come with them; `color_by="tag:<name>"` shows a tag.
 # - The tag models (`tags-cnn`, `tags-polar`, `tags-joint`) give one probability per tag;
 #   `evaluate_tags` reports average precision per tag and the macro mAP.
 # - Precision-recall curves per tag show what each threshold costs; Grad-CAM shows what the

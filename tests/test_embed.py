@@ -66,12 +66,37 @@ def test_gisaxs_bad_arguments():
         make_gisaxs(frame_shape=(4, 4))
 
 
+# --------------------------------------------------------------------------- input
+
+def test_prepare_input_ignores_exposure_and_invalid_pixels():
+    """Same scattering at 1x and 50x exposure gives the same input; invalid pixels (here
+    a whole block, and one pixel of another) do not pull their block towards 0."""
+    rng = np.random.default_rng(0)
+    pattern = rng.uniform(1, 5, (8, 8)).astype(np.float32)
+    frames = np.stack([pattern, 50 * pattern, pattern])
+    frames[2, :2, :2] = np.nan           # block (0, 0) has no valid pixel
+    frames[2, 2, 2] = np.nan             # block (1, 1) keeps 3 of its 4 pixels
+    x = prepare_input(frames, size=4)
+    assert np.allclose(x[0], x[1], atol=1e-5)
+    assert x[2, 0, 0] == 0
+    valid = np.ones((4, 4), bool)
+    valid[0, 0] = False
+    assert np.allclose(x[2][valid].mean(), 0, atol=1e-5) and np.allclose(x[2][valid].std(), 1, atol=1e-4)
+    # block (1, 1) is the mean of its 3 valid pixels, not dragged down by a zero
+    means = pattern.reshape(4, 2, 4, 2).mean((1, 3))
+    means[1, 1] = np.mean([pattern[2, 3], pattern[3, 2], pattern[3, 3]])
+    logs = np.log(means / means[valid].mean() + 0.2)
+    expected = (logs - logs[valid].mean()) / logs[valid].std()
+    assert np.allclose(x[2][valid], expected[valid], atol=1e-4)
+
+
 # --------------------------------------------------------------------------- embedding
 
 @pytest.fixture(scope="module")
 def fitted():
-    train = make_gisaxs(n_series=12, frames_per_series=8, frame_shape=SHAPE, seed=0)
-    emb = fit_embedding(train.source(), size=32, epochs=15, seed=0, progress=False)
+    """The benchmark's training set and settings (bench/bench_embed.py, training seed 0)."""
+    train = make_gisaxs(n_series=24, frames_per_series=12, frame_shape=SHAPE, seed=0)
+    emb = fit_embedding(train.source(), size=32, epochs=20, seed=0, progress=False)
     held_out = make_gisaxs(n_series=8, frames_per_series=8, frame_shape=SHAPE, seed=1)
     return emb, held_out, emb.transform(held_out.source(), table=held_out.truth)
 
@@ -79,29 +104,44 @@ def fitted():
 def test_transform_table(fitted):
     emb, held_out, table = fitted
     assert table.columns.tolist() == ["scan", "frame", *emb.latent_columns, "proj_x", "proj_y"]
+    assert len(emb.latent_columns) == 2 * emb.latent_dim
     assert table["scan"].tolist() == held_out.truth["scan"].tolist()
     assert np.isfinite(table[emb.latent_columns + ["proj_x", "proj_y"]].to_numpy()).all()
+    # spherical latents: unit rows, after standardising with the training latents
+    assert np.allclose(np.linalg.norm(table[emb.latent_columns].to_numpy(), axis=1), 1)
     assert emb.losses[-1] < emb.losses[0]
 
 
-def test_latent_clusters_recover_structures_better_than_pixels(fitted):
-    """Held-out sets (other seeds: other series, sizes, spacings, exposures, detector).
+@pytest.mark.slow
+def test_latent_clusters_recover_structures_where_pixels_do_not(fitted):
+    """Held-out sets (other seeds: other series, sizes, spacings, exposures, detector mask).
 
-    With 2 series per type a set's ARI swings a lot (pixels score 0.25-0.96), so the mean
-    over three held-out sets is compared. The bar is below the issue's ARI 0.8, which is
-    not reached (see BENCHMARKS.md); the test pins the gain over the same binned pixels.
+    K-means on the latent reaches the issue's ARI 0.8 on average over three held-out sets
+    of 16 series (never below 0.6 on one); the autoencoder's own input pixels, clustered
+    the same way, do not. Other training seeds: bench/bench_embed.py.
     """
     emb = fitted[0]
     latent, pixels = [], []
     for seed in (1, 2, 3):
-        held_out = make_gisaxs(n_series=8, frames_per_series=8, frame_shape=SHAPE, seed=seed)
+        held_out = make_gisaxs(n_series=16, frames_per_series=6, frame_shape=SHAPE, seed=seed)
         truth = held_out.truth["structure"].to_numpy()
         table = emb.transform(held_out.source(), table=held_out.truth)
         latent.append(adjusted_rand_score(truth, kmeans(table, k=4, columns=emb.latent_columns)))
         matrix = prepare_input(held_out.source(), emb.size).reshape(len(held_out), -1)
         pixels.append(adjusted_rand_score(truth, kmeans(matrix, k=4)))
-    assert np.mean(latent) >= 0.65, (latent, pixels)
-    assert np.mean(latent) >= np.mean(pixels) + 0.05, (latent, pixels)
+    assert np.mean(latent) >= 0.8 and min(latent) >= 0.6, (latent, pixels)
+    assert np.mean(pixels) < 0.8 and np.mean(latent) >= np.mean(pixels) + 0.1, (latent, pixels)
+
+
+def test_other_training_options_run(fitted):
+    """The Poisson re-count (thinning > 1) and the plain denoising AE (no consistency,
+    no geometry) train and give finite latents of the documented width."""
+    held_out = fitted[1]
+    for options in ({"thinning": 30.0}, {"consistency": 0.0, "zoom": 1.0, "shift": 0.0}):
+        emb = fit_embedding(held_out.source(), size=32, latent_dim=4, epochs=2, progress=False,
+                            **options)
+        latent = emb.encode(held_out.source())
+        assert latent.shape == (len(held_out), 8) and np.isfinite(latent).all(), options
 
 
 def test_save_load_round_trip(fitted, tmp_path):
@@ -116,6 +156,10 @@ def test_load_rejects_other_files(tmp_path):
     bad.write_bytes(b"not a torch file")
     with pytest.raises(ModelError, match="x.xlembed|embedding"):
         load_embedding(bad)
+    old = tmp_path / "old.xlembed"
+    torch.save({"format": "xlabel-embedding-1", "size": 32}, old)
+    with pytest.raises(ModelError, match="another xlabel version.*fit the embedding again"):
+        load_embedding(old)
 
 
 def test_bad_input_is_named(fitted):

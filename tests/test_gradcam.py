@@ -1,4 +1,5 @@
-"""Grad-CAM, Grad-CAM++ and XGradCAM against an independent hook-based reference.
+"""LayerCAM, Grad-CAM, Grad-CAM++ and XGradCAM against an independent hook-based reference,
+and pointing at the defect on held-out scans with a trained frame CNN.
 
 The reference below follows the papers (and the formulas of pytorch-grad-cam): it takes
 the layer activations A with a forward hook and dScore/dA with torch.autograd.grad, and
@@ -13,7 +14,7 @@ torch = pytest.importorskip("torch")
 from xlabel.errors import ModelError, XLabelError  # noqa: E402
 from xlabel.models import cam, train_cnn  # noqa: E402
 
-METHODS = ("gradcam", "gradcam++", "xgradcam")
+METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam")
 
 
 # ---------------------------------------------------------------- reference
@@ -34,11 +35,23 @@ def reference_weights(acts, grads, method):
     return (alpha * torch.relu(grads)).sum(dim=(2, 3))
 
 
-def reference_map(weights, acts, shape):
-    """ReLU(sum_k w_k A_k), bilinear to ``shape``, min-max scaled per map (zeros if constant)."""
-    maps = torch.relu((weights[:, :, None, None] * acts).sum(1, keepdim=True))
+def reference_map(weights, acts, shape, location_weights=None):
+    """ReLU(sum_k w_k A_k), bilinear to ``shape``, min-max scaled per map (zeros if constant).
+    ``location_weights``: w_k per location (n, k, h, w) instead of one per channel."""
+    if location_weights is None:
+        location_weights = weights[:, :, None, None]
+    maps = torch.relu((location_weights * acts).sum(1, keepdim=True))
     maps = torch.nn.functional.interpolate(maps, size=shape, mode="bilinear",
                                            align_corners=False)[:, 0].numpy()
+    out = np.zeros_like(maps)
+    for i, m in enumerate(maps):
+        if m.max() > m.min():
+            out[i] = (m - m.min()) / (m.max() - m.min())
+    return out
+
+
+def scaled(maps):
+    """Each map min-max scaled to [0, 1] (zeros where constant)."""
     out = np.zeros_like(maps)
     for i, m in enumerate(maps):
         if m.max() > m.min():
@@ -61,6 +74,8 @@ def reference_cam(net, x, layer_name, target, method):
     acts = stored[0]
     (grads,) = torch.autograd.grad(score, acts)
     acts, grads = acts.detach().double(), grads.double()
+    if method == "layercam":  # Jiang et al. 2021: every location weighted by its own ReLU(gradient)
+        return reference_map(None, acts, x.shape[2:], location_weights=torch.relu(grads))
     weights = reference_weights(acts, grads, method)
     return reference_map(weights, acts, x.shape[2:])
 
@@ -116,8 +131,12 @@ def trained_cnn():
 @pytest.mark.parametrize("target", [None, 2])
 def test_user_module_matches_reference(user_net, frames, method, layer, target):
     maps = cam(user_net, frames, target=target, layer=layer, method=method)
-    expected = reference_cam(user_net, torch.from_numpy(frames)[:, None],
-                             layer or "last", target, method)
+    x = torch.from_numpy(frames)[:, None]
+    if layer is None and method == "layercam":  # LayerCAM's default: every conv layer fused
+        expected = scaled(np.mean([reference_cam(user_net, x, name, target, method)
+                                   for name in ("stem", "middle", "last")], axis=0))
+    else:  # the other methods' default: the last conv layer
+        expected = reference_cam(user_net, x, layer or "last", target, method)
     assert maps.shape == (5, 20, 14)
     np.testing.assert_allclose(maps, expected, atol=1e-4)
 
@@ -125,7 +144,7 @@ def test_user_module_matches_reference(user_net, frames, method, layer, target):
 @pytest.mark.parametrize("method", METHODS)
 def test_frame_cnn_matches_reference_on_raw_counts(trained_cnn, method):
     model, stack = trained_cnn
-    maps = cam(model, stack[:6], method=method)
+    maps = cam(model, stack[:6], method=method, layer="features.conv2")
     x = (np.log1p(stack[:6].astype(np.float32)) - model.mean_) / model.std_
     expected = reference_cam(model.network, torch.from_numpy(x.astype(np.float32))[:, None],
                              "features.conv2", None, method)
@@ -294,3 +313,38 @@ def test_unknown_invalid_option_and_empty_layer_list(user_net, frames):
         cam(user_net, frames, invalid="hide")
     with pytest.raises(ModelError, match="empty"):
         cam(user_net, frames, layer=[])
+
+
+# ---------------------------------------------------------------- pointing on a trained CNN
+
+@pytest.fixture(scope="module")
+def defect_cnn():
+    """xlabel's frame CNN trained briefly on a small local-defect task (32x32 frames)."""
+    from xlabel.models.pixelnet import PixelCNN
+    from xlabel.synth import make_defect_task
+    task = make_defect_task(n_train=4, n_test=2, n_frames=100, frame_shape=(32, 32), seed=3,
+                            defect_fraction=0.25)
+    labels = np.concatenate([scan.truth["label"] for scan in task.train])
+    model = PixelCNN(size=32, epochs=12, patience=12, threads=1, progress=False, seed=0)
+    return model.fit([scan.source() for scan in task.train], labels), task
+
+
+def test_layercam_points_at_the_defect_on_held_out_scans(defect_cnn):
+    """The default map's maximum lies in the defect box far above chance on scans of other
+    exposure (chance: the box's share of the frame). Streaks on 32x32 frames are the hard
+    kind for a small CNN; the benchmark (64x64, BENCHMARKS.md) measures every kind."""
+    from xlabel.models.gradcam import pointing_score
+    from xlabel.synth import defect_boxes
+    model, task = defect_cnn
+    hits, chance = [], []
+    for scan in task.test:
+        bad = np.flatnonzero(scan.is_bad)
+        boxes = defect_boxes(scan.truth)[bad]
+        maps = cam(model, scan.source(), target="bad", rows=bad)
+        assert maps.shape == (len(bad), 32, 32)
+        assert np.isnan(maps[:, scan.pixel_mask]).all()  # invalid pixels shown as NaN
+        hits.append(pointing_score(maps, boxes, return_hits=True)[1])
+        chance.append((boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]) / 32 ** 2)
+    score, chance = np.concatenate(hits).mean(), np.concatenate(chance).mean()
+    assert len(np.concatenate(hits)) >= 20
+    assert score >= 0.65 and score >= 5 * chance, (score, chance)

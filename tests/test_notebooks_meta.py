@@ -22,7 +22,8 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 EXPECTED = ["01_explore_raw_scans.ipynb", "02_cluster_and_compare.ipynb",
             "03_correct_labels_by_lasso.ipynb", "04_train_a_classifier.ipynb",
             "05_explain_and_filter.ipynb", "06_tag_scattering_images.ipynb",
-            "07_bin_by_embedding.ipynb"]
+            "07_bin_by_embedding.ipynb", "08_find_local_defects.ipynb",
+            "09_what_to_label_next.ipynb"]
 SOLUTION = "<details><summary>Solution</summary>"
 PAIRING = "ipynb,py:percent"
 # The four cells of an exercise, in order, and the tag each one carries.

@@ -51,10 +51,10 @@ def overlay():
 def test_renders_rgba_png_of_frame_size(overlay):
     image = decode_png(overlay.png)
     assert image.shape == (20, 28, 4)
-    assert overlay.layer == "conv2" and overlay._layer.options == ("conv1", "conv2")
+    assert overlay.layer == "all" and overlay._layer.options == ("conv1", "conv2", "all")
     heat = overlay.cam_map
     assert heat.shape == (20, 28) and 0 <= heat.min() and heat.max() <= 1
-    assert "frame 0 · label good · explaining predicted class at conv2 (gradcam)" == overlay.status
+    assert "frame 0 · label good · explaining predicted class at all (layercam)" == overlay.status
 
 
 def test_controls_change_the_image(overlay):
@@ -65,6 +65,8 @@ def test_controls_change_the_image(overlay):
     images["class"] = overlay.png
     overlay.layer = "conv1"
     images["layer"] = overlay.png
+    overlay.layer = "conv2"
+    images["last layer"] = overlay.png
     overlay.cmap = "jet"
     images["cmap"] = overlay.png
     overlay.method = "gradcam++"
@@ -125,7 +127,9 @@ def test_trained_cnn_model_and_bad_input():
     model = train_cnn(frames, labels, classes=("good", "bad"), size=16, channels=(4, 8),
                       epochs=2, progress=False)
     view = GradCAMOverlay(model, frames, indices=[2, 5])
-    assert view._layer.options == ("features.conv1", "features.conv2")
+    assert view._layer.options == ("features.conv1", "features.conv2", "all")
+    assert view.layer == "all" and view.method == "layercam"
+    assert GradCAMOverlay(model, frames, method="gradcam").layer == "features.conv2"
     assert decode_png(view.png).shape == (16, 16, 4)
     view.target_class = "good"
     assert view.target_class == "good"

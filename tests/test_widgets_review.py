@@ -123,3 +123,67 @@ def test_an_audit_sample_opens_in_the_queue():
     dropped_good = int(((~audit["keep"]) & (truth[audit["row"]] == "good")).sum())
     assert summary["false_reject"]["errors"] == dropped_good > 0
     assert summary["false_keep"]["errors"] == 0
+
+
+def test_labeling_queue_refills_with_the_next_uncertain_frames():
+    from xlabel.synth import FAULT_CLASSES, make_fault_scan
+    scan = make_fault_scan(400, (16, 16), seed=2)
+    truth = scan.truth["fault"].to_numpy(object)
+    features = frame_stats(scan.source(), progress=False)
+    store = LabelStore(400, classes=FAULT_CLASSES)
+    queue = ReviewQueue.to_label(store, features, n=6, source=scan.source())
+    assert queue.progress == "0 of 6 labeled" and len(set(queue.rows)) == 6
+    with pytest.raises(XLabelError, match="unlabeled: choose its class"):
+        queue.keep()
+    with pytest.raises(XLabelError, match="finish this batch first"):
+        queue.next_batch()
+    for batch in range(3):
+        for row in queue.rows[queue.position:]:
+            queue.relabel(truth[row])
+        queue.next_batch()
+    rows = queue.rows
+    assert len(rows) == 24 and len(set(rows)) == 24          # every batch: new frames
+    assert queue.progress == "18 of 24 labeled"
+    labeled = rows[:18]
+    assert [store.class_name(int(i)) for i in store.labels[labeled]] == truth[labeled].tolist()
+    assert {store.provenance(int(r))["source"] for r in labeled} == {"review"}
+    assert (store.labels[rows[18:]] == -1).all()              # the new batch is unlabeled
+    assert len(set(truth[labeled])) >= 3                      # the start finds rare faults
+    queue.undo()                                              # across the batch boundary
+    assert queue.position == 17 and store.labels[rows[17]] == -1
+
+
+def test_a_suspect_queue_has_no_next_batch():
+    store = LabelStore(5)
+    queue = ReviewQueue(store, [1])
+    queue.relabel("bad")
+    with pytest.raises(XLabelError, match="no refill"):
+        queue.next_batch()
+    with pytest.raises(XLabelError, match="lacks columns"):
+        ReviewQueue.to_label(store, pd.DataFrame({"mean": np.zeros(5)}))
+
+
+def test_labeling_queue_asks_for_the_frames_learning_curve_simulates():
+    """Notebook 9 relies on it: the queue with seed s is learning_curve(order="uncertainty",
+    seed=s), batch for batch."""
+    from xlabel.active import learning_curve
+    from xlabel.synth import FAULT_CLASSES, make_fault_scan
+    scans = [make_fault_scan(300, (16, 16), seed=s) for s in (4, 5)]
+    features = frame_stats([s.source() for s in scans], progress=False)
+    truth = np.concatenate([s.truth["fault"] for s in scans]).astype(object)
+    columns = ["flux_rel", "flux_rank", "frac_saturated", "frac_zero"]
+    asked = []
+
+    def ask(rows, suggested):
+        asked.append(sorted(rows.tolist()))
+        return truth[rows]
+    learning_curve(features[columns], truth, features[columns], truth, features["scan"],
+                   start=6, batch=6, rounds=2, classes=FAULT_CLASSES, ask=ask, seed=3)
+    store = LabelStore(len(truth), classes=FAULT_CLASSES)
+    queue = ReviewQueue.to_label(store, features, columns, n=6, seed=3)
+    for batch in asked:
+        assert sorted(queue.rows[queue.position:].tolist()) == batch
+        for row in queue.rows[queue.position:]:
+            queue.relabel(truth[row])
+        if len(queue.rows) < 18:
+            queue.next_batch()

@@ -27,6 +27,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .active import next_to_label  # noqa: F401  (moved to xlabel.active; kept importable here)
 from .errors import XLabelError
 
 __all__ = ["out_of_fold_proba", "rank_label_issues", "find_label_issues", "DEFAULT_COLUMNS",
@@ -258,77 +259,6 @@ def flip_labels(truth: pd.DataFrame, fraction=0.03, boundary_share=0.5, seed=0):
         others = [c for c in classes if c != labels[i]]
         labels[i] = others[rng.integers(len(others))]
     return labels, flipped
-
-
-def next_to_label(features, labels, classes=None, *, n=20, strategy="margin", pool=10,
-                  model=None, seed=0) -> pd.DataFrame:
-    """The ``n`` unlabeled rows to label next: uncertain ones, spread over the feature space.
-
-    A model (default :func:`smooth_model`: trees give piecewise-constant probabilities, so
-    with few labels most frames tie; an additive spline logistic model ranks them) is fitted
-    on the labeled rows and predicts the
-    unlabeled ones; their uncertainty is ``strategy`` = ``"margin"`` (1 minus the gap
-    between the two most probable classes) or ``"entropy"`` (normalised to [0, 1]). For
-    diversity the ``pool * n`` most uncertain rows are split into ``n`` K-means clusters
-    (standardised features) and the most uncertain row of each is taken, so the queue does
-    not spend every label on one region. Returns ``row``, ``suggested`` (the predicted
-    class), ``score`` (the uncertainty), most uncertain first, ready for
-    :class:`~xlabel.widgets.ReviewQueue`.
-
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.normal(size=(3000, 2))
-    >>> labels = np.where(x[:, 0] > 0, "bad", "good").astype(object)
-    >>> labels[rng.random(3000) < 0.8] = ""
-    >>> picks = next_to_label(x, labels, ("good", "bad"), n=10)
-    >>> bool(np.abs(x[picks["row"], 0]).mean() < np.abs(x[:, 0]).mean())
-    True
-    """
-    from sklearn.cluster import KMeans
-    from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
-    if strategy not in ("margin", "entropy"):
-        raise ReviewError(f"unknown strategy {strategy!r}; choose 'margin' or 'entropy'")
-    x = np.asarray(features, dtype=np.float64)
-    labels = np.asarray(labels, dtype=object)
-    labeled = np.array([lab not in ("", None) and lab == lab for lab in labels])
-    classes = _classes(labels[labeled], classes)
-    unlabeled = np.flatnonzero(~labeled)
-    if len(unlabeled) == 0:
-        raise ReviewError("every frame is labeled: nothing to suggest")
-    index = {name: i for i, name in enumerate(classes)}
-    y = np.array([index[lab] for lab in labels[labeled]])
-    with threadpool_limits(1):
-        model = model if model is not None else smooth_model()
-        fitted = model.fit(x[labeled], y)
-        proba = np.zeros((len(unlabeled), len(classes)))
-        proba[:, fitted.classes_.astype(int)] = fitted.predict_proba(x[unlabeled])
-    uncertainty = _uncertainty(proba, strategy)
-    candidates = np.argsort(-uncertainty, kind="stable")[:max(n, 1) * max(pool, 1)]
-    chosen = _diverse(StandardScaler().fit(x).transform(x[unlabeled[candidates]]),
-                      uncertainty[candidates], n, seed, KMeans, threadpool_limits)
-    picks = candidates[chosen]
-    table = pd.DataFrame({"row": unlabeled[picks],
-                          "suggested": np.asarray(classes, dtype=object)[proba[picks].argmax(1)],
-                          "score": uncertainty[picks]})
-    return table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
-
-
-def _uncertainty(proba, strategy) -> np.ndarray:
-    if strategy == "margin":
-        top2 = np.sort(proba, axis=1)[:, -2:]
-        return 1.0 - (top2[:, 1] - top2[:, 0])
-    safe = np.clip(proba, 1e-12, 1.0)
-    return -(safe * np.log(safe)).sum(axis=1) / np.log(proba.shape[1])
-
-
-def _diverse(points, uncertainty, n, seed, kmeans, limits) -> np.ndarray:
-    """Positions of ``n`` points: the most uncertain one of each of ``n`` K-means clusters."""
-    if len(points) <= n:
-        return np.arange(len(points))
-    with limits(1):
-        clusters = kmeans(n_clusters=n, n_init=1, random_state=seed).fit_predict(points)
-    return np.array([np.flatnonzero(clusters == c)[uncertainty[clusters == c].argmax()]
-                     for c in np.unique(clusters)])
 
 
 # ----------------------------------------------------------------- filter audit

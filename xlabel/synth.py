@@ -1485,5 +1485,73 @@ __all__ += ["FrameTask", "make_flux_task", "make_defect_scan", "make_defect_task
             "FLUX_TASK_LEVELS", "DEFECT_TASK_LEVELS", "DEFECT_REASONS", "BOX_COLUMNS"]
 
 
+
+# ---------------------------------------------------------------------------
+# Active-learning task (issue 14 C): several failure kinds, some rare, in one scan
+# ---------------------------------------------------------------------------
+FAULT_CLASSES = ("good", "low_beam", "saturated", "dead_chip")
+FAULT_TASK_LEVELS = (4.0, 250.0)     # counts/pixel at full beam: 60x between scans
+DROPOUT_LENGTH = (2, 9)              # frames a readout chip stays dead, high end exclusive
+
+
+def make_fault_scan(n_frames: int = 600, frame_shape=(32, 32), seed: int = 0, *,
+                    level: float | None = None, losses=2, saturation=2, dropouts=2,
+                    name: str | None = None) -> SynthScan:
+    """A :func:`make_scan` scan whose bad frames have one of several kinds of fault.
+
+    Truth column ``fault`` is one of :data:`FAULT_CLASSES`: ``"low_beam"`` (shutter ramp or
+    beam loss, a few % of the frames), ``"saturated"`` (``saturation`` events of 1-3 frames:
+    the rarest class), ``"dead_chip"`` (``dropouts`` runs of 2-8 good-beam frames in which one
+    readout chip, 1/16 of the frame, reads 0; ``reason`` ``"dead_chip"``). A dead chip is
+    hard to see in dim scans, where many pixels count 0 anyway.
+
+    >>> scan = make_fault_scan(300, seed=2, level=50.0)
+    >>> sorted(set(scan.truth["fault"]))
+    ['dead_chip', 'good', 'low_beam', 'saturated']
+    >>> row = int(scan.truth.index[scan.truth["fault"] == "dead_chip"][0])
+    >>> int((scan.frames[row][~scan.pixel_mask] == 0).sum()) > 40
+    True
+    """
+    base = make_scan(n_frames, frame_shape, seed, name=name or f"faults_{seed}", level=level,
+                     losses=losses, saturation=saturation)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 14]))
+    truth = base.truth.copy()
+    busy = (truth["reason"] != "").to_numpy().copy()
+    spans = _place_intervals(len(truth), rng, dropouts, DROPOUT_LENGTH, busy, 1, "dropout")
+    valid = ~base.pixel_mask
+    for start, length in spans:
+        box = _chip_box(base.frames.shape[1:], rng)
+        region = np.zeros(valid.shape, bool)
+        region[box[0]:box[1], box[2]:box[3]] = True
+        base.frames[start:start + length, region & valid] = 0
+        truth.loc[start:start + length - 1, ["label", "reason"]] = ["bad", "dead_chip"]
+    fault = np.where(truth["reason"].isin(["shutter", "beam_loss"]), "low_beam",
+                     np.where(truth["label"] == "good", "good", truth["reason"]))
+    truth["fault"] = fault
+    base.truth = truth
+    base.params = dict(base.params, dropouts=spans)
+    return base
+
+
+def make_fault_task(n_train: int = 6, n_test: int = 4, n_frames: int = 600, frame_shape=(32, 32),
+                    seed: int = 0, levels=FAULT_TASK_LEVELS) -> FrameTask:
+    """Scans with all :data:`FAULT_CLASSES` (:func:`make_fault_scan`), exposures log-spaced over
+    ``levels``; the test scans take an even spread of them, including both extremes.
+
+    >>> task = make_fault_task(n_train=2, n_test=2, n_frames=200, seed=1)
+    >>> [round(s.params["level"]) for s in task.test]
+    [4, 250]
+    """
+    train_levels, test_levels = _task_levels(n_train, n_test, levels)
+    n = len(train_levels)
+    names = [f"faults_train_{i}" for i in range(n)] + [f"faults_test_{i}" for i in range(len(test_levels))]
+    scans = [make_fault_scan(n_frames, frame_shape, s, level=float(lv), name=name) for s, lv, name in
+             zip(_task_seeds(seed, len(names)), np.r_[train_levels, test_levels], names)]
+    return FrameTask("faults", scans[:n], scans[n:])
+
+
+__all__ += ["make_fault_scan", "make_fault_task", "FAULT_CLASSES", "FAULT_TASK_LEVELS"]
+
+
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,5 +1,5 @@
-"""Class activation maps for one-channel detector frames: Grad-CAM, Grad-CAM++, XGradCAM,
-SmoothGrad-CAM++, each at one conv layer or combined over all of them.
+"""Class activation maps for one-channel detector frames: LayerCAM, Grad-CAM, Grad-CAM++,
+XGradCAM, SmoothGrad-CAM++, each at one conv layer or combined over all of them.
 
 Works on xlabel's frame models (:class:`~xlabel.models.CNNClassifier`, or any model
 with a ``cam_input`` method such as :class:`~xlabel.models.pixelnet.PixelCNN`: frames are
@@ -7,6 +7,17 @@ preprocessed as in training, maps come back at raw frame resolution with the sca
 invalid pixels set to NaN) and on any user ``torch.nn.Module`` taking ``(n, C, H, W)``
 (frames are fed as float, unchanged). :func:`pointing_score` says how often a map's
 maximum falls inside a known region (tests, teaching).
+
+Which method points at the cause: on xlabel's frame CNN (global average *and* max pooling in
+the head) Grad-CAM's one weight per channel (the spatial mean of its gradient) is the same
+wherever the evidence lies, so channels that answer dim regions (a dead module, a shadow)
+dominate every map, also on frames whose defect is a bright streak; LayerCAM weights each
+location by its own gradient and keeps the evidence where the network found it; fused over
+all conv layers it also keeps the shallow layers' resolution where the last layer is coarse
+(a CNN that strides down to 1/8 of the frame). Pointing at the defect on held-out scans of
+other exposure (``python -m bench.bench_gradcam``, BENCHMARKS.md): LayerCAM over all layers
+0.93-1.00 on two CNN layouts, Grad-CAM at the last layer 0.65-0.66 (0 on streaks). Hence the
+default.
 
 >>> import torch
 >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
@@ -28,16 +39,19 @@ from .base import FrameModel
 
 torch = require_torch()
 
-__all__ = ["cam", "METHODS", "ALL_LAYERS", "default_layer", "conv_layers", "pointing_score",
-           "map_peaks"]
+__all__ = ["cam", "METHODS", "DEFAULT_METHOD", "ALL_LAYERS", "default_layer", "conv_layers",
+           "pointing_score", "map_peaks"]
 
-METHODS = ("gradcam", "gradcam++", "xgradcam", "smoothgrad++")
-#: ``layer=ALL_LAYERS``: the maps of every conv layer, each scaled to [0, 1], averaged.
+METHODS = ("layercam", "gradcam", "gradcam++", "xgradcam", "smoothgrad++")
+#: The method :func:`cam` uses unless told (it points at local defects: see the module doc).
+DEFAULT_METHOD = "layercam"
+#: ``layer=ALL_LAYERS``: the maps of every conv layer, each scaled to [0, 1], averaged
+#: (LayerCAM's default).
 ALL_LAYERS = "all"
 _EPS = 1e-7
 
 
-def cam(model, frames, target=None, layer=None, method="gradcam", batch_size=16, *,
+def cam(model, frames, target=None, layer=None, method=DEFAULT_METHOD, batch_size=16, *,
         n_samples=8, noise=0.15, seed=0, invalid="nan", reference=None, rows=None) -> np.ndarray:
     """Class activation maps ``(n, H, W)`` at frame resolution, each scaled to [0, 1].
 
@@ -45,28 +59,29 @@ def cam(model, frames, target=None, layer=None, method="gradcam", batch_size=16,
     ``torch.nn.Module`` classifier. ``frames``: ``(n, H, W)`` or one ``(H, W)`` frame (a
     FrameSource or path also works for an xlabel model). ``target``: class explained:
     ``None`` (the predicted class of each frame), a class index or name, or one per frame.
-    ``layer``: module name as in ``model.named_modules()`` (default: the last ``Conv2d``),
-    a list of names, or ``"all"`` (every conv layer): several layers give the mean of
-    their scaled maps, scaled again. ``method``: "gradcam", "gradcam++", "xgradcam" or
-    "smoothgrad++" (SmoothGrad-CAM++: Grad-CAM++ on gradients averaged over ``n_samples``
-    noisy copies of the input, Gaussian noise of ``noise`` x the input's range, seeded by
-    ``seed``). ``invalid``: "nan" sets the scan's invalid pixels (masked, flagged,
-    non-finite) to NaN in maps of xlabel models; "keep" leaves them. ``reference``: the
+    ``layer``: module name as in ``model.named_modules()``, a list of names, or ``"all"``
+    (every conv layer): several layers give the mean of their scaled maps, scaled again.
+    Default: ``"all"`` for LayerCAM, the last ``Conv2d`` for the other methods. ``method``: "layercam" (default; Jiang et al. 2021:
+    ReLU(sum_k ReLU(dScore/dA_k) * A_k), every location weighted by its own gradient),
+    "gradcam", "gradcam++", "xgradcam" or "smoothgrad++" (SmoothGrad-CAM++: Grad-CAM++ on
+    gradients averaged over ``n_samples`` noisy copies of the input, Gaussian noise of
+    ``noise`` x the input's range, seeded by ``seed``). ``invalid``: "nan" sets the
+    scan's invalid pixels (masked, flagged, non-finite) to NaN in maps of xlabel models; "keep" leaves them. ``reference``: the
     scan's running flux per frame for models that judge flux relative to the scan
     (default: from ``frames``). ``rows``: explain only these frames of the scan ``frames``
     (models that judge a frame against its scan then still see the whole scan's context;
     a widget showing one frame passes its index here).
 
-    Each map is ReLU(sum_k w_k A_k), upsampled bilinearly to the frame size, then
-    min-max scaled per frame over its valid pixels; a map that is constant (e.g. all
-    zero: no evidence for the target) is returned as zeros.
+    Each map is ReLU(sum_k w_k A_k) (LayerCAM: per-location weights), upsampled bilinearly
+    to the frame size, then min-max scaled per frame over its valid pixels; a map that is
+    constant (e.g. all zero: no evidence for the target) is returned as zeros.
     """
     if method not in METHODS:
         raise ModelArgumentError(f"unknown CAM method {method!r}; choose one of {METHODS}")
     if invalid not in ("nan", "keep"):
         raise ModelArgumentError(f"invalid= must be 'nan' or 'keep', got {invalid!r}")
     network, inputs, out_shape, classes, invalid_mask = _inputs(model, frames, reference, rows)
-    modules = [_find_layer(network, name) for name in _layer_names(network, layer)]
+    modules = [_find_layer(network, name) for name in _layer_names(network, layer, method)]
     targets = _targets(target, len(inputs), classes)
     smooth = {"n_samples": int(n_samples), "noise": float(noise),
               "generator": torch.Generator().manual_seed(int(seed))}
@@ -90,9 +105,9 @@ def conv_layers(network) -> list:
     return [name for name, module in network.named_modules() if isinstance(module, torch.nn.Conv2d)]
 
 
-def _layer_names(network, layer) -> list:
+def _layer_names(network, layer, method=None) -> list:
     if layer is None:
-        return [default_layer(network)]
+        layer = default_layer(network, method)
     if isinstance(layer, str) and layer == ALL_LAYERS:
         names = conv_layers(network)
         if not names:
@@ -111,8 +126,7 @@ def _combined(network, modules, inputs, targets, method, out_shape, smooth):
     if targets is None:  # explain the predicted class of the clean input at every layer
         with torch.no_grad():
             targets = network(inputs).argmax(dim=1)
-    maps = [_cam_batch(network, module, inputs, targets, method, out_shape, smooth)
-            for module in modules]
+    maps = _cam_batch(network, modules, inputs, targets, method, out_shape, smooth)
     if len(maps) == 1:
         return maps[0]
     return _minmax(torch.from_numpy(np.mean(maps, axis=0))).numpy()
@@ -180,13 +194,15 @@ def pointing_score(maps, regions, margin: int = 0, return_hits: bool = False):
     return (score, hits) if return_hits else score
 
 
-def default_layer(network) -> str:
-    """Name of the last ``Conv2d`` module of ``network`` (the default CAM layer)."""
+def default_layer(network, method=None) -> str:
+    """The default CAM layer of ``network``: :data:`ALL_LAYERS` for LayerCAM (built to fuse
+    layers: the shallow ones give fine maps where the last conv layer is coarse), else the
+    name of its last ``Conv2d`` module (``method=None``: always the last conv layer)."""
     names = [name for name, module in network.named_modules()
              if isinstance(module, torch.nn.Conv2d)]
     if not names:
         raise ModelArgumentError("the model has no Conv2d layer; pass layer= with a module name")
-    return names[-1]
+    return ALL_LAYERS if method == "layercam" and len(names) > 1 else names[-1]
 
 
 def _inputs(model, frames, reference=None, rows=None):
@@ -256,22 +272,28 @@ def _targets(target, n, classes):
     return torch.from_numpy(indices)
 
 
-def _cam_batch(network, module, inputs, targets, method, out_shape, smooth):
+def _cam_batch(network, modules, inputs, targets, method, out_shape, smooth):
+    """One map batch per module (one forward and backward pass for all of them)."""
     if method == "smoothgrad++":
-        return _smooth_cam_batch(network, module, inputs, targets, out_shape, smooth)
-    activations, grads = _activations_and_grads(network, module, inputs, targets)
+        return _smooth_cam_batch(network, modules, inputs, targets, out_shape, smooth)
+    activations, grads = _activations_and_grads(network, modules, inputs, targets)
     with torch.no_grad():
-        return _map(_weights(activations.detach(), grads, method), activations, out_shape)
+        if method == "layercam":
+            return [_to_frame(torch.relu((torch.relu(g) * a).sum(dim=1, keepdim=True)), out_shape)
+                    for a, g in zip(activations, grads)]
+        return [_map(_weights(a, g, method), a, out_shape) for a, g in zip(activations, grads)]
 
 
-def _activations_and_grads(network, module, inputs, targets):
-    """The layer's activations A and dScore/dA for the target classes (predicted when None)."""
+def _activations_and_grads(network, modules, inputs, targets):
+    """Each module's activations A and dScore/dA for the target classes (lists, in order)."""
     captured = {}
 
-    def keep_output(_module, _inputs, output):
-        captured["activations"] = output
+    def keeper(key):
+        def keep_output(_module, _inputs, output):
+            captured[key] = output
+        return keep_output
 
-    handle = module.register_forward_hook(keep_output)
+    handles = [module.register_forward_hook(keeper(i)) for i, module in enumerate(modules)]
     try:
         with torch.enable_grad():
             inputs = inputs.clone().requires_grad_(True)
@@ -281,41 +303,56 @@ def _activations_and_grads(network, module, inputs, targets):
             if targets.max() >= logits.shape[1] or targets.min() < 0:
                 raise ModelArgumentError(f"target class out of range for {logits.shape[1]} outputs")
             score = logits.gather(1, targets[:, None].to(logits.device)).sum()
-            activations = captured["activations"]
-            (grads,) = torch.autograd.grad(score, activations)
+            missing = [i for i in range(len(modules)) if i not in captured]
+            if missing:
+                raise ModelArgumentError(f"the CAM layer {modules[missing[0]]!r} is not used by the "
+                                         "model's forward pass; choose a conv layer it runs")
+            activations = [captured[i] for i in range(len(modules))]
+            grads = torch.autograd.grad(score, activations)
     finally:
-        handle.remove()
-    return activations.detach(), grads
+        for handle in handles:
+            handle.remove()
+    return [a.detach() for a in activations], list(grads)
 
 
 def _map(weights, activations, out_shape):
     raw = torch.relu((weights[:, :, None, None] * activations).sum(dim=1, keepdim=True))
+    return _to_frame(raw, out_shape)
+
+
+def _to_frame(raw, out_shape):
+    """``(n, 1, h, w)`` maps upsampled bilinearly to the frame and min-max scaled (numpy)."""
     up = torch.nn.functional.interpolate(raw, size=out_shape, mode="bilinear",
                                          align_corners=False)[:, 0]
     return _minmax(up).cpu().numpy()
 
 
-def _smooth_cam_batch(network, module, inputs, targets, out_shape, smooth):
+def _smooth_cam_batch(network, modules, inputs, targets, out_shape, smooth):
     """SmoothGrad-CAM++ (Omeiza et al. 2019): the Grad-CAM++ weights from the gradient
     moments (g, g^2, g^3) averaged over noisy copies of the input, applied to the clean
     input's activations. The noise is drawn per frame with std ``noise`` x its range."""
-    activations, _ = _activations_and_grads(network, module, inputs, targets)
+    activations, _ = _activations_and_grads(network, modules, inputs, targets)
     flat = inputs.reshape(len(inputs), -1)
     scale = (flat.max(dim=1).values - flat.min(dim=1).values).clamp_min(1e-12)
     scale = smooth["noise"] * scale.reshape(-1, *([1] * (inputs.dim() - 1)))
-    moments = [torch.zeros_like(activations) for _ in range(3)]
-    for _ in range(max(1, smooth["n_samples"])):
+    moments = [[torch.zeros_like(a) for _ in range(3)] for a in activations]
+    n_samples = max(1, smooth["n_samples"])
+    for _ in range(n_samples):
         noise = torch.randn(inputs.shape, generator=smooth["generator"]).to(inputs.device)
-        _, grads = _activations_and_grads(network, module, inputs + noise * scale, targets)
-        for k in range(3):
-            moments[k] += grads ** (k + 1)
-    g1, g2, g3 = (m / max(1, smooth["n_samples"]) for m in moments)
+        _, grads = _activations_and_grads(network, modules, inputs + noise * scale, targets)
+        for layer_moments, g in zip(moments, grads):
+            for k in range(3):
+                layer_moments[k] += g ** (k + 1)
+    maps = []
     with torch.no_grad():
-        sum_act = activations.sum(dim=(2, 3), keepdim=True)
-        denominator = 2 * g2 + sum_act * g3
-        nonzero = denominator != 0
-        alpha = torch.where(nonzero, g2 / torch.where(nonzero, denominator, 1.0), torch.zeros_like(g2))
-        return _map((alpha * torch.relu(g1)).sum(dim=(2, 3)), activations, out_shape)
+        for a, layer_moments in zip(activations, moments):
+            g1, g2, g3 = (m / n_samples for m in layer_moments)
+            sum_act = a.sum(dim=(2, 3), keepdim=True)
+            denominator = 2 * g2 + sum_act * g3
+            nonzero = denominator != 0
+            alpha = torch.where(nonzero, g2 / torch.where(nonzero, denominator, 1.0), torch.zeros_like(g2))
+            maps.append(_map((alpha * torch.relu(g1)).sum(dim=(2, 3)), a, out_shape))
+    return maps
 
 
 def _weights(activations, grads, method):

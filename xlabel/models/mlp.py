@@ -125,6 +125,15 @@ class _PipelineMLP:
     """Fit/predict/save of a scikit-learn Pipeline on a matrix (shared by both MLPs)."""
 
     def _fit_matrix(self, matrix, codes):
+        # One BLAS thread: adam's 200-row minibatches are too small to gain from more, and
+        # on a loaded 2-core machine the spinning threads made a fit 5x slower
+        # (BENCHMARKS.md "MLP fit and BLAS threads").
+        from threadpoolctl import threadpool_limits
+        with threadpool_limits(1, user_api="blas"):
+            self._fit_pipeline(matrix, codes)
+        self.info_["preset"] = _preset_name(self.preset)
+
+    def _fit_pipeline(self, matrix, codes):
         self.pipeline_ = build_pipeline(self.preset, self.seed, self.max_iter,
                                         self.early_stopping)
         weights = class_weights(codes, len(self.classes_))[codes]
@@ -138,7 +147,6 @@ class _PipelineMLP:
             self.pipeline_.set_params(mlp__verbose=False)
         else:
             self.pipeline_.fit(matrix, codes, mlp__sample_weight=weights)
-        self.info_["preset"] = _preset_name(self.preset)
 
     def _proba_matrix(self, matrix):
         """Pipeline probabilities spread into all classes (a class unseen in training gets 0)."""

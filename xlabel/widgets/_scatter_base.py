@@ -112,6 +112,9 @@ class ScatterPlot(anywidget.AnyWidget):
     raster_mode = traitlets.Bool(False).tag(sync=True)
     #: True when hovering a frame may ask for its thumbnail (the owner has a source).
     thumbnails = traitlets.Bool(False).tag(sync=True)
+    #: Show the tag field and "add tag"/"remove tag" buttons; the store's tag names.
+    tag_tools = traitlets.Bool(False).tag(sync=True)
+    tag_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
 
     def __init__(self, callbacks: ScatterCallbacks, raster=None, **traits):
         self._callbacks = callbacks

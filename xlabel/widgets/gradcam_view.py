@@ -1,10 +1,11 @@
 """``GradCAMOverlay``: a frame (log-scaled) with its class activation map on top.
 
-Controls: opacity slider, class explained (or the predicted class), conv layer,
-CAM method, colormap, and prev/next through a list of frames (e.g.
-``ConfusionMatrixViewer.misclassified``). Maps are computed on demand with
-:func:`xlabel.models.gradcam.cam` and cached per ``(frame, class, layer, method)``,
-so changing opacity or colormap never recomputes them. Needs PyTorch.
+Controls: opacity slider, class explained (or the predicted class), conv layer (or
+"all": every conv layer combined), CAM method (LayerCAM by default: it points at local
+defects where Grad-CAM does not, see :mod:`xlabel.models.gradcam`), colormap, and
+prev/next through a list of frames (e.g. ``ConfusionMatrixViewer.misclassified``). Maps
+are computed on demand with :func:`xlabel.models.gradcam.cam` and cached per ``(frame,
+class, layer, method)``, so changing opacity or colormap never recomputes them. Needs PyTorch.
 
 Any CNN works, a trained :class:`~xlabel.models.TrainedModel` (e.g. with
 ``indices=viewer.misclassified``) or, as here, a plain untrained ``torch.nn.Module``:
@@ -48,14 +49,15 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
     source : FrameSource or ``(n, H, W)`` array of the frames.
     indices : frames to browse (default: all).
     classes : class names for a plain module (an xlabel model or ``store`` knows its own).
-    layers : conv layer names offered (default: every ``Conv2d`` of the model, last one selected).
-    method : "gradcam", "gradcam++" or "xgradcam".
+    layers : conv layer names offered (default: every ``Conv2d`` of the model and "all" for
+        their combined map; selected first: the method's default layer, "all" for LayerCAM).
+    method : one of :data:`xlabel.models.gradcam.METHODS` (default: LayerCAM).
     store, predictions : optional label store and predictions shown in the status line.
     opacity, cmap : initial overlay opacity (0-1) and colormap (``inferno``, ``viridis``, ``jet``, ``gray``).
     size : displayed width in pixels (the PNG itself is at frame resolution).
     """
 
-    def __init__(self, model, source, indices=None, classes=None, layers=None, method="gradcam",
+    def __init__(self, model, source, indices=None, classes=None, layers=None, method=None,
                  *, store=None, predictions=None, opacity=0.5, cmap="inferno", size=384):
         require_torch()
         from ..models import gradcam
@@ -72,7 +74,9 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
         self._status_text = ""
         self._indices = np.arange(len(self._source))
         self._position = 0
-        self._build(self._layer_names(network, layers), method, opacity, cmap, size, gradcam.METHODS)
+        method = method or gradcam.DEFAULT_METHOD
+        self._build(self._layer_names(network, layers, method), method, opacity, cmap, size,
+                    gradcam.METHODS)
         self._observer = WeakObserver(store, self._on_labels) if store is not None else None
         self.show(self._indices if indices is None else indices)
 
@@ -87,19 +91,24 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
         return tuple(f"class {i}" for i in range(outputs[-1] if outputs else 0))
 
     @staticmethod
-    def _layer_names(network, layers):
-        torch = require_torch()
-        convs = [name for name, module in network.named_modules()
-                 if isinstance(module, torch.nn.Conv2d)]
+    def _layer_names(network, layers, method):
+        """(layer names offered, the one selected first: the method's default layer)."""
+        from ..models.gradcam import ALL_LAYERS, conv_layers, default_layer
+        convs = conv_layers(network)
         if layers is None:
-            layers = convs
-        unknown = [name for name in layers if name not in dict(network.named_modules())]
+            first = default_layer(network, method) if convs else None
+            return (convs + [ALL_LAYERS] if len(convs) > 1 else convs), first
+        known = dict(network.named_modules())
+        unknown = [name for name in layers if name not in known and name != ALL_LAYERS]
         if unknown or not layers:
             raise WidgetArgumentError(f"layers {unknown or '(none)'} not found in the model; "
                                       f"conv layers: {convs}")
-        return list(layers)
+        return list(layers), list(layers)[-1]
 
-    def _build(self, layers, method, opacity, cmap, size, methods):
+    def _build(self, layer_choice, method, opacity, cmap, size, methods):
+        layers, first_layer = layer_choice
+        if not layers:
+            raise WidgetArgumentError("the model has no Conv2d layer; pass layers= with module names")
         if method not in methods:
             raise WidgetArgumentError(f"unknown CAM method {method!r}; choose one of {methods}")
         if cmap not in COLORMAPS:
@@ -109,7 +118,7 @@ class GradCAMOverlay(StatusMixin, widgets.VBox):
                                             description="opacity")
         self._class = widgets.Dropdown(description="class",
                                        options=[(PREDICTED, -1)] + [(c, i) for i, c in enumerate(self._classes)])
-        self._layer = widgets.Dropdown(description="layer", options=layers, value=layers[-1])
+        self._layer = widgets.Dropdown(description="layer", options=layers, value=first_layer)
         self._method = widgets.Dropdown(description="method", options=methods, value=method)
         self._cmap = widgets.Dropdown(description="colormap", options=list(COLORMAPS), value=cmap)
         for control in (self._opacity, self._class, self._layer, self._method, self._cmap):

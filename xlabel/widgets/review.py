@@ -10,6 +10,11 @@ with ``source="review"``, and **undo** takes the last decision back (store and q
 Keys (with the key pad focused): ``k`` keep, ``r`` take the suggestion, ``1``..``9``
 relabel to class 1..9, ``u`` or ``Ctrl+Z`` undo.
 
+**What to label next** (:meth:`ReviewQueue.to_label`): the queue holds unlabeled frames chosen
+by :func:`xlabel.active.next_to_label` (uncertain ones, spread out); label them with the
+class buttons or keys, then **next batch** refits on the store's labels and queues the next
+frames. ``keep`` is refused there (an unlabeled frame has no label to keep).
+
 >>> import numpy as np, pandas as pd
 >>> from xlabel.labels import LabelStore
 >>> store = LabelStore(5)
@@ -93,14 +98,18 @@ class ReviewQueue(StatusMixin, widgets.VBox):
     source : optional FrameSource (the store's frames): thumbnails.
     features : optional ``frame_stats`` table (one row per frame): the flux scatter.
     x, y : scatter axes. n_next : thumbnails (current + upcoming) shown at once.
+    refill : optional callable ``refill(store) -> suspects``: :meth:`next_batch` (and the
+        **next batch** button, shown when given) appends its rows once the queue is done.
+        The queue is then a labeling queue ("3 of 12 labeled"); see :meth:`to_label`.
     """
 
     def __init__(self, store, suspects, source=None, features=None, x="frame", y="mean",
-                 n_next=4):
+                 n_next=4, refill=None):
         if store is None:
             raise LabelArgumentError("ReviewQueue needs a LabelStore (store=...)")
         self.store = store
         self._rows, self._suggested, self._scores = _queue(suspects, store)
+        self._refill = refill
         self._decisions: list[int] = []  # store step id of each decision, in queue order
         self._status_text = ""
         self._source, self._features, self._n_next = source, features, int(n_next)
@@ -128,10 +137,15 @@ class ReviewQueue(StatusMixin, widgets.VBox):
             button.style.button_color = color
             self._class_buttons.append(button)
         self._undo_button = _button("undo (u)", lambda _: self._act(self.undo))
+        self._next_button = _button("next batch", lambda _: self._act(self.next_batch))
+        if self._refill is None:
+            self._next_button.layout.display = "none"
+        else:
+            self._keep_button.layout.display = "none"
         self.key_pad = _KeyPad(self.press)
         self._status_html = widgets.HTML()
         bar = widgets.HBox([self._keep_button, self._suggest_button, *self._class_buttons,
-                            self._undo_button])
+                            self._undo_button, self._next_button])
         children = [self._progress, self._info, bar, self.key_pad]
         children += [w for w in (self.gallery, self.scatter) if w is not None]
         super().__init__(children + [self._status_html])
@@ -160,12 +174,73 @@ class ReviewQueue(StatusMixin, widgets.VBox):
 
     @property
     def progress(self) -> str:
-        """``"23 of 60 reviewed"``."""
-        return f"{self.position} of {len(self._rows)} reviewed"
+        """``"23 of 60 reviewed"`` (``"... labeled"`` in a labeling queue)."""
+        verb = "reviewed" if self._refill is None else "labeled"
+        return f"{self.position} of {len(self._rows)} {verb}"
+
+    @classmethod
+    def to_label(cls, store, features, columns=None, *, n=12, source=None, x="frame", y="mean",
+                 n_next=4, strategy="margin", model=None, seed=0):
+        """A labeling queue: the ``n`` frames to label next, refilled by :meth:`next_batch`.
+
+        Each batch is :func:`xlabel.active.next_to_label` on ``features[columns]`` (default
+        :data:`xlabel.review.DEFAULT_COLUMNS`) and the store's labels at that moment (with
+        fewer than two classes labeled: K-means medoids, a cluster-stratified start).
+
+        >>> import xlabel
+        >>> from xlabel.labels import LabelStore
+        >>> from xlabel.synth import make_fault_scan
+        >>> scan = make_fault_scan(200, (16, 16), seed=1)
+        >>> features = xlabel.frame_stats(scan.source(), progress=False)
+        >>> store = LabelStore(200, classes=("good", "low_beam", "saturated", "dead_chip"))
+        >>> queue = ReviewQueue.to_label(store, features, n=4)
+        >>> queue.progress
+        '0 of 4 labeled'
+        >>> for row in queue.rows:           # the expert's answers; here the synthetic truth
+        ...     _ = queue.relabel(scan.truth["fault"][row])
+        >>> queue.next_batch(); queue.progress
+        '4 of 8 labeled'
+        """
+        from ..active import active_model, next_to_label
+        from ..review import DEFAULT_COLUMNS
+        columns = list(columns or DEFAULT_COLUMNS)
+        missing = [c for c in columns if c not in features.columns]
+        if missing:
+            raise WidgetArgumentError(f"the features table lacks columns {missing}")
+        table = features[columns]
+        batches = []
+
+        def refill(store):
+            names = np.asarray(("", *store.classes), dtype=object)[np.asarray(store.labels) + 1]
+            batches.append(len(batches))
+            # one model seed for every batch, as in xlabel.active.learning_curve(seed=seed)
+            return next_to_label(table, names, store.classes, n=n, strategy=strategy,
+                                 model=active_model(seed) if model is None else model,
+                                 seed=seed + len(batches) - 1)
+        return cls(store, refill(store), source=source, features=features, x=x, y=y,
+                   n_next=n_next, refill=refill)
+
+    def next_batch(self):
+        """Queue the next frames (``refill``) once every queued frame is decided."""
+        if self._refill is None:
+            raise XLabelError("this queue has no refill: it holds a fixed list of suspects")
+        if not self.done:
+            raise XLabelError(f"finish this batch first ({self.progress})")
+        rows, suggested, scores = _queue(self._refill(self.store), self.store)
+        self._rows = np.r_[self._rows, rows]
+        self._suggested = np.r_[self._suggested, suggested]
+        if self._scores is not None or scores is not None:
+            old = np.full(self.position, np.nan) if self._scores is None else self._scores
+            new = np.full(len(rows), np.nan) if scores is None else scores
+            self._scores = np.r_[old, new]
+        self._render()
 
     def keep(self, note=None) -> int:
         """Confirm the current frame's label (a ``source="review"`` step); the step id."""
         label = int(self.store.labels[self._require_current()])
+        if label < 0:
+            raise XLabelError(f"frame {_frame_name(self._features, self.current)} is unlabeled: "
+                              "choose its class (→ suggested or a class button)")
         return self._decide(label, note or "kept")
 
     def relabel(self, label=None, note=None) -> int:
@@ -223,6 +298,7 @@ class ReviewQueue(StatusMixin, widgets.VBox):
         for button in (self._keep_button, self._suggest_button, *self._class_buttons):
             button.disabled = self.done
         self._undo_button.disabled = not self._decisions
+        self._next_button.disabled = not self.done
         upcoming = self._rows[self.position:self.position + self._n_next]
         if self.gallery is not None:
             self.gallery.show(upcoming)
@@ -235,7 +311,8 @@ class ReviewQueue(StatusMixin, widgets.VBox):
             return
         row, pos = self.current, self.position
         label = self.store.class_name(int(self.store.labels[row])) or "unlabeled"
-        score = "" if self._scores is None else f", score {self._scores[pos]:.3f}"
+        score = ("" if self._scores is None or not np.isfinite(self._scores[pos])
+                 else f", score {self._scores[pos]:.3f}")
         self._info.value = html.escape(
             f"frame {_frame_name(self._features, row)}: labeled {label}, "
             f"suggested {self._suggested[pos]}{score}")

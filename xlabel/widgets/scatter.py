@@ -23,13 +23,14 @@ from ..errors import LabelArgumentError
 from ._scatter_base import (EDIT_BUTTONS, QUALITATIVE, UNLABELED_COLOR, SelectionMixin,
                             check_column, class_buttons, cycled, data_message, frame_numbers,
                             legend_entries, non_finite_summary, numeric_columns, scan_codes)
+from ._scatter_tags import TAG_PREFIX, TagTools
 
 __all__ = ["FluxScatter"]
 
 log = logging.getLogger(__name__)
 
 
-class FluxScatter(SelectionMixin, widgets.VBox):
+class FluxScatter(TagTools, SelectionMixin, widgets.VBox):
     """Scatter of two feature columns, colored by the store's classes, with lasso relabeling.
 
     Parameters
@@ -40,7 +41,8 @@ class FluxScatter(SelectionMixin, widgets.VBox):
     x, y : column names for the axes (dropdowns change them later).
     source : optional FrameSource; selected frames then show as thumbnails below.
     log_y : start with a log y axis.
-    color_by : "label" (the store's classes) or "scan".
+    color_by : "label" (the store's classes), "scan", or ``"tag:<name>"``: the frames that
+        carry tag ``<name>`` of the store in the tag's colour, the others grey.
     n_thumbnails : thumbnails per page of the gallery of selected frames (it pages through
         all of them, frames whose label disagrees with their neighbours first).
     raster : None (default: draw the points in the kernel from
@@ -49,6 +51,10 @@ class FluxScatter(SelectionMixin, widgets.VBox):
 
     Keys (with the plot focused): 1..9 assign class 1..9, 0 clears labels,
     Ctrl+Z undo, Ctrl+Shift+Z / Ctrl+Y redo, Escape clears the selection.
+
+    Tags: type or choose a tag name in the toolbar's tag field, then "add tag" /
+    "remove tag" (or :meth:`add_tag` / :meth:`remove_tag` from code) tag the selection
+    as one undoable step (source ``"manual"``); the colour dropdown lists every tag.
 
     >>> import numpy as np, pandas as pd
     >>> from xlabel.labels import LabelStore
@@ -74,7 +80,8 @@ class FluxScatter(SelectionMixin, widgets.VBox):
             raster, panels=["labels"], columns=numeric_columns(self.features),
             x_name=check_column(self.features, x, self._name, "x"),
             y_name=check_column(self.features, y, self._name, "y"),
-            color_options=["label", "scan"] if len(self._scan_names) > 1 else ["label"],
+            color_options=self._color_options(), tag_tools=True,
+            tag_names=list(store.tag_names),
             color_by=self._check_color_by(color_by), log_y=bool(log_y), height=int(height),
             buttons=self._buttons())
         self._set_palette()
@@ -115,7 +122,7 @@ class FluxScatter(SelectionMixin, widgets.VBox):
 
     @property
     def color_by(self) -> str:
-        """``"label"`` or ``"scan"`` (settable)."""
+        """``"label"``, ``"scan"`` or ``"tag:<name>"`` (settable)."""
         return self.plot.color_by
 
     @color_by.setter
@@ -125,10 +132,15 @@ class FluxScatter(SelectionMixin, widgets.VBox):
     # ------------------------------------------------------------ internals
 
     def _check_color_by(self, value):
-        if value not in ("label", "scan"):
-            raise LabelArgumentError(
-                f"FluxScatter: color_by must be 'label' or 'scan', not {value!r}")
-        return value
+        if value in ("label", "scan"):
+            return value
+        if not isinstance(value, str):
+            raise LabelArgumentError(f"FluxScatter: color_by must be 'label', 'scan' or "
+                                     f"'tag:<name>', not {value!r}")
+        return self._check_tag_color(value)
+
+    def _base_color_options(self):
+        return ["label", "scan"] if len(self._scan_names) > 1 else ["label"]
 
     def _buttons(self):
         return class_buttons(self.store) + EDIT_BUTTONS
@@ -139,9 +151,14 @@ class FluxScatter(SelectionMixin, widgets.VBox):
     def _color_codes(self):
         if self.plot.color_by == "scan":
             return self._scan_codes
+        if self.plot.color_by.startswith(TAG_PREFIX):
+            return self._tag_codes(self._color_tag())
         return self.store.labels
 
     def _set_palette(self):
+        if self._color_tag() is not None:
+            self._set_tag_palette(self._color_tag())
+            return
         if self.plot.color_by == "scan":
             names, colors = self._scan_names, cycled(QUALITATIVE, len(self._scan_names))
             none = "none"
@@ -172,7 +189,9 @@ class FluxScatter(SelectionMixin, widgets.VBox):
         self.plot.send_update(0, self._color_codes(), sources=self.store.sources, palette=True)
 
     def _on_store_change(self, change):
-        if self.plot.color_by == "label":
+        if change.tag is not None:
+            self._on_tag_change(change)
+        elif self.plot.color_by == "label":
             self._recolor(0, change, self.store.labels)
             self.plot.legends = [legend_entries(self.store.labels, self.store.classes,
                                                 list(self.store.colors), "unlabeled")]

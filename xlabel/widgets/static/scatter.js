@@ -124,6 +124,7 @@ class ScatterView {
     this.renderControls();
     this.renderLegend();
     this.renderStatus();
+    this.buildTags();
     root.addEventListener("keydown", (ev) => this.onKey(ev));
     // A press in the plot gives the widget keyboard focus (plotly's drag layer would
     // not), so 1/2/Ctrl+Z work right after a lasso; it also ends any tooltip.
@@ -204,6 +205,53 @@ class ScatterView {
       button.addEventListener("click", () => this.send({ type: "button", id: spec.id }));
       this.buttons.append(button);
     }
+  }
+
+  // ------------------------------------------------------------------ tags
+
+  buildTags() {
+    // A tag field (type a new name or pick one of the store's tags) and two buttons
+    // that tag the current selection: sent as the buttons "add_tag:<name>" and
+    // "remove_tag:<name>"; the kernel does the step and answers with a recolour.
+    this.tagBox = el("div", "xlabel-tags");
+    const listId = `xlabel-tag-list-${Math.random().toString(36).slice(2)}`;
+    this.tagList = el("datalist");
+    this.tagList.id = listId;
+    this.tagInput = el("input", "xlabel-tag-name");
+    this.tagInput.type = "text";
+    this.tagInput.placeholder = "tag";
+    this.tagInput.setAttribute("list", listId);
+    this.tagInput.setAttribute("aria-label", "tag name");
+    // Typing a name must not reach the plot's keys (1..9 assign classes).
+    this.tagInput.addEventListener("keydown", (ev) => {
+      ev.stopPropagation();
+      if (ev.key === "Enter") this.sendTag("add_tag");
+    });
+    this.tagBox.append(this.tagInput, this.tagList);
+    for (const [id, label] of [["add_tag", "add tag"], ["remove_tag", "remove tag"]]) {
+      const button = el("button", "xlabel-button xlabel-tag-button", label);
+      button.dataset.id = id;
+      button.title = `${label} to/from the selected frames`;
+      button.addEventListener("click", () => this.sendTag(id));
+      this.tagBox.append(button);
+    }
+    this.buttons.after(this.tagBox);
+    this.renderTags();
+  }
+
+  sendTag(action) {
+    this.send({ type: "button", id: `${action}:${this.tagInput.value.trim()}` });
+  }
+
+  renderTags() {
+    const names = this.model.get("tag_names");
+    this.tagBox.style.display = this.model.get("tag_tools") ? "" : "none";
+    this.tagList.replaceChildren(...names.map((name) => {
+      const option = el("option");
+      option.value = name;
+      return option;
+    }));
+    if (!this.tagInput.value && names.length) this.tagInput.value = names[0];
   }
 
   select(label, options, value, onChange) {
@@ -815,6 +863,7 @@ async function render({ model, el: root }) {
   model.on("change:status", () => view.renderStatus());
   model.on("change:legends", () => view.renderLegend());
   model.on("change:buttons", () => view.renderButtons());
+  model.on("change:tag_names change:tag_tools", () => view.renderTags());
   // Raster mode: the kernel answers a log-y change with an "xy" message (new extent).
   model.on("change:log_y", () => { if (!view.raster) redraw(); });
   model.on("change:panels", redraw);
