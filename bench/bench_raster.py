@@ -6,13 +6,18 @@ For each size (a flat crowd of frames in two classes plus one lone outlier of a 
 class, as a K-means labelling looks) and a 900 x 400 px view it times, median of 5
 after one warm-up call:
 
-* render: xlabel's ``render_rgba`` (aggregate per class, rarest class on top, dots,
-  density shading) + PNG, against datashader (``Canvas.points`` + ``count_cat`` +
+* render: xlabel's ``render_indexed`` (aggregate per class, rarest class on top, dots,
+  density shading) + palette PNG (what the widgets send), and the same as RGBA + RGBA PNG
+  (``render_rgba``, the previous encoding), against datashader (``Canvas.points`` + ``count_cat`` +
   ``shade`` + ``dynspread`` + PNG) on a DataFrame of the same arrays (built once,
   outside the timing: datashader needs a categorical column);
 * lasso: xlabel's compiled ``points_in_polygon`` against matplotlib's
   ``Path.contains_points`` (when matplotlib is installed);
-* hover: ``nearest_point`` (a full scan).
+* hover: ``nearest_point`` (a full scan);
+* recolor: ``RasterLayer.render`` + PNG for the view it rendered last (what assign, undo,
+  redo and a new selection cost: each frame's pixel is kept per view, only the codes are
+  counted again), against the same render from scratch (``render`` above: the cost of a
+  zoom or pan).
 
 It also checks the lone outlier's pixel: xlabel must draw it in its class color, while
 datashader's ``count_cat`` mixes the colors of a pixel's classes by count.
@@ -32,7 +37,8 @@ import time
 import numpy as np
 import pandas as pd
 
-from xlabel.widgets._raster import View, make_axis, nearest_point, png_bytes, points_in_polygon, render_rgba
+from xlabel.widgets._raster import (RasterLayer, View, make_axis, nearest_point, png_bytes,
+                                    png_indexed, points_in_polygon, render_indexed, render_rgba)
 
 PALETTE = ["#bbbbbb", "#2ca02c", "#d62728", "#1f77b4"]  # none, good, bad, odd
 WIDTH, HEIGHT = 900, 400
@@ -62,7 +68,8 @@ def timed(function, repeats=REPEATS):
 
 
 def xlabel_render(x, y, codes, view, x_axis, y_axis):
-    return png_bytes(render_rgba(x, y, x_axis, y_axis, codes, PALETTE, view))
+    """What a widget sends: the palette image as a palette PNG."""
+    return png_indexed(*render_indexed(x, y, x_axis, y_axis, codes, PALETTE, view))
 
 
 def datashader_render(frame, view):
@@ -95,10 +102,12 @@ def run(n):
     view = View(-0.05 * n, 1.05 * n, 950.0, 1050.0, WIDTH, HEIGHT)
     x_axis, y_axis = make_axis(x), make_axis(y)
     t_ours, _ = timed(lambda: xlabel_render(x, y, codes, view, x_axis, y_axis))
+    t_rgba, _ = timed(lambda: png_bytes(render_rgba(x, y, x_axis, y_axis, codes, PALETTE, view)))
     rgba = render_rgba(x, y, x_axis, y_axis, codes, PALETTE, view)
     row, col = lone_pixel(view, x[lone], y[lone])
     ours_rgb = rgba[row, col, :3].tolist()
-    result = {"n": n, "render_xlabel_s": t_ours, "lone_xlabel_rgb": ours_rgb}
+    result = {"n": n, "render_xlabel_s": t_ours, "render_rgba_s": t_rgba,
+              "lone_xlabel_rgb": ours_rgb}
     try:
         frame = pd.DataFrame({"x": x, "y": y, "code": pd.Categorical(codes, categories=[0, 1, 2])})
         t_ds, (_, image) = timed(lambda: datashader_render(frame, view))
@@ -118,6 +127,11 @@ def run(n):
         result["lasso_matplotlib_s"] = None
     t_hover, _ = timed(lambda: nearest_point(x, y, x_axis, y_axis, view, float(lone), 1000.0))
     result["hover_xlabel_s"] = t_hover
+    layer = RasterLayer(x, y)
+    layer.render(codes, PALETTE, view)                 # this view's pixels, kept
+    relabeled = codes.copy()
+    relabeled[: n // 10] = 2                            # an assign of a tenth of the frames
+    result["recolor_xlabel_s"], _ = timed(lambda: layer.render(relabeled, PALETTE, view))
     return result
 
 
@@ -125,7 +139,8 @@ def main(sizes):
     print(f"load average before: {os.getloadavg()}")
     for n in sizes:
         r = run(n)
-        line = f"n={n:>11,}: render xlabel {r['render_xlabel_s'] * 1e3:.0f} ms"
+        line = (f"n={n:>11,}: render xlabel {r['render_xlabel_s'] * 1e3:.0f} ms (as RGBA PNG "
+                f"{r['render_rgba_s'] * 1e3:.0f} ms)")
         if r.get("render_datashader_s"):
             line += (f", datashader {r['render_datashader_s'] * 1e3:.0f} ms "
                      f"(ratio datashader/xlabel {r['render_datashader_s'] / r['render_xlabel_s']:.2f}); "
@@ -136,6 +151,8 @@ def main(sizes):
             line += (f", matplotlib Path {r['lasso_matplotlib_s'] * 1e3:.0f} ms "
                      f"(same frames: {r['lasso_same']})")
         line += f"; hover {r['hover_xlabel_s'] * 1e3:.1f} ms"
+        line += (f"; recolor (pixels kept for the view) {r['recolor_xlabel_s'] * 1e3:.0f} ms "
+                 f"vs render from scratch {r['render_xlabel_s'] * 1e3:.0f} ms")
         print(line, flush=True)
     print(f"load average after: {os.getloadavg()}")
 

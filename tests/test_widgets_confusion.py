@@ -174,3 +174,66 @@ def test_prediction_scatter_flags_nan_flux():
     assert "1 frames with NaN flux flagged" in scatter.status
     with pytest.raises(XLabelError, match="no 'flux' column"):
         PredictionScatter(table, ["good"] * 4, ["good"] * 4, y="flux")
+
+
+def _raster_image(scatter, view):
+    from io import BytesIO
+
+    from PIL import Image
+
+    scatter.plot._handle_custom_msg({"type": "ready"}, [])
+    scatter.plot._handle_custom_msg(dict(view, type="view"), [])
+    content, buffers = scatter.plot.last_message
+    assert content["type"] == "image"
+    return np.asarray(Image.open(BytesIO(bytes(buffers[0]))).convert("RGBA"))
+
+
+def _ring_at(image, x, y, view):
+    col = int((x - view["x0"]) / (view["x1"] - view["x0"]) * view["width"])
+    row = int((view["y1"] - y) / (view["y1"] - view["y0"]) * view["height"])
+    top = image[row - 4, col - 4:col + 5, :3]
+    return bool((top == [214, 39, 40]).all())
+
+
+def test_prediction_scatter_raster_mode_behaves_like_markers(data):
+    """Kernel raster (big scatters): same disagreements, rings in the image, live, hover."""
+    store, preds, features, _ = data
+    markers = PredictionScatter(features, preds, store)
+    scatter = PredictionScatter(features, preds, store, raster=True)
+    assert scatter.raster and not markers.raster and scatter.figure is None
+    expected = np.flatnonzero((store.labels >= 0) & (store.labels != preds))
+    assert scatter.disagreements.tolist() == markers.disagreements.tolist() == expected.tolist()
+    assert scatter.status == markers.status
+    mean = features["mean"].to_numpy()
+    view = {"x0": -5.0, "x1": 95.0, "y0": float(mean.min()) - 5, "y1": float(mean.max()) + 5,
+            "width": 1000, "height": 400}
+    image = _raster_image(scatter, view)
+    frame = int(expected[0])
+    assert _ring_at(image, frame, mean[frame], view)
+    agree = int(np.flatnonzero((store.labels == preds))[0])
+    assert not _ring_at(image, agree, mean[agree], view)
+    # relabel the frame to its prediction: the kernel redraws without its ring
+    store.assign([frame], int(preds[frame]))
+    content, buffers = scatter.plot.last_message
+    assert content["reason"] == "update"
+    assert not _ring_at(_raster_image(scatter, view), frame, mean[frame], view)
+    assert scatter.status == markers.status
+    assert scatter.plot.legends[0][-1]["count"] == expected.size - 1
+    # hover: the kernel names frame, values, prediction, label and its source
+    scatter.plot._handle_custom_msg({**view, "type": "hover", "seq": 1, "cx": float(frame),
+                                     "cy": float(mean[frame])}, [])
+    lines = scatter.plot.last_message[0]["lines"]
+    assert lines[0] == f"frame {frame} · scan s"
+    assert f"predicted: {CLASSES[preds[frame]]}" in lines and "source: manual" in lines
+
+
+def test_prediction_scatter_raster_from_the_threshold_on():
+    from xlabel.widgets._raster import RASTER_THRESHOLD
+
+    n = RASTER_THRESHOLD
+    table = pd.DataFrame({"frame": np.arange(n), "mean": np.r_[np.nan, np.ones(n - 1)]})
+    scatter = PredictionScatter(table, np.zeros(n, int), np.zeros(n, int), classes=("a", "b"))
+    assert scatter.raster
+    assert "1 frames with NaN flux flagged" in scatter.status
+    assert not PredictionScatter(table[:100], np.zeros(100, int), np.zeros(100, int),
+                                 classes=("a", "b")).raster

@@ -380,3 +380,136 @@ def test_cluster_comparison_raster_draws_every_panel(store):
     view.adopt("right", selection_only=True)
     assert store.labels[:3].tolist() == [1, 1, 1]
     assert view.plot.last_message[0]["reason"] == "update"
+
+
+def test_raster_recolor_with_cached_pixels_matches_a_fresh_render(store):
+    """Assign, undo and a view change redraw exactly what a render from scratch draws."""
+    from xlabel.widgets._raster import View, render_rgba
+
+    scatter = raster_scatter(store)
+    layer = scatter.plot.raster
+    palette = scatter.plot.palettes[0]
+    view = View.from_message(VIEW)
+
+    def fresh():
+        return render_rgba(layer.x, layer.y, layer.x_axis, layer.y_axis, store.labels, palette,
+                           view, scatter._selected)
+
+    polygon(scatter, [2.5, 30.5, 30.5, 2.5], [-100.0, -100.0, 2000.0, 2000.0])
+    click(scatter, "assign:1")
+    assert np.array_equal(png_pixels(scatter.plot.last_message[1][0]), fresh())
+    click(scatter, "undo")
+    assert np.array_equal(png_pixels(scatter.plot.last_message[1][0]), fresh())
+    zoom = dict(VIEW, x0=0.0, x1=50.0)
+    scatter.plot._handle_custom_msg(zoom, [])
+    view = View.from_message(zoom)
+    assert np.array_equal(png_pixels(scatter.plot.last_message[1][0]), fresh())
+
+
+def test_code_counts_match_bincount():
+    from xlabel.widgets._raster import code_counts
+
+    rng = np.random.default_rng(3)
+    codes = rng.integers(-1, 5, 1003).astype(np.int32)
+    strided = np.stack([codes, codes * 0]).T[:, 0]            # like LabelStore.labels
+    expected = np.bincount(codes + 1, minlength=6)
+    assert code_counts(strided, 5).tolist() == expected.tolist()
+    assert code_counts(codes, 3).tolist() == expected[:4].tolist()   # codes 3, 4 left out
+    # numba's kernel (used once numba is loaded) and NumPy's (before) agree
+    from xlabel.widgets._raster import _code_counts
+    assert _code_counts(strided, 5).tolist() == expected.tolist()
+    assert _code_counts(codes, 3).tolist() == expected[:4].tolist()
+
+
+def test_rings_are_drawn_around_ringed_frames_on_top():
+    from xlabel.widgets._raster import RING_RADIUS, View, make_axis, render_rgba
+
+    x, y = np.array([10.0, 50.0, 90.0]), np.array([50.0, 50.0, 50.0])
+    view = View(0.0, 100.0, 0.0, 100.0, 100, 100)
+    image = render_rgba(x, y, make_axis(x), make_axis(y), np.array([0, 0, 0]),
+                        ["#bbbbbb", "#1f77b4"], view, rings=[1])
+    row, col = 50, 50                                                # pixel of (50, 50)
+    assert image[row, col, :3].tolist() == [31, 119, 180]           # the dot itself
+    ring = image[row - RING_RADIUS:row + RING_RADIUS + 1, col - RING_RADIUS:col + RING_RADIUS + 1]
+    assert (ring[0, :, :3] == [214, 39, 40]).all() and (ring[-1, :, 3] == 255).all()
+    assert image[50, 10, :3].tolist() == [31, 119, 180]             # unringed frames: no ring
+    assert not (image[40:60, 0:25, 0] == 214).any()
+
+
+def test_hover_thumbnail_on_demand_both_modes(store):
+    from xlabel.io import ArraySource
+    from xlabel.widgets._scatter_base import thumbnail_png
+
+    frames = np.random.default_rng(0).poisson(5, (200, 16, 16)).astype(np.uint16)
+    for raster in (False, True):
+        scatter = FluxScatter(store, make_features(), source=ArraySource(frames), raster=raster)
+        assert scatter.plot.thumbnails is True
+        scatter.plot._handle_custom_msg({"type": "thumb", "index": 7}, [])
+        content, buffers = scatter.plot.last_message
+        assert content == {"type": "thumb", "index": 7}
+        assert bytes(buffers[0]) == thumbnail_png(scatter.source, 7)
+        assert png_pixels(buffers[0]).shape[:2] == (16, 16)
+        scatter.plot._handle_custom_msg({"type": "thumb", "index": 999}, [])  # no such frame
+        assert scatter.plot.last_message[0]["index"] == 7                     # ignored, no crash
+    assert FluxScatter(store, make_features()).plot.thumbnails is False
+
+
+def test_hover_thumbnail_failure_is_said_not_raised(store):
+    class Broken:
+        def __len__(self):
+            return 200
+
+        def __getitem__(self, index):
+            raise OSError("disk gone")
+
+    scatter = FluxScatter(store, make_features(), source=Broken(), raster=True)
+    scatter.plot._handle_custom_msg({"type": "thumb", "index": 3}, [])
+    content, buffers = scatter.plot.last_message
+    assert content["index"] == 3 and "disk gone" in content["error"] and buffers == []
+
+
+def test_cluster_comparison_raster_relabel_redraws_only_the_labels_panel(store):
+    from xlabel.widgets import ClusterComparison
+    from xlabel.widgets._raster import View, render_rgba
+
+    features = make_features()
+    a = (features["mean"].to_numpy() > 500).astype(int)
+    view = ClusterComparison(features, a, a, store=store, raster=True)
+    view.plot._handle_custom_msg({"type": "ready"}, [])
+    view.plot._handle_custom_msg(dict(VIEW), [])
+    calls = []
+    render = view.plot.raster.render
+    view.plot.raster.render = lambda codes, *args: calls.append(codes) or render(codes, *args)
+    store.assign([3, 4], "bad")
+    assert len(calls) == 1 and calls[0] is not a                # only the labels panel
+    _, buffers = view.plot.last_message
+    layer, v = view.plot.raster, View.from_message(VIEW)
+    for k, codes in enumerate([view.a, view.b, store.labels]):  # every image is current
+        expected = render_rgba(layer.x, layer.y, layer.x_axis, layer.y_axis, codes,
+                               view.plot.palettes[k], v)
+        assert np.array_equal(png_pixels(buffers[k]), expected)
+
+
+def test_raster_png_is_a_palette_image_and_many_codes_still_exact():
+    """Up to 126 codes the image is a palette PNG; beyond, RGBA: same pixels either way."""
+    from xlabel.widgets._raster import (RasterLayer, View, png_indexed, render_indexed,
+                                        render_rgba)
+
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(0, 100, 5000), rng.uniform(0, 100, 5000)
+    view = View(0.0, 100.0, 0.0, 100.0, 120, 80)
+    layer = RasterLayer(x, y)
+    for n_codes in (3, 300):
+        codes = rng.integers(-1, n_codes, 5000).astype(np.int32)
+        palette = ["#bbbbbb"] + [f"#{(37 * k) % 256:02x}{(91 * k) % 256:02x}{k % 256:02x}"
+                                 for k in range(n_codes)]
+        entries, rgba = render_indexed(x, y, layer.x_axis, layer.y_axis, codes, palette, view)
+        assert entries.dtype == (np.uint8 if n_codes < 126 else np.uint16)
+        png = layer.render(codes, palette, view)
+        assert (png[25] == 3) == (n_codes < 126)                 # PNG color type 3: palette
+        expected = render_rgba(x, y, layer.x_axis, layer.y_axis, codes, palette, view)
+        assert np.array_equal(png_pixels(png), expected)
+        assert np.array_equal(png_pixels(png_indexed(entries, rgba)), expected)
+        opaque = expected[..., 3] == 255                          # class colors stay exact
+        colors = {tuple(c) for c in expected[opaque][:, :3]}
+        assert colors <= {tuple(int(v, 16) for v in (c[1:3], c[3:5], c[5:7])) for c in palette}

@@ -216,6 +216,9 @@ def test_new_lasso_inside_old_outline_makes_new_selection(open_notebook, tmp_pat
     page, p = open_scene(open_notebook, tmp_path, "inside", raster)
     rectangle_lasso(p, 29.5, 50.5, 940, 1060)
     wait_status(page, "21 selected")
+    # As a user would: the second lasso after the first one's selection is drawn (raster:
+    # the kernel's image; a plotly relayout running when a drag starts ends plotly's lasso).
+    page.wait_js(f"() => {GD}.__xlabel.selectedAt !== undefined")
     # The second drag starts inside the first outline.
     rectangle_lasso(p, 39.5, 41.5, 960, 1040)
     wait_status(page, "2 selected")
@@ -290,3 +293,80 @@ def test_log_y_ticks_and_no_share_button(open_notebook, tmp_path, raster):
     titles = p.evaluate("() => Array.from(document.querySelectorAll('.xlabel-plot .modebar-btn'))"
                         ".map((b) => b.getAttribute('data-title') || '')")
     assert titles and not any("share" in t.lower() or "cloud" in t.lower() for t in titles)
+    # A lasso on the log axis selects the frames drawn inside it (axis units are log10;
+    # read as values, the box 1.48..1.78 would hold no frame at all).
+    rectangle_lasso(p, -0.5, 199.5, np.log10(30.0), np.log10(60.0))
+    page.wait_js("() => /^[1-9][0-9]* selected/.test("
+                 "document.querySelector('.xlabel-status').textContent)", timeout=30_000)
+    selected = page.kernel_json("w.selected.tolist()")
+    inside = page.kernel_json("np.flatnonzero((mean >= 30) & (mean <= 60)).tolist()")
+    assert selected == list(range(selected[0], selected[-1] + 1))        # one run of frames
+    assert abs(selected[0] - inside[0]) <= 1 and abs(selected[-1] - inside[-1]) <= 1
+
+
+@pytest.mark.parametrize("raster", [False, True], ids=["markers", "raster"])
+def test_hover_shows_the_frames_thumbnail(open_notebook, tmp_path, raster):
+    cells = sample_scene_cells(tmp_path / "labels.xlabel")
+    cells[0] = ("import xlabel\n"
+                f"src = xlabel.open_scan(xlabel.samples.path({SAMPLE!r}))\n" +
+                cells[0].replace("FluxScatter(store, features)",
+                                 f"FluxScatter(store, features, source=src, raster={raster})"))
+    page = open_notebook(f"thumb_{raster}.ipynb", cells)
+    wait_rendered(page)
+    p = page.page
+    frame = int(SAMPLE_GOOD[len(SAMPLE_GOOD) // 2])
+    (x, y), = page_xy(page, [(frame, page.kernel_json(f"float(mean[{frame}])"))])
+    p.mouse.move(x - 1, y)
+    p.mouse.move(x, y)
+    page.wait_js("() => { const img = document.querySelector('.xlabel-tooltip img.xlabel-thumb');"
+                 " return img && img.complete && img.naturalWidth > 0; }")
+    tip = p.evaluate("() => document.querySelector('.xlabel-tooltip').textContent")
+    assert tip.startswith(f"frame {frame}")
+    shown = p.evaluate("() => document.querySelector('.xlabel-tooltip img.xlabel-thumb').src")
+    expected = page.kernel_json(
+        "'data:image/png;base64,' + __import__('base64').b64encode("
+        f"__import__('xlabel.widgets._scatter_base', fromlist=['x']).thumbnail_png(src, {frame}))"
+        ".decode()")
+    assert shown == expected                                  # this frame's thumbnail
+    p.mouse.move(5, 5)
+    page.wait_js("() => document.querySelector('.xlabel-tooltip').style.display === 'none'")
+
+
+def test_prediction_scatter_raster_rings_follow_the_store(open_notebook):
+    """PredictionScatter above the threshold: kernel image, red rings, live relabel."""
+    cells = [
+        "import numpy as np, pandas as pd\n"
+        "from xlabel.labels import LabelStore\n"
+        "from xlabel.widgets import PredictionScatter\n"
+        "n = 30_000\n"
+        "rng = np.random.default_rng(2)\n"
+        "table = pd.DataFrame({'frame': np.arange(n), 'mean': 1000 + rng.normal(0, 8, n)})\n"
+        "table.loc[12_000, 'mean'] = 700.0\n"
+        "store = LabelStore(n, classes=('good', 'bad'))\n"
+        "store.assign(np.arange(n), 'good')\n"
+        "preds = np.zeros(n, int); preds[12_000] = 1\n"
+        "w = PredictionScatter(table, preds, store)",
+        "w",
+    ]
+    page = open_notebook("predictions.ipynb", cells)
+    wait_rendered(page)
+    p = page.page
+    assert page.kernel_json("w.raster") is True
+    assert p.evaluate(f"() => {GD}.data.every((t) => t.x.length <= 2)")
+    (x, y), = page_xy(page, [(12_000, 700.0)])
+
+    def ring_pixel():
+        from io import BytesIO
+
+        from PIL import Image
+
+        shot = np.asarray(Image.open(BytesIO(p.screenshot())).convert("RGB"))
+        scale = shot.shape[1] / p.viewport_size["width"]
+        return shot[int(round((y - 4) * scale)), int(round(x * scale))]
+
+    assert is_red(ring_pixel()), ring_pixel()
+    images = p.evaluate(f"() => {GD}.__xlabel.images")
+    page.kernel("store.assign([12_000], 'bad')")
+    page.wait_js(f"(n) => {GD}.__xlabel.images > n", arg=images)
+    assert not is_red(ring_pixel())
+    assert page.kernel_json("w.disagreements.tolist()") == []

@@ -11,7 +11,11 @@ Every frame stays visible: each occupied pixel is stamped as a 3x3 dot (5x5 when
 other point lies within 2 pixels, so a lone outlier among a million is a clear dot),
 and where dots overlap the rarest class wins (then the selected one), so one bad frame
 in a crowd of good ones is never averaged away. Density shades the crowd: a pixel's
-opacity grows with the log of its point count.
+opacity grows with the log of its point count (in 32 steps: the image is a palette PNG,
+a byte a pixel, half the size and compression time of RGBA).
+
+A view's pixel of every frame is kept (one int32 per frame), so a recolor (assign, undo,
+redo, selection) only counts codes per pixel; a zoom or pan recomputes it.
 
 Why numba and not datashader (measured in ``bench/bench_raster.py``, BENCHMARKS.md):
 datashader's ``Canvas.points`` + ``count_cat`` + ``shade``/``spread`` does the
@@ -33,13 +37,15 @@ dependency.
 from __future__ import annotations
 
 import math
+import struct
 import threading
+import zlib
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from .imaging import encode_png
+from .imaging import PNG_SIGNATURE, _chunk, encode_png
 
 #: From this many frames on, the scatter widgets draw points in the kernel
 #: (measured: bench/bench_widgets_browser.py, BENCHMARKS.md "Scatter: kernel raster": at
@@ -50,6 +56,11 @@ RASTER_THRESHOLD = 20_000
 UNSELECTED_ALPHA = 0.2
 #: Hover finds the nearest frame within this many pixels.
 HOVER_RADIUS_PX = 12
+#: Ringed frames (``render_rgba(rings=...)``): a square ring of this radius, this color.
+RING_RADIUS = 4
+RING_COLOR = "#d62728"
+#: Opacity steps of the density shading (the image is a palette PNG: see render_indexed).
+ALPHA_LEVELS = 32
 
 
 @dataclass(frozen=True)
@@ -92,32 +103,86 @@ def _axis_value(v, log, edge):
     return edge
 
 
-@numba.njit(cache=True, nogil=True)
-def _finite_range(values, log):
+def _finite_range(values, log, chunk=1 << 20):
+    """(lowest, highest) drawable value in axis units and whether any value is not drawable.
+
+    NumPy in chunks, not numba: a new widget then returns before numba's first (slow) load,
+    which :class:`RasterLayer` does in a background thread while the browser loads plotly.
+    """
     lo, hi, flagged = np.inf, -np.inf, False
-    for v in values:
-        if (log and v > 0 and v < np.inf) or (not log and math.isfinite(v)):
-            a = math.log10(v) if log else float(v)
-            lo = min(lo, a)
-            hi = max(hi, a)
-        else:
+    for start in range(0, len(values), chunk):
+        part = values[start:start + chunk]
+        good = np.isfinite(part) & (part > 0) if log else np.isfinite(part)
+        if not good.all():
             flagged = True
+            part = part[good]
+        if part.size:
+            lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+    if log and math.isfinite(lo):
+        lo, hi = math.log10(lo), math.log10(hi)
     return lo, hi, flagged
 
 
 @numba.njit(cache=True, nogil=True)
-def _aggregate(x, y, codes, n_codes, xlog, xedge, ylog, yedge, x0, x1, y0, y1, width, height):
-    """Point counts per pixel and code: (height, width, n_codes + 1), code -1 -> 0."""
-    counts = np.zeros((height, width, n_codes + 1), np.uint32)
+def _pixel_index(x, y, xlog, xedge, ylog, yedge, x0, x1, y0, y1, width, height):
+    """Flat pixel (row * width + col) of every point in the view, -1 outside it."""
+    pixels = np.empty(x.shape[0], np.int32)
     sx, sy = width / (x1 - x0), height / (y1 - y0)
     for i in range(x.shape[0]):
         col = math.floor((_axis_value(x[i], xlog, xedge) - x0) * sx)
         row = math.floor((y1 - _axis_value(y[i], ylog, yedge)) * sy)
-        if 0 <= col < width and 0 <= row < height:
-            code = codes[i] + 1
-            if 0 <= code <= n_codes:
-                counts[row, col, code] += 1
-    return counts
+        pixels[i] = row * width + col if 0 <= col < width and 0 <= row < height else -1
+    return pixels
+
+
+@numba.njit(cache=True, nogil=True)
+def _aggregate(pixels, codes, n_codes, width, height):
+    """Point counts per pixel and code, (height, width, n_codes + 1) with code -1 -> 0, and
+    the count of every code over all points (the same pass: no int64 copy of ``codes``)."""
+    counts = np.zeros((height * width, n_codes + 1), np.uint32)
+    totals = np.zeros(n_codes + 1, np.int64)
+    for i in range(pixels.shape[0]):
+        code = codes[i] + 1
+        if code < 0 or code > n_codes:
+            continue
+        totals[code] += 1
+        if pixels[i] >= 0:
+            counts[pixels[i], code] += 1
+    return counts.reshape((height, width, n_codes + 1)), totals
+
+
+@numba.njit(cache=True, nogil=True)
+def _code_counts(codes, n_codes):
+    # Four interleaved counters: consecutive equal codes would otherwise wait on each
+    # other's increment (2x faster on a crowd of one class). Out-of-range codes -> spare slot.
+    totals = np.zeros((4, n_codes + 2), np.int64)
+    m = codes.shape[0]
+    for i in range(0, m - m % 4, 4):
+        for j in range(4):
+            code = codes[i + j] + 1
+            totals[j, code if 0 <= code <= n_codes else n_codes + 1] += 1
+    for i in range(m - m % 4, m):
+        code = codes[i] + 1
+        totals[0, code if 0 <= code <= n_codes else n_codes + 1] += 1
+    return totals.sum(axis=0)[:n_codes + 1]
+
+
+def code_counts(codes, n_codes) -> np.ndarray:
+    """How many of ``codes`` are -1, 0, ..., n_codes - 1 (``codes`` not copied).
+
+    >>> code_counts(np.array([-1, 0, 0, 2], np.int8), 3).tolist()
+    [1, 2, 0, 1]
+    """
+    codes = np.asarray(codes).reshape(-1)
+    if codes.dtype.kind not in "iu":
+        codes = codes.astype(np.int64)
+    if not _code_counts.signatures:
+        # numba not loaded yet (a new widget in a fresh kernel): NumPy, so that the widget
+        # does not wait for numba's first load (RasterLayer loads it in the background).
+        shifted = codes.astype(np.int64) + 1
+        shifted = shifted[(shifted >= 0) & (shifted <= n_codes)]
+        return np.bincount(shifted, minlength=int(n_codes) + 1)[:int(n_codes) + 1]
+    return _code_counts(codes, int(n_codes))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -133,8 +198,10 @@ def _mark_selected(x, y, indices, xlog, xedge, ylog, yedge, x0, x1, y0, y1, widt
 
 
 @numba.njit(cache=True, nogil=True)
-def _composite(counts, selected, rank, colors, any_selected, unselected_alpha):
-    """RGBA image: every occupied pixel stamped as a dot, rarest class (then selected) on top."""
+def _composite(counts, selected, rank, any_selected, unselected_alpha, levels, image):
+    """Palette image, in place: every occupied pixel stamped as a dot, rarest class (then
+    selected) on top. Entry ``1 + code * levels + level - 1`` is the code's color at opacity
+    ``level / levels``; 0 is transparent (see :func:`_palette`)."""
     height, width, n = counts.shape
     total = np.zeros((height, width), np.int64)
     best = np.full((height, width), -1, np.int64)
@@ -148,7 +215,6 @@ def _composite(counts, selected, rank, colors, any_selected, unselected_alpha):
             total[r, c] = t
     scale = 1.0 / math.log1p(max(total.max(), 1))
     key = np.full((height, width), np.iinfo(np.int64).max, np.int64)
-    image = np.zeros((height, width, 4), np.uint8)
     for r in range(height):
         for c in range(width):
             t = total[r, c]
@@ -159,6 +225,9 @@ def _composite(counts, selected, rank, colors, any_selected, unselected_alpha):
                 for cc in range(max(c - 2, 0), min(c + 3, width)):
                     if (rr != r or cc != c) and total[rr, cc]:
                         isolated = False
+                        break
+                if not isolated:         # in a crowd the first neighbours decide
+                    break
             radius = 2 if isolated else 1
             k = best[r, c]
             sel = selected[r, c]
@@ -169,15 +238,27 @@ def _composite(counts, selected, rank, colors, any_selected, unselected_alpha):
             alpha = 1.0 if isolated else 0.55 + 0.45 * math.log1p(t) * scale
             if any_selected and not sel:
                 alpha *= unselected_alpha
+            level = min(levels, max(1, int(alpha * levels + 0.5)))
+            entry = 1 + k * levels + level - 1
             for rr in range(max(r - radius, 0), min(r + radius + 1, height)):
                 for cc in range(max(c - radius, 0), min(c + radius + 1, width)):
                     if stamp < key[rr, cc]:
                         key[rr, cc] = stamp
-                        image[rr, cc, 0] = colors[k, 0]
-                        image[rr, cc, 1] = colors[k, 1]
-                        image[rr, cc, 2] = colors[k, 2]
-                        image[rr, cc, 3] = min(255, int(alpha * 255 + 0.5))
-    return image
+                        image[rr, cc] = entry
+
+
+def _palette(colors, levels, ring_color) -> np.ndarray:
+    """RGBA palette of :func:`_composite`'s entries: transparent, each code at ``levels``
+    opacities (the top one 255), and last the ring color."""
+    n = len(colors)
+    palette = np.zeros((2 + n * levels, 4), np.uint8)
+    opacity = np.round(255 * np.arange(1, levels + 1) / levels).astype(np.uint8)
+    for k, rgb in enumerate(colors):
+        rows = palette[1 + k * levels:1 + (k + 1) * levels]
+        rows[:, :3] = rgb
+        rows[:, 3] = opacity
+    palette[-1] = (*ring_color, 255)
+    return palette
 
 
 @numba.njit(cache=True, nogil=True)
@@ -275,29 +356,72 @@ def hex_rgb(color: str) -> tuple[int, int, int]:
 
 
 def render_rgba(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
-                selected=None) -> np.ndarray:
+                selected=None, rings=None, ring_color=RING_COLOR, pixels=None) -> np.ndarray:
     """RGBA image (height, width, 4) of the points in ``view`` (see module doc).
 
     ``codes`` per point (-1 = none), ``palette`` the colors of codes -1, 0, 1, ...;
-    ``selected`` the selected indices (None or empty: nothing selected).
+    ``selected`` the selected indices (None or empty: nothing selected); ``rings`` indices
+    ringed in ``ring_color`` on top of everything (e.g. PredictionScatter's disagreements).
+    ``pixels``: :func:`pixel_index` of the points for ``view``, if known.
+    """
+    entries, rgba = render_indexed(x, y, x_axis, y_axis, codes, palette, view, selected,
+                                   rings, ring_color, pixels)
+    return rgba[entries]
+
+
+def render_indexed(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
+                   selected=None, rings=None, ring_color=RING_COLOR, pixels=None):
+    """:func:`render_rgba` as ``(entries, rgba_palette)``: a palette image (uint8 up to
+    126 codes, uint16 beyond) and its RGBA palette; opacity in ``ALPHA_LEVELS`` steps
+    (fewer with many codes). A palette PNG is 4x less to compress than RGBA.
     """
     n_codes = len(palette) - 1
-    counts = _aggregate(x, y, codes, n_codes, x_axis.log, x_axis.edge, y_axis.log,
-                        y_axis.edge, view.x0, view.x1, view.y0, view.y1, view.width,
-                        view.height)
+    if pixels is None:
+        pixels = pixel_index(x, y, x_axis, y_axis, view)
+    counts, totals = _aggregate(pixels, codes, n_codes, view.width, view.height)
     # Rarest code first (over all frames, not the view, so colors do not swap on zoom).
-    totals = np.bincount(np.asarray(codes, dtype=np.int64) + 1, minlength=n_codes + 1)
     rank = np.empty(n_codes + 1, np.int64)
-    rank[np.argsort(totals[:n_codes + 1], kind="stable")] = np.arange(n_codes + 1)
+    rank[np.argsort(totals, kind="stable")] = np.arange(n_codes + 1)
     any_selected = selected is not None and len(selected) > 0
-    if any_selected:
-        marked = _mark_selected(x, y, np.asarray(selected, dtype=np.int64), x_axis.log,
-                                x_axis.edge, y_axis.log, y_axis.edge, view.x0, view.x1,
-                                view.y0, view.y1, view.width, view.height)
-    else:
-        marked = np.zeros((view.height, view.width), np.bool_)
-    colors = np.array([hex_rgb(c) for c in palette], dtype=np.uint8)
-    return _composite(counts, marked, rank, colors, any_selected, UNSELECTED_ALPHA)
+    marked = _marked(x, y, x_axis, y_axis, view, selected if any_selected else None)
+    levels = min(ALPHA_LEVELS, 254 // (n_codes + 1))
+    dtype = np.uint8 if levels >= 4 else np.uint16
+    levels = max(levels, 4) if dtype == np.uint8 else ALPHA_LEVELS
+    entries = np.zeros((view.height, view.width), dtype)
+    _composite(counts, marked, rank, any_selected, UNSELECTED_ALPHA, levels, entries)
+    rgba = _palette([hex_rgb(c) for c in palette], levels, hex_rgb(ring_color))
+    if rings is not None and len(rings):
+        _draw_rings(entries, _marked(x, y, x_axis, y_axis, view, rings), len(rgba) - 1)
+    return entries, rgba
+
+
+def pixel_index(x, y, x_axis: Axis, y_axis: Axis, view: View) -> np.ndarray:
+    """Flat pixel (row * width + col) of every point in ``view`` (int32), -1 outside."""
+    return _pixel_index(x, y, x_axis.log, x_axis.edge, y_axis.log, y_axis.edge, view.x0,
+                        view.x1, view.y0, view.y1, view.width, view.height)
+
+
+def _marked(x, y, x_axis, y_axis, view, indices):
+    """Boolean (height, width): the pixels holding any of ``indices`` (None: none)."""
+    if indices is None:
+        return np.zeros((view.height, view.width), np.bool_)
+    return _mark_selected(x, y, np.asarray(indices, dtype=np.int64), x_axis.log, x_axis.edge,
+                          y_axis.log, y_axis.edge, view.x0, view.x1, view.y0, view.y1,
+                          view.width, view.height)
+
+
+@numba.njit(cache=True, nogil=True)
+def _draw_rings(image, marked, entry):
+    """A square ring (radius RING_RADIUS px) of palette ``entry`` around every marked pixel."""
+    height, width = marked.shape
+    for r in range(height):
+        for c in range(width):
+            if not marked[r, c]:
+                continue
+            for rr in range(max(r - RING_RADIUS, 0), min(r + RING_RADIUS + 1, height)):
+                for cc in range(max(c - RING_RADIUS, 0), min(c + RING_RADIUS + 1, width)):
+                    if max(abs(rr - r), abs(cc - c)) >= RING_RADIUS - 1:
+                        image[rr, cc] = entry
 
 
 def png_bytes(rgba: np.ndarray) -> bytes:
@@ -305,11 +429,28 @@ def png_bytes(rgba: np.ndarray) -> bytes:
     return encode_png(rgba, level=1)
 
 
+def png_indexed(entries: np.ndarray, rgba_palette: np.ndarray) -> bytes:
+    """PNG of a palette image (color type 3, with a tRNS chunk for the opacities); a uint16
+    image (more than 256 entries) is expanded to RGBA."""
+    if entries.dtype != np.uint8:
+        return png_bytes(rgba_palette[entries])
+    height, width = entries.shape
+    rows = np.zeros((height, 1 + width), np.uint8)              # filter byte 0 per row
+    rows[:, 1:] = entries
+    header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)
+    return (PNG_SIGNATURE + _chunk(b"IHDR", header)
+            + _chunk(b"PLTE", rgba_palette[:, :3].tobytes())
+            + _chunk(b"tRNS", rgba_palette[:, 3].tobytes())
+            + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)) + _chunk(b"IEND", b""))
+
+
 class RasterLayer:
     """The kernel half of a raster scatter: x/y of all frames and their axes.
 
     Holds ``x`` and ``y`` as given (views of the feature table's columns: nothing is
-    copied per view), so 10,000,000 frames cost no more than the table itself.
+    copied per view), so 10,000,000 frames cost no more than the table itself, plus one
+    int32 per frame: each frame's pixel in the current view (kept so that a recolor,
+    selection, assign, undo or redo only counts codes per pixel; a zoom recomputes it).
 
     >>> import numpy as np
     >>> layer = RasterLayer(np.arange(4.0), np.array([1.0, 2, 3, np.nan]))
@@ -319,14 +460,24 @@ class RasterLayer:
 
     def __init__(self, x, y, log_y=False):
         self.set_xy(x, y, log_y)
-        # Compile (or load from numba's cache) the lasso and hover kernels for these dtypes
-        # while the user looks at the first image, not on the first lasso.
+        # Load numba (slow the first time in a kernel) and compile or load from its cache the
+        # render, lasso and hover kernels for these dtypes while the browser loads plotly.js
+        # and the user looks at the first image: not on the first render or lasso.
         threading.Thread(target=self._warm_up, daemon=True).start()
 
     def _warm_up(self):
-        x, y = self.x[:1], self.y[:1]
+        # Two elements keep the arrays' layout (numba compiles strided and contiguous apart).
+        x, y = self.x[:2], self.y[:2]
+        view = View(0.0, 1.0, 0.0, 1.0, 1, 1)
+        # Codes as the widgets hold them: store labels (a strided int32 column), cluster ids
+        # (int32), predictions (int64), scan codes (int16).
+        for codes in (np.zeros((2, 2), np.int32)[:, 0], np.zeros(2, np.int32),
+                      np.zeros(2, np.int64), np.zeros(2, np.int16)):
+            render_rgba(x, y, self.x_axis, self.y_axis, codes[:len(x)], ["#000000", "#ffffff"],
+                        view, selected=[0], rings=[0])
+            _code_counts(codes, 1)                                   # legends
         points_in_polygon(x, y, self.x_axis, self.y_axis, [0.0, 1.0, 0.0], [0.0, 0.0, 1.0])
-        nearest_point(x, y, self.x_axis, self.y_axis, View(0.0, 1.0, 0.0, 1.0, 1, 1), 0.0, 0.0)
+        nearest_point(x, y, self.x_axis, self.y_axis, view, 0.0, 0.0)
 
     def set_xy(self, x, y, log_y=False):
         """New axis data (e.g. after an x/y column or log-y change)."""
@@ -334,16 +485,20 @@ class RasterLayer:
         self.y = _numeric(y)
         self.x_axis = make_axis(self.x)
         self.y_axis = make_axis(self.y, log_y)
+        self._pixels = self._pixels_view = None
 
     def extent(self) -> dict:
         """``{"x": [lo, hi], "y": [lo, hi]}`` in data units: what autorange must show."""
         return {"x": list(self.x_axis.extent), "y": list(self.y_axis.extent)}
 
-    def render(self, codes, palette, view: View, selected=None) -> bytes:
-        """The PNG of one panel for ``view``."""
-        rgba = render_rgba(self.x, self.y, self.x_axis, self.y_axis, codes, palette, view,
-                           selected)
-        return png_bytes(rgba)
+    def render(self, codes, palette, view: View, selected=None, rings=None) -> bytes:
+        """The PNG of one panel for ``view`` (``rings``: indices ringed in red)."""
+        if self._pixels_view != view:
+            self._pixels = pixel_index(self.x, self.y, self.x_axis, self.y_axis, view)
+            self._pixels_view = view
+        entries, rgba = render_indexed(self.x, self.y, self.x_axis, self.y_axis, codes, palette,
+                                       view, selected, rings, pixels=self._pixels)
+        return png_indexed(entries, rgba)
 
     def select_polygon(self, px, py) -> np.ndarray:
         """Indices inside the polygon (axis units)."""

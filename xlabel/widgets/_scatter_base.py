@@ -34,7 +34,7 @@ import pandas as pd
 import traitlets
 
 from ..errors import LabelArgumentError, LabelError, XLabelError
-from ._raster import RASTER_THRESHOLD, RasterLayer, View
+from ._raster import RASTER_THRESHOLD, RasterLayer, View, code_counts
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,8 @@ class ScatterCallbacks:
     selected : ``(indices, panel) -> None``: the user lassoed ``indices`` in ``panel``.
     button : ``(button_id) -> None``: a toolbar button (or its key) was pressed.
     describe : ``(index) -> list of str``: the hover lines of one frame (raster mode).
+    thumbnail : ``(index) -> bytes``: PNG of one frame for the tooltip, or None (no source).
+    rings : ``() -> indices``: frames ringed in red in every panel (raster mode), or None.
     """
 
     data: Callable[[], tuple]
@@ -77,6 +79,8 @@ class ScatterCallbacks:
     selected: Callable[[np.ndarray, int], None]
     button: Callable[[str], None]
     describe: Callable[[int], list]
+    thumbnail: Callable[[int], bytes] | None = None
+    rings: Callable[[], np.ndarray] | None = None
 
 
 class ScatterPlot(anywidget.AnyWidget):
@@ -106,6 +110,8 @@ class ScatterPlot(anywidget.AnyWidget):
     status = traitlets.Unicode("").tag(sync=True)
     #: True when points are drawn by the kernel (read-only for users).
     raster_mode = traitlets.Bool(False).tag(sync=True)
+    #: True when hovering a frame may ask for its thumbnail (the owner has a source).
+    thumbnails = traitlets.Bool(False).tag(sync=True)
     #: Show the tag field and "add tag"/"remove tag" buttons; the store's tag names.
     tag_tools = traitlets.Bool(False).tag(sync=True)
     tag_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
@@ -113,9 +119,11 @@ class ScatterPlot(anywidget.AnyWidget):
     def __init__(self, callbacks: ScatterCallbacks, raster=None, **traits):
         self._callbacks = callbacks
         self._raster = raster
-        super().__init__(raster_mode=raster is not None, **traits)
+        super().__init__(raster_mode=raster is not None,
+                         thumbnails=callbacks.thumbnail is not None, **traits)
         self._view = None
         self._selection = np.empty(0, dtype=np.int64)
+        self._pngs = None            # ((view, panels), the last PNG of each panel)
         self.render_times: list[dict] = []
         #: The last message sent to the front end: (content, buffers), for inspection.
         self.last_message: tuple[dict, list[memoryview]] | None = None
@@ -147,6 +155,8 @@ class ScatterPlot(anywidget.AnyWidget):
                 self._send_images("view")
             elif kind == "hover" and self._raster is not None:
                 self._hover(content)
+            elif kind == "thumb" and self._callbacks.thumbnail is not None:
+                self._thumbnail(int(content["index"]))
             elif kind == "button":
                 self._callbacks.button(str(content.get("id", "")))
             elif kind == "rendered":
@@ -171,6 +181,23 @@ class ScatterPlot(anywidget.AnyWidget):
         self._post({"type": "hover", "seq": content.get("seq"), "index": index,
                     "lines": lines})
 
+    def _thumbnail(self, index):
+        """The hovered frame's thumbnail, asked for once the mouse rests on it."""
+        if not 0 <= index < self._n_points():
+            raise ValueError(f"no frame {index}")
+        try:
+            png = self._callbacks.thumbnail(index)
+        except Exception as err:  # noqa: BLE001 - a thumbnail never breaks the plot: say why
+            log.warning("thumbnail of frame %d failed", index, exc_info=True)
+            self._post({"type": "thumb", "index": index, "error": f"no thumbnail: {err}"})
+            return
+        self._post({"type": "thumb", "index": index}, [png])
+
+    def _n_points(self):
+        if self._raster is not None:
+            return len(self._raster.x)
+        return len(self._callbacks.codes()[0])
+
     # ------------------------------------------------------------ Python -> JS
 
     def _post(self, content, buffers=()):
@@ -184,21 +211,34 @@ class ScatterPlot(anywidget.AnyWidget):
         return ({"type": "data", "raster": True, "n": int(len(self._raster.x)),
                  "panels": len(self.panels), "extent": self._raster.extent()}, [])
 
-    def _send_images(self, reason):
-        """Render every panel for the current view and send the PNGs."""
+    def _send_images(self, reason, panel=None):
+        """Render every panel (or only ``panel``, the others unchanged) and send the PNGs."""
         if self._view is None:       # the browser has not said how big the plot is yet
             return
         view = self._view
-        pngs = [self._raster.render(codes, palette, view, self._selection)
-                for codes, palette in zip(self._callbacks.codes(), self.palettes)]
+        rings = self._callbacks.rings() if self._callbacks.rings is not None else None
+        todo = range(len(self.palettes))
+        cached = self._pngs
+        if panel is not None and cached is not None and cached[0] == (view, len(todo)):
+            todo = [panel]                  # a recolor of one panel: keep the others' images
+        pngs = list(cached[1]) if len(todo) == 1 and cached else [None] * len(self.palettes)
+        codes = self._callbacks.codes()
+        for k in todo:
+            pngs[k] = self._raster.render(codes[k], self.palettes[k], view, self._selection,
+                                          rings)
+        self._pngs = ((view, len(pngs)), pngs)
         self._post({"type": "image", "reason": reason,
                     "view": {"x0": view.x0, "x1": view.x1, "y0": view.y0, "y1": view.y1,
                              "width": view.width, "height": view.height}}, pngs)
 
     def send_update(self, panel, codes, indices=None, sources=None, palette=False):
-        """Send new codes (and label sources) for ``indices`` (or all points)."""
+        """Send new codes (and label sources) for ``indices`` (or all points).
+
+        Raster mode: redraw the images only (the kernel holds the codes; the arguments
+        may be None).
+        """
         if self._raster is not None:
-            self._send_images("update")
+            self._send_images("update", None if palette else int(panel))
             return
         content = {"type": "update", "panel": int(panel), "full": indices is None,
                    "sources": sources is not None, "palette": bool(palette)}
@@ -227,6 +267,7 @@ class ScatterPlot(anywidget.AnyWidget):
         """Replace the x and y values of all panels (new columns or log y)."""
         if self._raster is not None:
             self._raster.set_xy(x, y, self.log_y)
+            self._pngs = None
             self._post({"type": "xy", "raster": True, "extent": self._raster.extent()})
             return
         self._post({"type": "xy"}, [as_float32(x), as_float32(y)])
@@ -343,7 +384,7 @@ def check_indices(indices, n, widget) -> np.ndarray:
 
 def legend_entries(codes, names, colors, none_name, none_color=UNLABELED_COLOR) -> list[dict]:
     """Legend rows (name, color, count) for codes 0..k-1 plus -1 when present."""
-    counts = np.bincount(np.asarray(codes, dtype=np.int64) + 1, minlength=len(names) + 1)
+    counts = code_counts(codes, len(names))
     rows = [{"name": str(name), "color": colors[i], "count": int(counts[i + 1])}
             for i, name in enumerate(names)]
     rows.append({"name": none_name, "color": none_color, "count": int(counts[0])})
@@ -413,9 +454,11 @@ class SelectionMixin:
             layer = RasterLayer(self.features[traits["x_name"]].to_numpy(),
                                 self.features[traits["y_name"]].to_numpy(),
                                 log_y=traits.get("log_y", False))
+        has_source = getattr(self, "source", None) is not None
         callbacks = ScatterCallbacks(data=self._data_message, codes=self._codes,
                                      selected=self._on_user_selection,
-                                     button=self._on_button, describe=self._hover_lines)
+                                     button=self._on_button, describe=self._hover_lines,
+                                     thumbnail=self._thumbnail_png if has_source else None)
         return ScatterPlot(callbacks, raster=layer, **traits)
 
     @property
@@ -535,8 +578,15 @@ class SelectionMixin:
             lines.append(f"source: {prov.get('source') or '—'}")
         return lines
 
+    def _thumbnail_png(self, index) -> bytes:
+        """PNG thumbnail of frame ``index`` of ``self.source`` (the hover tooltip's)."""
+        return thumbnail_png(self.source, index)
+
     def _recolor(self, panel, change, codes_all):
         """Send the changed codes of ``change`` to ``panel`` (delta or full)."""
+        if self.raster:          # the kernel redraws the image; no per-frame arrays to send
+            self.plot.send_update(panel, None)
+            return
         sources = self.store.sources
         if len(change.indices) > FULL_UPDATE_SHARE * self._n:
             self.plot.send_update(panel, codes_all, sources=sources)
@@ -553,6 +603,17 @@ class SelectionMixin:
         if self.store is None:
             return None, []
         return self.store.sources, self.store.source_names
+
+
+#: Longest side of a hover thumbnail, in pixels.
+HOVER_THUMB_SIZE = 128
+
+
+def thumbnail_png(source, index) -> bytes:
+    """Frame ``index`` of ``source`` as a small log-scaled PNG (hover tooltips)."""
+    from .imaging import frame_png
+
+    return frame_png(source[int(index)], source, max_size=HOVER_THUMB_SIZE)
 
 
 def check_store(store, n, widget):

@@ -32,6 +32,9 @@ import plotly.graph_objects as go
 
 from ..errors import WidgetArgumentError
 from ..labels import LabelStore
+from ._raster import RASTER_THRESHOLD, RasterLayer
+from ._scatter_base import (UNLABELED_COLOR, ScatterCallbacks, ScatterPlot, fmt_value,
+                            legend_entries)
 from .gallery import (FrameGallery, StatusMixin, WeakObserver, check_lengths, class_indices,
                       guarded, require_columns)
 
@@ -325,31 +328,47 @@ class PredictionScatter(StatusMixin, widgets.VBox):
     updates the rings (only the ring trace is resent). Frames with a NaN ``y``
     are drawn as crosses at the bottom of the plot and counted in the status line.
 
+    ``raster``: None (default: from ``RASTER_THRESHOLD`` = 20,000 frames on, the
+    points are drawn in the kernel, as in :class:`~xlabel.widgets.FluxScatter`: every
+    frame a dot, every disagreement a red ring, NaN frames at the bottom edge, hover
+    answered by the kernel; then :attr:`plot` is the
+    :class:`~xlabel.widgets._scatter_base.ScatterPlot` and :attr:`figure` is None),
+    True or False to force a mode.
+
     >>> import pandas as pd
     >>> table = pd.DataFrame({"frame": [0, 1, 2], "mean": [5.0, 50.0, 60.0]})
     >>> PredictionScatter(table, ["bad", "good", "bad"], ["bad", "good", "good"]).disagreements.tolist()
     [2]
     """
 
-    def __init__(self, features, predictions, store_or_labels, x="frame", y="mean", classes=None):
+    def __init__(self, features, predictions, store_or_labels, x="frame", y="mean", classes=None,
+                 raster=None):
         self._store = as_store(store_or_labels, classes, extra=_names_in(predictions))
         check_lengths(features=features, store=self._store)
         require_columns(features, x, y)
         self._predictions = resolve_predictions(predictions, self._store, features)
+        self._features = features
         self._x = np.asarray(features[x], dtype=float)
         self._y = np.asarray(features[y], dtype=float)
         self._nan = ~np.isfinite(self._y)
         self._status_text = ""
-        self.figure = self._make_figure(x, y)
-        self._status_html = widgets.HTML()
-        super().__init__([self.figure, self._status_html])
         self._shown = None
+        use_raster = len(self._x) >= RASTER_THRESHOLD if raster is None else bool(raster)
+        self.plot = self._make_raster_plot(x, y) if use_raster else None
+        self.figure = None if use_raster else self._make_figure(x, y)
+        self._status_html = widgets.HTML()
+        super().__init__([self.plot or self.figure, self._status_html])
         self._redraw_rings()
         self._observer = WeakObserver(self._store, self._on_labels)
 
     @property
     def store(self) -> LabelStore:
         return self._store
+
+    @property
+    def raster(self) -> bool:
+        """True when the points are drawn in the kernel (big scatters)."""
+        return self.plot is not None
 
     @property
     def disagreements(self) -> np.ndarray:
@@ -384,14 +403,56 @@ class PredictionScatter(StatusMixin, widgets.VBox):
             title="predictions over flux", xaxis=dict(title=x), yaxis=dict(title=y), height=380,
             margin=dict(l=60, r=10, t=40, b=50)))
 
+    def _make_raster_plot(self, x, y):
+        """The kernel-raster plot: prediction codes as the image, disagreements ringed."""
+        classes, colors = list(self._store.classes), list(self._store.colors)
+        callbacks = ScatterCallbacks(
+            data=lambda: ({"type": "data"}, []), codes=lambda: [self._predictions],
+            selected=lambda indices, panel: None, button=lambda button_id: None,
+            describe=self._hover_lines, rings=lambda: self._shown)
+        legend = legend_entries(self._predictions, [f"predicted {c}" for c in classes], colors,
+                                "no prediction")
+        legend.append({"name": "label disagrees (ring)", "color": DISAGREE_COLOR,
+                       "count": int(self.disagreements.size)})
+        return ScatterPlot(callbacks, raster=RasterLayer(self._x, self._y), panels=["predictions"],
+                           palettes=[[UNLABELED_COLOR] + colors], code_names=[classes],
+                           none_names=["no prediction"], legends=[legend], x_name=x, y_name=y,
+                           dragmode="zoom", height=380)
+
+    def _hover_lines(self, index) -> list:
+        """Tooltip of one frame: frame, x, y, prediction, label and its source."""
+        plot = self.plot
+        frame = self._features["frame"].iloc[index] if "frame" in self._features.columns else index
+        head = f"frame {frame}"
+        if "scan" in self._features.columns:
+            head += f" · scan {self._features['scan'].iloc[index]}"
+        prediction = int(self._predictions[index])
+        label = int(self._store.labels[index])
+        name = (lambda code: self._store.classes[code] if code >= 0 else "—")
+        lines = [head, f"{plot.x_name}: {fmt_value(self._x[index])}",
+                 f"{plot.y_name}: {fmt_value(self._y[index])}"]
+        if self._nan[index]:
+            lines.append("⚠ not finite / not plottable: drawn at the edge")
+        lines += [f"predicted: {name(prediction)}", f"label: {name(label)}",
+                  f"source: {self._store.provenance(index).get('source') or '—'}"]
+        if label >= 0 and prediction >= 0 and label != prediction:
+            lines.append("label disagrees with the prediction")
+        return lines
+
     def _redraw_rings(self):
         idx = self.disagreements
         if self._shown is not None and np.array_equal(idx, self._shown):
             return
         self._shown = idx
-        with self.figure.batch_update():
-            ring = self.figure.data[-1]
-            ring.x, ring.y, ring.customdata = self._x[idx], self._plot_y()[idx], idx
+        if self.plot is not None:
+            self.plot.send_update(0, None)               # the kernel redraws the rings
+            legend = [dict(entry) for entry in self.plot.legends[0]]
+            legend[-1]["count"] = int(idx.size)
+            self.plot.legends = [legend]
+        else:
+            with self.figure.batch_update():
+                ring = self.figure.data[-1]
+                ring.x, ring.y, ring.customdata = self._x[idx], self._plot_y()[idx], idx
         labeled = int((self._store.labels >= 0).sum())
         nan_note = (f"; {int(self._nan.sum())} frames with NaN flux flagged at the bottom"
                     if self._nan.any() else "")

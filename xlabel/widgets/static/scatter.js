@@ -6,12 +6,14 @@
 // Protocol (Python -> JS): "plotly" (the library, once per page), "data" (all arrays, or
 // the extent in raster mode), "update" (codes/sources, full or delta), "xy" (new axes
 // data / extent), "select" (indices; raster: none), "image" (PNGs + their view),
-// "hover" (tooltip lines of the nearest frame).
+// "hover" (tooltip lines of the nearest frame), "thumb" (+ PNG of one frame).
 // (JS -> Python): "need_plotly", "ready", "selected" (+ Int32 indices), "polygon"
-// (+ Float64 xs, ys in axis units), "view" (axis ranges + plot size), "hover", "button",
-// "rendered".
+// (+ Float64 xs, ys in axis units), "view" (axis ranges + plot size), "hover", "thumb"
+// (frame index, once the mouse rests on a frame), "button", "rendered".
 
 const LOADER = "__xlabelPlotlyLoader";
+// The tooltip asks for the frame's thumbnail after the mouse rests this long on it.
+const THUMB_DELAY_MS = 200;
 
 function loadPlotly(model) {
   if (window.Plotly && window.Plotly.newPlot) return Promise.resolve(window.Plotly);
@@ -131,11 +133,19 @@ class ScatterView {
     this.plotDiv.addEventListener("mousedown", (ev) => {
       this.hideTooltip();
       this.dragging = true;
+      this.downAt = [ev.clientX, ev.clientY];
+      this.polygonSent = false;
       root.focus({ preventScroll: true });
     }, true);
     this.onMouseUp = (ev) => {
       if (!this.dragging) return;
       this.dragging = false;
+      if (this.raster && !ev.shiftKey && !ev.altKey) this.sendOutline();
+      if (this.deferredImages) {
+        const [msg, images] = this.deferredImages;
+        this.deferredImages = null;
+        this.applyImages(msg, images);
+      }
       this.quietAt = [ev.clientX, ev.clientY];
       this.hideTooltip();
     };
@@ -151,6 +161,34 @@ class ScatterView {
 
   hideTooltip() {
     this.tooltip.style.display = "none";
+    this.tipIndex = -1;
+    clearTimeout(this.thumbTimer);
+  }
+
+  // Thumbnail on demand (both modes): asked for once the tooltip rests on one frame.
+  scheduleThumb(index) {
+    if (!this.model.get("thumbnails") || index < 0 || this.tooltip.style.display !== "block") return;
+    this.tipIndex = index;
+    clearTimeout(this.thumbTimer);
+    if (this.thumb && this.thumb.index === index) { this.attachThumb(); return; }
+    this.thumbTimer = setTimeout(() => {
+      if (this.tipIndex === index) this.send({ type: "thumb", index });
+    }, THUMB_DELAY_MS);
+  }
+
+  showThumb(msg, buffers) {
+    const src = buffers && buffers.length ? "data:image/png;base64," + base64(buffers[0]) : null;
+    this.thumb = { index: msg.index, src, error: msg.error };
+    this.times.thumbs = (this.times.thumbs || 0) + 1;
+    if (this.tipIndex === msg.index && this.tooltip.style.display === "block") this.attachThumb();
+  }
+
+  attachThumb() {
+    if (this.tooltip.querySelector(".xlabel-thumb")) return;
+    const img = el("img", "xlabel-thumb");
+    if (this.thumb.src) img.src = this.thumb.src;
+    else img.alt = this.thumb.error || "no thumbnail";
+    this.tooltip.append(el("br"), img);
   }
 
   send(content, buffers) {
@@ -304,6 +342,7 @@ class ScatterView {
     }
     else if (msg.type === "image") this.setImages(msg, buffers);
     else if (msg.type === "hover") this.showHover(msg);
+    else if (msg.type === "thumb") this.showThumb(msg, buffers);
   }
 
   setData(msg, buffers) {
@@ -333,6 +372,7 @@ class ScatterView {
     this.meta = msg;
     this.draw().then(() => {
       this.times.firstRender = performance.now() - t0;
+      this.times.firstRenderEpoch = Date.now();
       this.send({ type: "rendered", ms: this.times.firstRender, n });
     });
   }
@@ -528,12 +568,14 @@ class ScatterView {
     if (this.viewPending) { this.viewDirty = true; return; }
     this.viewPending = true;
     this.viewDirty = false;
+    this.times.viewSentAt = performance.now();
     this.send({ type: "view", ...this.currentView() });
   }
 
-  async setImages(msg, buffers) {
+  setImages(msg, buffers) {
+    this.times.imageAt = performance.now();
     const v = msg.view;
-    this.images = buffers.map((buffer, k) => ({
+    const images = buffers.map((buffer, k) => ({
       source: "data:image/png;base64," + base64(buffer),
       xref: k ? `x${k + 1}` : "x", yref: k ? `y${k + 1}` : "y",
       x: v.x0, y: v.y1, sizex: v.x1 - v.x0, sizey: v.y1 - v.y0,
@@ -543,6 +585,13 @@ class ScatterView {
     if (msg.reason === "view") {
       this.viewPending = false;
     }
+    // A relayout in the middle of a mouse drag ends plotly's lasso: apply at mouse-up.
+    if (this.dragging) { this.deferredImages = [msg, images]; return; }
+    this.applyImages(msg, images);
+  }
+
+  async applyImages(msg, images) {
+    this.images = images;
     this.imaging = true;
     try {
       await window.Plotly.relayout(this.plotDiv, { images: this.images });
@@ -553,6 +602,7 @@ class ScatterView {
     this.times.images += 1;
     if (this.times.firstRender === undefined) {
       this.times.firstRender = now - this.t0;
+      this.times.firstRenderEpoch = Date.now();
       this.send({ type: "rendered", ms: this.times.firstRender, n: this.data.n });
     }
     if (msg.reason === "update") { this.times.recolors += 1; this.times.recoloredAt = now; }
@@ -601,7 +651,10 @@ class ScatterView {
     this.hoverPending = false;
     const moved = this.mouse && (this.mouse.cx !== this.hoverAt.cx || this.mouse.cy !== this.hoverAt.cy);
     if (!this.mouse || !msg.lines || !msg.lines.length) this.hideTooltip();
-    else this.placeTooltip(msg.lines, this.mouse);
+    else {
+      this.placeTooltip(msg.lines, this.mouse);
+      this.scheduleThumb(msg.index);
+    }
     if (moved) this.sendHover();
   }
 
@@ -626,7 +679,16 @@ class ScatterView {
   onSelected(ev) {
     if (this.busy) return;
     this.root.focus({ preventScroll: true });
-    if (this.raster) { this.sendPolygon(ev); return; }
+    if (this.raster) {
+      // plotly clears the old selection when a new drag starts: no kernel round trip (and
+      // no new image) in the middle of a drag; the mouse-up sends the new outline.
+      if (this.dragging) return;
+      // Sent at mouse-up already (sendOutline) unless plotly's outline could not be read:
+      // then plotly's own events of this drag (selected, or a deselect that plotly may
+      // emit after it) must not replace it. The next mouse-down starts over.
+      if (!this.polygonSent) this.sendPolygon(ev);
+      return;
+    }
     const points = (ev && ev.points ? ev.points : []).filter((p) => p.curveNumber < this.nPanels);
     const indices = new Int32Array(points.length);
     let panel = 0;
@@ -639,6 +701,35 @@ class ScatterView {
     this.times.selectedAt = performance.now();
     this.linkPanels(panel, indices);
     this.send({ type: "selected", panel, n: indices.length }, [indices.buffer]);
+  }
+
+  sendOutline() {
+    // Raster mode, at mouse-up: send the lasso/box outline plotly has drawn (its own
+    // polygon, simplified as in lassoPoints) at once. plotly.js emits plotly_selected only
+    // after its throttled selection pass (SELECTDELAY, up to 100 ms after the last move).
+    const path = this.plotDiv.querySelector(".zoomlayer path.select-outline");
+    if (!path || !this.downAt) return;
+    const d = path.getAttribute("d") || "";
+    if (d.indexOf("M") !== d.lastIndexOf("M")) return;        // merged outlines: plotly's way
+    const nums = (d.match(/-?[0-9.]+(e-?[0-9]+)?/g) || []).map(Number);
+    if (nums.length < 6) return;
+    const id = (path.getAttribute("class").match(/select-outline-(x[0-9]*)(y[0-9]*)/) || [])[1];
+    const panel = id ? panelOfAxis(id) : 0;
+    const suffix = panel ? String(panel + 1) : "";
+    const full = this.plotDiv._fullLayout;
+    const xa = full["xaxis" + suffix], ya = full["yaxis" + suffix];
+    const box = this.plotDiv.getBoundingClientRect();
+    // The outline must be this drag's: it starts where the mouse went down.
+    const dx = nums[0] + xa._offset + box.left - this.downAt[0];
+    const dy = nums[1] + ya._offset + box.top - this.downAt[1];
+    if (Math.abs(dx) > 2 || Math.abs(dy) > 2) return;
+    const xs = [], ys = [];
+    for (let i = 0; i + 1 < nums.length; i += 2) { xs.push(xa.p2r(nums[i])); ys.push(ya.p2r(nums[i + 1])); }
+    this.polygonSent = true;
+    this.times.selections += 1;
+    this.times.polygonAt = performance.now();
+    this.send({ type: "polygon", panel, n: xs.length },
+              [Float64Array.from(xs).buffer, Float64Array.from(ys).buffer]);
   }
 
   sendPolygon(ev) {
@@ -656,7 +747,14 @@ class ScatterView {
         xs = [a, b, b, a]; ys = [c, c, d, d]; panel = panelOfAxis(xKey);
       }
     }
+    // plotly reports data values (p2d): on a log axis the kernel wants log10 (axis units).
+    const full = this.plotDiv._fullLayout;
+    const suffix = panel ? String(panel + 1) : "";
+    const toAxis = (ax) => (ax && ax.type === "log" ? (v) => Math.log10(v) : (v) => v);
+    xs = xs.map(toAxis(full["xaxis" + suffix]));
+    ys = ys.map(toAxis(full["yaxis" + suffix]));
     this.times.selections += 1;
+    this.times.polygonAt = performance.now();
     if (xs.length < 3) {
       this.send({ type: "selected", panel }, [new Int32Array(0).buffer]);
       return;
@@ -753,6 +851,7 @@ class ScatterView {
       lines.push(`source: ${meta.source_names[d.sources[i]] || "—"}`);
     }
     this.placeTooltip(lines, ev.event || {});
+    this.scheduleThumb(i);
   }
 }
 
