@@ -25,7 +25,7 @@ from xlabel.models.gradcam import cam, pointing_score  # noqa: E402
 from xlabel.models.pixelnet import PixelCNN, SupervisedAEClassifier  # noqa: E402
 from xlabel.synth import defect_boxes, make_defect_task, make_flux_task  # noqa: E402
 
-SMALL = dict(size=32, channels=(8, 16, 16), epochs=12, patience=4, threads=1, progress=False)
+SMALL = dict(size=32, channels=(8, 16, 16), hidden=32, epochs=12, patience=4, threads=1, progress=False)
 
 
 def labels_of(scans):
@@ -62,7 +62,8 @@ def flux_cnn(flux_task):
 
 @pytest.fixture(scope="module")
 def defect_cnn(defect_task):
-    return PixelCNN(**{**SMALL, "epochs": 20, "patience": 6}).fit(
+    # Four conv layers (as the default), so the last layer's receptive field spans a streak.
+    return PixelCNN(**{**SMALL, "channels": (8, 16, 32, 32), "hidden": 32, "epochs": 40, "patience": 10}).fit(
         [s.source() for s in defect_task.train], labels_of(defect_task.train))
 
 

@@ -56,15 +56,16 @@ class PixelCNN(FrameModel):
     to this factor per epoch); ``seed``; ``threads`` (torch threads while training);
     ``progress``; ``device`` ("cpu" default, "cuda", "auto").
     Fitted: ``classes_``, ``network_``, ``norm_`` (train-set mean/std of the image channel),
+    ``downsample_`` (encoder layout, see :mod:`xlabel.models.networks`),
     ``frame_shape_``, ``info_`` (history, epochs run, validation scans).
     """
 
     network_kind = "cnn"
 
-    def __init__(self, class_names=("good", "bad"), size=64, input=DEFAULT_INPUT, channels=(8, 16, 32),
-                 hidden=32, epochs=30, batch_size=64, lr=2e-3, patience=6, val_fraction=0.25, augment=True,
-                 augment_exposure=True, minority_factor=2.0, seed=0, threads=None, progress=True,
-                 device=None):
+    def __init__(self, class_names=("good", "bad"), size=64, input=DEFAULT_INPUT, channels=(16, 32, 64, 64),
+                 hidden=64, epochs=60, batch_size=64, lr=2e-3, patience=10, val_fraction=0.25, augment=True,
+                 augment_exposure=True, augment_spots=True, minority_factor=4.0, seed=0, threads=None,
+                 progress=True, device=None):
         self.class_names = class_names
         self.size = size
         self.input = input
@@ -77,6 +78,7 @@ class PixelCNN(FrameModel):
         self.val_fraction = val_fraction
         self.augment = augment
         self.augment_exposure = augment_exposure
+        self.augment_spots = augment_spots
         self.minority_factor = minority_factor
         self.seed = seed
         self.threads = threads
@@ -105,7 +107,9 @@ class PixelCNN(FrameModel):
                   "batch_size": int(self.batch_size), "lr": float(self.lr), "patience": int(self.patience),
                   "augment_flips": bool(self.augment),
                   "augment_exposure": bool(self.augment_exposure) and self.dtype_kind_ == "integer",
+                  "augment_spots": bool(self.augment_spots),
                   "minority_factor": float(self.minority_factor), "seed": int(self.seed)}
+        self.downsample_ = "stride"
         with torch_settings(self.seed, self.threads):
             self.network_ = self._build_network().to(device)
             history = fit_network(self.network_, data, codes, fit_idx, val_idx, config, device=device,
@@ -117,7 +121,7 @@ class PixelCNN(FrameModel):
 
     def _network_params(self) -> dict:
         return {"in_channels": n_input_channels(self.input), "channels": list(self.channels),
-                "hidden": int(self.hidden)}
+                "hidden": int(self.hidden), "downsample": self.downsample_}
 
     def _build_network(self):
         return build(self.network_kind, len(self.classes_), **self._network_params())
@@ -135,7 +139,7 @@ class PixelCNN(FrameModel):
         against its scan's running median, so pass whole scans (or contiguous parts), or
         give ``reference`` (the scan's running-median flux per frame)."""
         source = self.check_frames(X)
-        with torch.no_grad():
+        with torch.inference_mode():
             return predict_source(self.network_, source, self.size, self.input, self.norm_,
                                   resolve_device(self.device), progress=progress, reference=reference)
 
@@ -177,11 +181,15 @@ class PixelCNN(FrameModel):
     # ------------------------------------------------------------------ persistence
     def _save_state(self, folder) -> dict:
         save_weights(self.network_, folder)
-        return {**super()._save_state(folder), "norm": [float(v) for v in self.norm_]}
+        return {**super()._save_state(folder), "norm": [float(v) for v in self.norm_],
+                "downsample": self.downsample_}
 
     def _load_state(self, folder, state):
         super()._load_state(folder, state)
         self.norm_ = tuple(float(v) for v in state["norm"])
+        # Models saved before the strided encoder have the same weight shapes: without this
+        # their weights would load into the wrong layout and predict silently wrong.
+        self.downsample_ = str(state.get("downsample", "pool"))
         network = load_weights(self._build_network(), folder)
         self.network_ = network.to(resolve_device(self.device))
 
@@ -198,14 +206,14 @@ class SupervisedAEClassifier(PixelCNN):
 
     network_kind = "sae"
 
-    def __init__(self, class_names=("good", "bad"), size=64, input=DEFAULT_INPUT, channels=(8, 16, 32),
-                 hidden=32, reconstruction_weight=1.0, epochs=30, batch_size=64, lr=2e-3, patience=6,
-                 val_fraction=0.25, augment=True, augment_exposure=True, minority_factor=2.0, seed=0,
-                 threads=None, progress=True, device=None):
+    def __init__(self, class_names=("good", "bad"), size=64, input=DEFAULT_INPUT, channels=(16, 32, 64, 64),
+                 hidden=64, reconstruction_weight=1.0, epochs=60, batch_size=64, lr=2e-3, patience=10,
+                 val_fraction=0.25, augment=True, augment_exposure=True, augment_spots=True,
+                 minority_factor=2.0, seed=0, threads=None, progress=True, device=None):
         super().__init__(class_names=class_names, size=size, input=input, channels=channels, hidden=hidden,
                          epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                          val_fraction=val_fraction, augment=augment, augment_exposure=augment_exposure,
-                         minority_factor=minority_factor, seed=seed, threads=threads, progress=progress,
+                         augment_spots=augment_spots, minority_factor=minority_factor, seed=seed, threads=threads, progress=progress,
                          device=device)
         self.reconstruction_weight = reconstruction_weight
 
