@@ -104,7 +104,8 @@ def accuracy(args, task_name, folder: Path):
     models = {}
     for kind in args.kinds:
         model = folder / task_name / f"{kind}.xlmodel"
-        extra = ["--epochs", str(args.epochs)] if kind in ("cnn", "sae", "cnn-global") else []
+        given = args.epochs is not None and kind in ("cnn", "sae", "cnn-global")
+        extra = ["--epochs", str(args.epochs)] if given else []
         start = time.perf_counter()
         run_cli(["train", *masters, "--labels", *csvs, "--kind", kind, *extra, "--out", str(model)])
         took = time.perf_counter() - start
@@ -132,7 +133,7 @@ def inputs(args):
         task = task_of(task_name, args.quick)
         labels = np.concatenate([s.truth["label"] for s in task.train])
         for mode, augment in (("median", True), ("frame", True), ("frame", False), ("scan", True), ("global", False)):
-            model = PixelCNN(input=mode, augment_exposure=augment, epochs=args.epochs, progress=False,
+            model = PixelCNN(input=mode, augment_exposure=augment, epochs=args.epochs or 60, progress=False,
                              threads=args.threads)
             start = time.perf_counter()
             model.fit([s.source() for s in task.train], labels)
@@ -178,14 +179,15 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="smoke run: small tasks, few epochs")
     parser.add_argument("--task", choices=("flux", "defect"), action="append", dest="tasks")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS))
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs (at most) of the pixel networks (default: each model's own)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--inputs", action="store_true", help="compare the input alternatives")
     parser.add_argument("--speed", action="store_true", help="epoch time only")
     args = parser.parse_args(argv)
     args.tasks = args.tasks or ["flux", "defect"]
     if args.quick:
-        args.epochs = min(args.epochs, 3)
+        args.epochs = min(args.epochs or 3, 3)
     import torch
     torch.set_num_threads(args.threads)
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")

@@ -273,7 +273,8 @@ def add_spots(counts, valid, generator=None, fraction: float = 0.5, most: int = 
     with ``sigma`` (blocks) and a peak of ``peak`` (log-uniform) x the frame's mean counts
     per pixel, Poisson noise in its normal approximation (as :func:`thin`); blocks without
     valid pixels stay empty. Labels are unchanged: a good frame stays good, a defect
-    frame keeps its defect.
+    frame keeps its defect. Each frame is then scaled back to its total counts, so its
+    flux relative to its scan (a flux defect's evidence) is unchanged.
     """
     n, h, w = counts.shape
     device = counts.device
@@ -292,4 +293,6 @@ def add_spots(counts, valid, generator=None, fraction: float = 0.5, most: int = 
     level = counts.sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp_min(1)
     mean = shape * level[:, None, None] * valid
     noise = torch.randn(counts.shape, generator=generator).to(device)
-    return counts + (mean + noise * mean.sqrt()).clamp_min(0)
+    spotted = counts + (mean + noise * mean.sqrt()).clamp_min(0)
+    total = counts.sum(dim=(1, 2))
+    return spotted * (total / spotted.sum(dim=(1, 2)).clamp_min(1e-12))[:, None, None]
