@@ -19,8 +19,8 @@ from xlabel.errors import ModelError  # noqa: E402
 from xlabel.io.base import ArraySource  # noqa: E402
 from xlabel.models.frame_fit import (minority_oversample, predict_source, resolve_device,  # noqa: E402
                                      validation_split)
-from xlabel.models.frame_input import (FLUX_GAIN, as_tensors, input_norm, network_input,  # noqa: E402
-                                       prepare_counts, reference_flux, thin)
+from xlabel.models.frame_input import (FLUX_GAIN, add_spots, as_tensors, input_norm,  # noqa: E402
+                                       network_input, prepare_counts, reference_flux, thin)
 from xlabel.models.gradcam import cam, pointing_score  # noqa: E402
 from xlabel.models.pixelnet import PixelCNN, SupervisedAEClassifier  # noqa: E402
 from xlabel.synth import defect_boxes, make_defect_task, make_flux_task  # noqa: E402
@@ -120,6 +120,19 @@ def test_thinning_keeps_mean_and_poisson_variance():
     np.testing.assert_allclose(ratio.mean(), 1, atol=0.01)
     expected_var = ((1 - p) / (400 * p)).mean()
     assert ratio.var(axis=(1, 2)).mean() == pytest.approx(expected_var, rel=0.15)
+
+
+def test_spot_augmentation_adds_round_spots_and_keeps_each_frames_total():
+    counts = torch.full((400, 16, 16), 100.0)
+    valid = torch.ones(400, 16, 16)
+    valid[:, :, :4] = 0          # masked columns: no counts there, spots or not
+    counts[:, :, :4] = 0
+    spotted = add_spots(counts, valid, generator=torch.Generator().manual_seed(2), fraction=0.5)
+    torch.testing.assert_close(spotted.sum(dim=(1, 2)), counts.sum(dim=(1, 2)))
+    assert (spotted[:, :, :4] == 0).all()
+    peak = (spotted / spotted.mean(dim=(1, 2), keepdim=True)).amax(dim=(1, 2))
+    with_spots = (peak > 2).float().mean()   # a spot peaks at >= 1x the level above it
+    assert 0.35 <= with_spots <= 0.65, with_spots
 
 
 def test_reference_is_the_running_median():
@@ -289,6 +302,23 @@ def test_save_and_load_give_the_same_predictions(flux_task, tmp_path, cls):
     assert type(loaded) is cls and loaded.get_params() == model.get_params()
     scan = flux_task.test[0].source()
     np.testing.assert_allclose(loaded.predict_proba(scan), model.predict_proba(scan), atol=1e-6)
+
+
+def test_model_saved_before_the_strided_encoder_loads_its_own_layout(flux_task, flux_cnn, tmp_path):
+    """Both encoder layouts have the same weight shapes: the saved state, not the current
+    default, decides which network the weights go into (else: silently wrong predictions)."""
+    import json
+
+    from xlabel.models import load_model, save_model
+    folder = save_model(flux_cnn, tmp_path / "m.xlmodel")
+    assert load_model(folder).network_.downsample == "stride"
+    meta = json.loads((folder / "meta.json").read_text())
+    del meta["state"]["downsample"]          # as written before the strided encoder
+    (folder / "meta.json").write_text(json.dumps(meta))
+    old = load_model(folder)
+    assert old.network_.downsample == "pool" and "pool1" in dict(old.network_.named_modules())["features"]._modules
+    scan = flux_task.test[0].source()
+    assert not np.allclose(old.predict_proba(scan), flux_cnn.predict_proba(scan))
 
 
 def test_cli_train_cnn_then_filter_held_out_scans_of_other_exposure(flux_task, tmp_path):

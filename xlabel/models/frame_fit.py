@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 
 import numpy as np
 
@@ -206,6 +207,7 @@ def fit_network(network, data: Counts, codes, fit_idx, val_idx, config: dict, *,
     Early stopping: the weights of the epoch with the lowest validation cross-entropy
     (class-weighted) are kept; training stops ``patience`` epochs after it.
     The frames go to the device once; the validation input is computed once.
+    ``config["epoch_seconds"]`` gets the wall time of each epoch (training + validation).
     """
     from .data import class_weights
     from tqdm.auto import tqdm
@@ -221,8 +223,10 @@ def fit_network(network, data: Counts, codes, fit_idx, val_idx, config: dict, *,
     check = torch.from_numpy(np.asarray(val_idx if len(val_idx) else fit_idx, dtype=np.int64))
     check_x, check_y = tensors.fixed(check.to(device)), y[check.to(device)]
     best, best_state, waited, history = np.inf, copy.deepcopy(network.state_dict()), 0, []
+    seconds = config.setdefault("epoch_seconds", [])
     for _ in tqdm(range(config["epochs"]), desc=f"train {type(network).__name__}", unit="epoch",
                   disable=not progress):
+        started = time.perf_counter()
         network.train()
         order = epoch_index[torch.randperm(len(epoch_index), generator=generator)].to(device)
         for rows in torch.split(order, config["batch_size"]):
@@ -231,6 +235,7 @@ def fit_network(network, data: Counts, codes, fit_idx, val_idx, config: dict, *,
             network.training_loss(x, y[rows], loss_fn).backward()
             optimizer.step()
         history.append(_validation_loss(network, check_x, check_y, loss_fn))
+        seconds.append(time.perf_counter() - started)
         if history[-1] < best - 1e-6:
             best, best_state, waited = history[-1], copy.deepcopy(network.state_dict()), 0
         else:

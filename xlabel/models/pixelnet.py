@@ -57,7 +57,7 @@ class PixelCNN(FrameModel):
     ``progress``; ``device`` ("cpu" default, "cuda", "auto").
     Fitted: ``classes_``, ``network_``, ``norm_`` (train-set mean/std of the image channel),
     ``downsample_`` (encoder layout, see :mod:`xlabel.models.networks`),
-    ``frame_shape_``, ``info_`` (history, epochs run, validation scans).
+    ``frame_shape_``, ``info_`` (history, epochs run, seconds per epoch, validation scans).
     """
 
     network_kind = "cnn"
@@ -115,6 +115,7 @@ class PixelCNN(FrameModel):
             history = fit_network(self.network_, data, codes, fit_idx, val_idx, config, device=device,
                                   progress=self.progress)
         self.info_ = {"history": history, "epochs_run": len(history),
+                      "epoch_seconds": [round(t, 3) for t in config["epoch_seconds"]],
                       "validation_scans": sorted(set(map(str, groups[val_idx]))),
                       "trained_frames": int(len(fit_idx))}
         return self
