@@ -33,9 +33,9 @@ import pandas as pd
 KINDS = ("mlp-features", "mlp-pixels", "cnn-global", "cnn", "sae")
 
 
-def task_of(name, quick):
+def task_of(name, quick, frames=None):
     from xlabel.synth import make_defect_task, make_flux_task
-    n_frames = 120 if quick else 300
+    n_frames = frames or (120 if quick else 300)
     if name == "flux":
         return make_flux_task(n_train=4 if quick else 8, n_test=3 if quick else 10, n_frames=n_frames,
                               seed=0)
@@ -88,7 +88,7 @@ def pointing(model_folder, task, configs):
 
 
 def accuracy(args, task_name, folder: Path):
-    task = task_of(task_name, args.quick)
+    task = task_of(task_name, args.quick, args.frames)
     written = task.write(folder / task_name)
     masters = [str(m) for m, _ in written["train"]]
     csvs = [str(c) for _, c in written["train"]]
@@ -130,7 +130,7 @@ def inputs(args):
     print("\n| task | input | exposure augmentation | bad recall | bad precision | worst-scan recall "
           "| worst-scan precision | epochs | train time |\n|---|---|---|---|---|---|---|---|---|")
     for task_name in args.tasks:
-        task = task_of(task_name, args.quick)
+        task = task_of(task_name, args.quick, args.frames)
         labels = np.concatenate([s.truth["label"] for s in task.train])
         for mode, augment in (("median", True), ("frame", True), ("frame", False), ("scan", True), ("global", False)):
             model = PixelCNN(input=mode, augment_exposure=augment, epochs=args.epochs or 60, progress=False,
@@ -193,6 +193,7 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=None,
                         help="epochs (at most) of the pixel networks (default: each model's own)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=None, help="frames per scan (default 300; 120 --quick)")
     parser.add_argument("--inputs", action="store_true", help="compare the input alternatives")
     parser.add_argument("--speed", action="store_true", help="epoch time only")
     args = parser.parse_args(argv)

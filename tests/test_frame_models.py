@@ -321,6 +321,18 @@ def test_model_saved_before_the_strided_encoder_loads_its_own_layout(flux_task, 
     assert not np.allclose(old.predict_proba(scan), flux_cnn.predict_proba(scan))
 
 
+def test_logit_offsets_chosen_on_validation_are_applied_and_saved(flux_task, flux_cnn, tmp_path):
+    from xlabel.models import load_model, save_model
+    assert flux_cnn.logit_bias_.shape == (2,) and np.isfinite(flux_cnn.logit_bias_).all()
+    scan = flux_task.test[0].source()
+    model = load_model(save_model(flux_cnn, tmp_path / "m.xlmodel"))
+    np.testing.assert_allclose(model.logit_bias_, flux_cnn.logit_bias_)
+    model.logit_bias_ = np.array([0.0, -50.0])     # "bad" 50 logits less likely: never chosen
+    assert (model.predict(scan) == "good").all()
+    model = load_model(save_model(model, tmp_path / "m2.xlmodel"))
+    assert (model.predict(scan) == "good").all()
+
+
 def test_cli_train_cnn_then_filter_held_out_scans_of_other_exposure(flux_task, tmp_path):
     """`xlabel train --kind cnn` on HDF5 scans, `xlabel filter` on scans it never saw."""
     import pandas as pd

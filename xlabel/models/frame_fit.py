@@ -27,7 +27,7 @@ torch = require_torch()
 nn = torch.nn
 
 __all__ = ["resolve_device", "torch_settings", "load_counts", "scan_reference", "validation_split",
-           "FitTensors", "fit_network", "predict_counts", "predict_source", "minority_oversample"]
+           "FitTensors", "fit_network", "prior_shift", "predict_counts", "predict_source", "minority_oversample"]
 
 
 def resolve_device(device=None):
@@ -166,6 +166,9 @@ def _flip(batch, generator):
     return batch
 
 
+SPOTS = __import__("json").loads(__import__("os").environ.get("XL_SPOTS", "{}"))
+
+
 class FitTensors:
     """The training frames as tensors on the training device, made once per fit (not per
     batch): ``batch(rows)`` gives a batch's network input, augmented for training, and
@@ -188,7 +191,7 @@ class FitTensors:
     def batch(self, rows, generator=None, train=False):
         counts, valid, reference, pattern = self.rows(rows)
         if train and self.config.get("augment_spots"):
-            counts = add_spots(counts, valid, generator=generator)
+            counts = add_spots(counts, valid, generator=generator, **SPOTS)
         if train and self.config["augment_exposure"]:
             counts, reference = thin(counts, reference, generator=generator)
         x = network_input(counts, valid, reference, pattern, self.config["mode"], self.config["norm"])
@@ -207,7 +210,8 @@ def fit_network(network, data: Counts, codes, fit_idx, val_idx, config: dict, *,
     Early stopping: the weights of the epoch with the lowest validation cross-entropy
     (class-weighted) are kept; training stops ``patience`` epochs after it.
     The frames go to the device once; the validation input is computed once.
-    ``config["epoch_seconds"]`` gets the wall time of each epoch (training + validation).
+    ``config["epoch_seconds"]`` gets the wall time of each epoch (training + validation),
+    ``config["class_weights"]`` the loss's class weights.
     """
     from .data import class_weights
     from tqdm.auto import tqdm
@@ -218,6 +222,7 @@ def fit_network(network, data: Counts, codes, fit_idx, val_idx, config: dict, *,
     n_classes = network.head[-1].out_features
     epoch_index = torch.from_numpy(minority_oversample(codes, fit_idx, config["minority_factor"], rng))
     weights = torch.tensor(class_weights(codes[epoch_index.numpy()], n_classes), dtype=torch.float32)
+    config["class_weights"] = weights.tolist()
     loss_fn = nn.CrossEntropyLoss(weight=weights.to(device))
     optimizer = torch.optim.Adam(network.parameters(), lr=config["lr"])
     check = torch.from_numpy(np.asarray(val_idx if len(val_idx) else fit_idx, dtype=np.int64))
@@ -260,18 +265,47 @@ def _validation_loss(network, x, y, loss_fn, batch=1024) -> float:
     return total / max(weight, 1e-12)
 
 
-def predict_counts(network, data: Counts, mode, norm, device, batch=1024) -> np.ndarray:
-    """Softmax probabilities ``(n, classes)`` for prepared counts."""
+def prior_shift(network, data: Counts, codes, val_idx, config, device, steps=(0, 0.25, 0.5, 0.75, 1)):
+    """Logit offsets that undo part of the class weighting, chosen on the validation scans.
+
+    Class-weighted training makes a rare class as likely a priori as a common one, which
+    buys recall with precision. Offsets ``-a * log(class weight)`` (``a`` = 0: as trained,
+    1: the training set's class frequencies) are tried for each ``a`` in ``steps``; the one
+    with the best macro F1 on the validation frames wins (the smallest ``a`` among equals).
+    Without validation frames of every class the offsets stay 0.
+    """
+    from sklearn.metrics import f1_score
+    n_classes = len(config["class_weights"])
+    val_idx = np.asarray(val_idx, dtype=np.int64)
+    if not len(val_idx) or len(np.unique(codes[val_idx])) < n_classes:
+        return np.zeros(n_classes)
+    tensors = FitTensors(data, config, device)
+    network.eval()
+    with torch.inference_mode():
+        x = tensors.fixed(torch.from_numpy(val_idx).to(device))
+        logits = torch.cat([network(part) for part in torch.split(x, 1024)]).cpu().numpy()
+    log_weights = np.log(np.asarray(config["class_weights"], dtype=np.float64))
+    scores = [f1_score(codes[val_idx], (logits - a * log_weights).argmax(axis=1), average="macro")
+              for a in steps]
+    return -steps[int(np.argmax(scores))] * log_weights
+
+
+def predict_counts(network, data: Counts, mode, norm, device, batch=1024, bias=None) -> np.ndarray:
+    """Softmax probabilities ``(n, classes)`` for prepared counts (``bias``: logit offsets
+    per class, see :func:`prior_shift`)."""
     network.eval()
     out = []
     with torch.inference_mode():
         for start in range(0, len(data), batch):
             x = network_input(*as_tensors(data, slice(start, start + batch), device), mode, norm)
-            out.append(torch.softmax(network(x), dim=1).cpu().numpy())
+            logits = network(x)
+            if bias is not None:
+                logits = logits + torch.as_tensor(bias, dtype=logits.dtype, device=logits.device)
+            out.append(torch.softmax(logits, dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, network.head[-1].out_features))
 
 
-def predict_source(network, source, size, mode, norm, device, progress=False, reference=None):
+def predict_source(network, source, size, mode, norm, device, progress=False, reference=None, bias=None):
     """Probabilities for every frame of ``source``, chunk by chunk.
 
     Pass 1 (skipped when ``reference`` is given): the scan's running-median flux, from the
@@ -291,7 +325,7 @@ def predict_source(network, source, size, mode, norm, device, progress=False, re
         for start, stack in source.iter_chunks():
             data = prepare_counts(stack, size, source, reference[start:start + len(stack)], scan=name,
                                   start=start, pattern=pattern)
-            parts.append(predict_counts(network, data, mode, norm, device))
+            parts.append(predict_counts(network, data, mode, norm, device, bias=bias))
             bar.update(len(stack))
     n_classes = network.head[-1].out_features
     return np.concatenate(parts) if parts else np.zeros((0, n_classes))

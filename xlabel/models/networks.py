@@ -110,7 +110,10 @@ class SupervisedAE(_Classifier):
     feeds a decoder that reconstructs channel 0 and a classifier head on the latent map.
     ``training_loss`` = class-weighted cross-entropy + ``reconstruction_weight`` x MSE.
     ``forward`` returns the class logits only (so Grad-CAM and prediction treat it as any
-    classifier)."""
+    classifier). The decoder works up to half the input size and is interpolated to it:
+    its convolutions at full size cost more than the whole encoder (an epoch took ~4x the
+    CNN's), and the classifier only needs the latent to keep the frame's content.
+    """
 
     def __init__(self, n_classes: int = 2, in_channels: int = 2, channels=(8, 16, 32), hidden: int = 32,
                  reconstruction_weight: float = 1.0, downsample: str = "stride"):
@@ -119,7 +122,8 @@ class SupervisedAE(_Classifier):
         layers = OrderedDict()
         widths = list(channels)[::-1]
         for i, (a, b) in enumerate(zip(widths, widths[1:]), start=1):
-            layers[f"up{i}"] = nn.Upsample(scale_factor=2, mode="nearest")
+            if i < len(widths) - 1:  # the last stage stays at half size: 4x cheaper, see below
+                layers[f"up{i}"] = nn.Upsample(scale_factor=2, mode="nearest")
             layers[f"deconv{i}"] = nn.Conv2d(a, b, kernel_size=3, padding=1)
             layers[f"derelu{i}"] = nn.ReLU()
         layers["out"] = nn.Conv2d(widths[-1], 1, kernel_size=3, padding=1)

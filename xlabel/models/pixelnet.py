@@ -30,8 +30,8 @@ from ..errors import ModelArgumentError
 from ._deps import require_torch
 from .base import FrameModel
 from .data import check_class_counts, dtype_kind, scan_name
-from .frame_fit import (fit_network, load_counts, predict_source, resolve_device, torch_settings,
-                        validation_split)
+from .frame_fit import (fit_network, load_counts, predict_source, prior_shift, resolve_device,
+                        torch_settings, validation_split)
 from .frame_input import DEFAULT_INPUT, input_norm, n_input_channels, network_input, prepare_counts
 from .gradcam import invalid_mask
 from .networks import build
@@ -56,7 +56,9 @@ class PixelCNN(FrameModel):
     to this factor per epoch); ``seed``; ``threads`` (torch threads while training);
     ``progress``; ``device`` ("cpu" default, "cuda", "auto").
     Fitted: ``classes_``, ``network_``, ``norm_`` (train-set mean/std of the image channel),
-    ``downsample_`` (encoder layout, see :mod:`xlabel.models.networks`),
+    ``downsample_`` (encoder layout, see :mod:`xlabel.models.networks`), ``logit_bias_``
+    (offsets added to the logits, chosen on the validation scans:
+    :func:`~xlabel.models.frame_fit.prior_shift`),
     ``frame_shape_``, ``info_`` (history, epochs run, seconds per epoch, validation scans).
     """
 
@@ -114,6 +116,7 @@ class PixelCNN(FrameModel):
             self.network_ = self._build_network().to(device)
             history = fit_network(self.network_, data, codes, fit_idx, val_idx, config, device=device,
                                   progress=self.progress)
+            self.logit_bias_ = prior_shift(self.network_, data, codes, val_idx, config, device)
         self.info_ = {"history": history, "epochs_run": len(history),
                       "epoch_seconds": [round(t, 3) for t in config["epoch_seconds"]],
                       "validation_scans": sorted(set(map(str, groups[val_idx]))),
@@ -142,7 +145,11 @@ class PixelCNN(FrameModel):
         source = self.check_frames(X)
         with torch.inference_mode():
             return predict_source(self.network_, source, self.size, self.input, self.norm_,
-                                  resolve_device(self.device), progress=progress, reference=reference)
+                                  resolve_device(self.device), progress=progress, reference=reference,
+                                  bias=self._logit_bias())
+
+    def _logit_bias(self):
+        return np.asarray(self.__dict__.get("logit_bias_", np.zeros(len(self.classes_))), dtype=np.float32)
 
     def predict(self, X, progress=False, reference=None) -> np.ndarray:
         """Predicted class names (object array), one per frame."""
@@ -183,7 +190,7 @@ class PixelCNN(FrameModel):
     def _save_state(self, folder) -> dict:
         save_weights(self.network_, folder)
         return {**super()._save_state(folder), "norm": [float(v) for v in self.norm_],
-                "downsample": self.downsample_}
+                "downsample": self.downsample_, "logit_bias": [float(v) for v in self._logit_bias()]}
 
     def _load_state(self, folder, state):
         super()._load_state(folder, state)
@@ -191,6 +198,9 @@ class PixelCNN(FrameModel):
         # Models saved before the strided encoder have the same weight shapes: without this
         # their weights would load into the wrong layout and predict silently wrong.
         self.downsample_ = str(state.get("downsample", "pool"))
+        self.logit_bias_ = np.asarray(state.get("logit_bias", np.zeros(len(self.classes_))), dtype=np.float64)
+        if self.logit_bias_.shape != (len(self.classes_),):
+            raise ValueError(f"logit_bias has {self.logit_bias_.size} values for {len(self.classes_)} classes")
         network = load_weights(self._build_network(), folder)
         self.network_ = network.to(resolve_device(self.device))
 
