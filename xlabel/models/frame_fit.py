@@ -166,9 +166,6 @@ def _flip(batch, generator):
     return batch
 
 
-SPOTS = __import__("json").loads(__import__("os").environ.get("XL_SPOTS", "{}"))
-
-
 class FitTensors:
     """The training frames as tensors on the training device, made once per fit (not per
     batch): ``batch(rows)`` gives a batch's network input, augmented for training, and
@@ -191,7 +188,7 @@ class FitTensors:
     def batch(self, rows, generator=None, train=False):
         counts, valid, reference, pattern = self.rows(rows)
         if train and self.config.get("augment_spots"):
-            counts = add_spots(counts, valid, generator=generator, **SPOTS)
+            counts = add_spots(counts, valid, generator=generator)
         if train and self.config["augment_exposure"]:
             counts, reference = thin(counts, reference, generator=generator)
         x = network_input(counts, valid, reference, pattern, self.config["mode"], self.config["norm"])

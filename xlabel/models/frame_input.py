@@ -264,12 +264,13 @@ def thin(counts, reference, low: float = 1 / 30, fraction: float = 0.5, generato
     return thinned, reference * p
 
 
-def add_spots(counts, valid, generator=None, fraction: float = 0.5, most: int = 3,
+def add_spots(counts, valid, generator=None, fraction: float = 0.8, most: int = 6,
               peak=(1.0, 30.0), sigma=(0.5, 1.5)):
     """The same frames with transient Bragg-like spots added: the negatives a local-defect
     model must learn to ignore (a bright round spot is scattering, a streak is not).
 
-    ``fraction`` of the frames get 1 to ``most`` Gaussian spots, each at a random place
+    ``fraction`` of the frames get 1 to ``most`` Gaussian spots (each spot after the
+    first with p = 0.5), each at a random place
     with ``sigma`` (blocks) and a peak of ``peak`` (log-uniform) x the frame's mean counts
     per pixel, Poisson noise in its normal approximation (as :func:`thin`); blocks without
     valid pixels stay empty. Labels are unchanged: a good frame stays good, a defect
