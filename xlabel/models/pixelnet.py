@@ -14,7 +14,7 @@ judges scans of 100x more or less.
 ...     return xlabel.open_scan(scan.frames, name=f"seed{seed}"), list(scan.truth["label"])
 >>> (scan_a, labels_a), (scan_b, labels_b) = scan_with_loss(1, 10), scan_with_loss(2, 25)
 >>> new_scan, new_truth = scan_with_loss(3, 5)  # held out: never seen in training
->>> model = PixelCNN(epochs=3, progress=False).fit([scan_a, scan_b], labels_a + labels_b)
+>>> model = PixelCNN(epochs=5, progress=False).fit([scan_a, scan_b], labels_a + labels_b)
 >>> predicted = model.predict(new_scan)
 >>> list(predicted[3:15:2])
 ['good', 'bad', 'bad', 'bad', 'bad', 'good']
