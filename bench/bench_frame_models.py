@@ -33,9 +33,9 @@ import pandas as pd
 KINDS = ("mlp-features", "mlp-pixels", "cnn-global", "cnn", "sae")
 
 
-def task_of(name, quick):
+def task_of(name, quick, frames=None):
     from xlabel.synth import make_defect_task, make_flux_task
-    n_frames = 120 if quick else 300
+    n_frames = frames or (120 if quick else 300)
     if name == "flux":
         return make_flux_task(n_train=4 if quick else 8, n_test=3 if quick else 10, n_frames=n_frames,
                               seed=0)
@@ -88,7 +88,7 @@ def pointing(model_folder, task, configs):
 
 
 def accuracy(args, task_name, folder: Path):
-    task = task_of(task_name, args.quick)
+    task = task_of(task_name, args.quick, args.frames)
     written = task.write(folder / task_name)
     masters = [str(m) for m, _ in written["train"]]
     csvs = [str(c) for _, c in written["train"]]
@@ -104,7 +104,8 @@ def accuracy(args, task_name, folder: Path):
     models = {}
     for kind in args.kinds:
         model = folder / task_name / f"{kind}.xlmodel"
-        extra = ["--epochs", str(args.epochs)] if kind in ("cnn", "sae", "cnn-global") else []
+        given = args.epochs is not None and kind in ("cnn", "sae", "cnn-global")
+        extra = ["--epochs", str(args.epochs)] if given else []
         start = time.perf_counter()
         run_cli(["train", *masters, "--labels", *csvs, "--kind", kind, *extra, "--out", str(model)])
         took = time.perf_counter() - start
@@ -129,10 +130,10 @@ def inputs(args):
     print("\n| task | input | exposure augmentation | bad recall | bad precision | worst-scan recall "
           "| worst-scan precision | epochs | train time |\n|---|---|---|---|---|---|---|---|---|")
     for task_name in args.tasks:
-        task = task_of(task_name, args.quick)
+        task = task_of(task_name, args.quick, args.frames)
         labels = np.concatenate([s.truth["label"] for s in task.train])
         for mode, augment in (("median", True), ("frame", True), ("frame", False), ("scan", True), ("global", False)):
-            model = PixelCNN(input=mode, augment_exposure=augment, epochs=args.epochs, progress=False,
+            model = PixelCNN(input=mode, augment_exposure=augment, epochs=args.epochs or 60, progress=False,
                              threads=args.threads)
             start = time.perf_counter()
             model.fit([s.source() for s in task.train], labels)
@@ -149,28 +150,39 @@ def inputs(args):
 
 
 def speed(args):
-    """One epoch on 2,000 frames of 64x64: the CNN vs the first CNN, same process, best of 2."""
+    """One epoch on 2,000 frames of 64x64: the CNN vs the first CNN, same process, best of 2.
+
+    ``fit(epochs=1)`` time (reading and binning the frames, one epoch on the training
+    scans, validation) and, for the pixel CNN, the epoch alone (``info_["epoch_seconds"]``).
+    """
     from xlabel.models.cnn import CNNClassifier
     from xlabel.models.pixelnet import PixelCNN
     from xlabel.synth import make_defect_scan
     scans = [make_defect_scan(n_frames=500, seed=i, level=20.0 * (i + 1)) for i in range(4)]
     sources = [s.source() for s in scans]
     labels = np.concatenate([s.truth["label"] for s in scans])
+    PixelCNN(epochs=1, progress=False).fit(sources[:2], labels[:1000])  # one-time torch imports
+    candidates = (("cnn-global (first CNN, 8-16-32 pooled, batch 32)", CNNClassifier, {}),
+                  ("cnn (PixelCNN default: 16-32-64-64 strided, minority x4)", PixelCNN, {}),
+                  ("cnn (PixelCNN 8-16-32 strided, minority x2)", PixelCNN,
+                   {"channels": (8, 16, 32), "hidden": 32, "minority_factor": 2.0}))
     rows = []
-    for name, cls in (("cnn-global (first CNN, 8-16-32, batch 32)", CNNClassifier), ("cnn (PixelCNN)", PixelCNN)):
-        took = []
+    for name, cls, params in candidates:
+        took, epoch = [], []
         for _ in range(2):
-            model = cls(epochs=1, progress=False, threads=args.threads, size=64)
+            model = cls(epochs=1, progress=False, threads=args.threads, size=64, **params)
             start = time.perf_counter()
             model.fit(sources, labels)
             took.append(time.perf_counter() - start)
-        rows.append((name, min(took)))
+            epoch += model.info_.get("epoch_seconds", [])
+        rows.append((name, min(took), min(epoch) if epoch else None))
     base = rows[0][1]
     print(f"\nOne epoch on 2,000 frames of 64x64 (fit with epochs=1: reading, training on the "
           f"training scans, validation), {args.threads} torch thread(s), best of 2\n\n"
-          "| model | time | vs first CNN |\n|---|---|---|")
-    for name, took in rows:
-        print(f"| {name} | {took:.1f} s | {took / base:.2f}x |")
+          "| model | fit(epochs=1) | vs first CNN | the epoch alone |\n|---|---|---|---|")
+    for name, took, epoch in rows:
+        alone = "" if epoch is None else f"{epoch:.1f} s"
+        print(f"| {name} | {took:.1f} s | {took / base:.2f}x | {alone} |")
 
 
 def main(argv=None):
@@ -178,14 +190,16 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="smoke run: small tasks, few epochs")
     parser.add_argument("--task", choices=("flux", "defect"), action="append", dest="tasks")
     parser.add_argument("--kinds", nargs="+", default=list(KINDS))
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs (at most) of the pixel networks (default: each model's own)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=None, help="frames per scan (default 300; 120 --quick)")
     parser.add_argument("--inputs", action="store_true", help="compare the input alternatives")
     parser.add_argument("--speed", action="store_true", help="epoch time only")
     args = parser.parse_args(argv)
     args.tasks = args.tasks or ["flux", "defect"]
     if args.quick:
-        args.epochs = min(args.epochs, 3)
+        args.epochs = min(args.epochs or 3, 3)
     import torch
     torch.set_num_threads(args.threads)
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")

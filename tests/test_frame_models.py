@@ -19,13 +19,13 @@ from xlabel.errors import ModelError  # noqa: E402
 from xlabel.io.base import ArraySource  # noqa: E402
 from xlabel.models.frame_fit import (minority_oversample, predict_source, resolve_device,  # noqa: E402
                                      validation_split)
-from xlabel.models.frame_input import (FLUX_GAIN, as_tensors, input_norm, network_input,  # noqa: E402
-                                       prepare_counts, reference_flux, thin)
+from xlabel.models.frame_input import (FLUX_GAIN, add_spots, as_tensors, input_norm,  # noqa: E402
+                                       network_input, prepare_counts, reference_flux, thin)
 from xlabel.models.gradcam import cam, pointing_score  # noqa: E402
 from xlabel.models.pixelnet import PixelCNN, SupervisedAEClassifier  # noqa: E402
 from xlabel.synth import defect_boxes, make_defect_task, make_flux_task  # noqa: E402
 
-SMALL = dict(size=32, channels=(8, 16, 16), epochs=12, patience=4, threads=1, progress=False)
+SMALL = dict(size=32, channels=(8, 16, 16), hidden=32, epochs=12, patience=4, threads=1, progress=False)
 
 
 def labels_of(scans):
@@ -62,7 +62,8 @@ def flux_cnn(flux_task):
 
 @pytest.fixture(scope="module")
 def defect_cnn(defect_task):
-    return PixelCNN(**{**SMALL, "epochs": 20, "patience": 6}).fit(
+    # Four conv layers (as the default), so the last layer's receptive field spans a streak.
+    return PixelCNN(**{**SMALL, "channels": (8, 16, 32, 32), "hidden": 32, "epochs": 60, "patience": 12}).fit(
         [s.source() for s in defect_task.train], labels_of(defect_task.train))
 
 
@@ -119,6 +120,19 @@ def test_thinning_keeps_mean_and_poisson_variance():
     np.testing.assert_allclose(ratio.mean(), 1, atol=0.01)
     expected_var = ((1 - p) / (400 * p)).mean()
     assert ratio.var(axis=(1, 2)).mean() == pytest.approx(expected_var, rel=0.15)
+
+
+def test_spot_augmentation_adds_round_spots_and_keeps_each_frames_total():
+    counts = torch.full((400, 16, 16), 100.0)
+    valid = torch.ones(400, 16, 16)
+    valid[:, :, :4] = 0          # masked columns: no counts there, spots or not
+    counts[:, :, :4] = 0
+    spotted = add_spots(counts, valid, generator=torch.Generator().manual_seed(2), fraction=0.5)
+    torch.testing.assert_close(spotted.sum(dim=(1, 2)), counts.sum(dim=(1, 2)))
+    assert (spotted[:, :, :4] == 0).all()
+    peak = (spotted / spotted.mean(dim=(1, 2), keepdim=True)).amax(dim=(1, 2))
+    with_spots = (peak > 2).float().mean()   # a spot peaks at >= 1x the level above it
+    assert 0.35 <= with_spots <= 0.65, with_spots
 
 
 def test_reference_is_the_running_median():
@@ -178,12 +192,13 @@ def test_defect_cnn_finds_local_defects_and_points_at_them(defect_task, defect_c
     assert recall >= 0.85 and precision >= 0.85, (recall, precision)
     scan = defect_task.test[0]
     bad = np.flatnonzero(scan.is_bad)
-    maps = cam(defect_cnn, scan.source(), target="bad")[bad]
+    maps = cam(defect_cnn, scan.source(), target="bad", layer="all")[bad]
     assert maps.shape == (len(bad), 32, 32)
     assert np.isnan(maps[:, scan.pixel_mask]).all()
-    # A box covers ~6-20 % of the frame, so chance is ~0.1; this tiny model (12 defect frames)
-    # points into the box for half of them. The full-size figure (0.67 for the benchmark's
-    # CNN; the issue's target 0.8 is not met yet) is in BENCHMARKS.md.
+    # A box covers ~6-20 % of the frame, so chance is ~0.1. On 32x32 frames the last of 4
+    # strided conv layers is a 4x4 map, too coarse to point (0.33 measured); the maps of all
+    # conv layers combined point into the box for 0.75 of this tiny model's 12 defect frames.
+    # The full-size figures (64x64, last layer and combined) are in BENCHMARKS.md.
     assert pointing_score(maps, defect_boxes(scan.truth)[bad], margin=1) >= 0.4
     combined = cam(defect_cnn, scan.source(), target="bad", layer="all", method="smoothgrad++", n_samples=2)
     assert combined.shape == (len(scan), 32, 32) and np.nanmax(combined) <= 1
@@ -288,6 +303,35 @@ def test_save_and_load_give_the_same_predictions(flux_task, tmp_path, cls):
     assert type(loaded) is cls and loaded.get_params() == model.get_params()
     scan = flux_task.test[0].source()
     np.testing.assert_allclose(loaded.predict_proba(scan), model.predict_proba(scan), atol=1e-6)
+
+
+def test_model_saved_before_the_strided_encoder_loads_its_own_layout(flux_task, flux_cnn, tmp_path):
+    """Both encoder layouts have the same weight shapes: the saved state, not the current
+    default, decides which network the weights go into (else: silently wrong predictions)."""
+    import json
+
+    from xlabel.models import load_model, save_model
+    folder = save_model(flux_cnn, tmp_path / "m.xlmodel")
+    assert load_model(folder).network_.downsample == "stride"
+    meta = json.loads((folder / "meta.json").read_text())
+    del meta["state"]["downsample"]          # as written before the strided encoder
+    (folder / "meta.json").write_text(json.dumps(meta))
+    old = load_model(folder)
+    assert old.network_.downsample == "pool" and "pool1" in dict(old.network_.named_modules())["features"]._modules
+    scan = flux_task.test[0].source()
+    assert not np.allclose(old.predict_proba(scan), flux_cnn.predict_proba(scan))
+
+
+def test_logit_offsets_chosen_on_validation_are_applied_and_saved(flux_task, flux_cnn, tmp_path):
+    from xlabel.models import load_model, save_model
+    assert flux_cnn.logit_bias_.shape == (2,) and np.isfinite(flux_cnn.logit_bias_).all()
+    scan = flux_task.test[0].source()
+    model = load_model(save_model(flux_cnn, tmp_path / "m.xlmodel"))
+    np.testing.assert_allclose(model.logit_bias_, flux_cnn.logit_bias_)
+    model.logit_bias_ = np.array([0.0, -50.0])     # "bad" 50 logits less likely: never chosen
+    assert (model.predict(scan) == "good").all()
+    model = load_model(save_model(model, tmp_path / "m2.xlmodel"))
+    assert (model.predict(scan) == "good").all()
 
 
 def test_cli_train_cnn_then_filter_held_out_scans_of_other_exposure(flux_task, tmp_path):

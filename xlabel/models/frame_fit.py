@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 
 import numpy as np
 
 from ..errors import ModelError
 from ._deps import require_torch
-from .frame_input import (Counts, _check_frames, _valid_mask, as_tensors, median_pattern, network_input,
+from .frame_input import (Counts, _check_frames, _valid_mask, add_spots, as_tensors, median_pattern, network_input,
                           pattern_rows, prepare_counts, reference_flux, thin)
 from .frames import as_source
 
@@ -26,7 +27,7 @@ torch = require_torch()
 nn = torch.nn
 
 __all__ = ["resolve_device", "torch_settings", "load_counts", "scan_reference", "validation_split",
-           "fit_network", "predict_counts", "predict_source", "minority_oversample"]
+           "FitTensors", "fit_network", "prior_shift", "predict_counts", "predict_source", "minority_oversample"]
 
 
 def resolve_device(device=None):
@@ -86,7 +87,7 @@ def load_counts(frames, size, progress=False):
             chunks = []
             for start, stack in source.iter_chunks():
                 chunk = prepare_counts(stack, size, source, reference=np.zeros(len(stack)), scan=name,
-                                       start=start)
+                                       start=start, pattern=np.ones(1))  # the scan's, below
                 chunks.append(chunk)
                 bar.update(len(stack))
             if not chunks:
@@ -154,55 +155,91 @@ def minority_oversample(codes, index, factor: float, rng) -> np.ndarray:
 
 
 def _flip(batch, generator):
-    """Random horizontal and vertical flips, each with p = 0.5 per frame."""
+    """Random horizontal and vertical flips, each with p = 0.5 per frame, and for square
+    frames a random transpose: any of the 8 symmetries of the square."""
     for dim in (2, 3):
         chosen = (torch.rand(len(batch), generator=generator) < 0.5).to(batch.device)
         batch = torch.where(chosen[:, None, None, None], batch.flip(dim), batch)
+    if batch.shape[2] == batch.shape[3]:
+        chosen = (torch.rand(len(batch), generator=generator) < 0.5).to(batch.device)
+        batch = torch.where(chosen[:, None, None, None], batch.transpose(2, 3), batch)
     return batch
 
 
-def _batch_input(data, index, config, device, generator, train):
-    counts, valid, reference, pattern = as_tensors(data, index, device)
-    if train and config["augment_exposure"]:
-        counts, reference = thin(counts, reference, generator=generator)
-    x = network_input(counts, valid, reference, pattern, config["mode"], config["norm"])
-    return _flip(x, generator) if train and config["augment_flips"] else x
+class FitTensors:
+    """The training frames as tensors on the training device, made once per fit (not per
+    batch): ``batch(rows)`` gives a batch's network input, augmented for training, and
+    ``fixed(rows)`` the input of frames that are never augmented (validation), computed
+    once and kept."""
+
+    def __init__(self, data: Counts, config: dict, device):
+        def tensor(array, dtype=np.float32):
+            return torch.from_numpy(np.ascontiguousarray(array, dtype=dtype)).to(device)
+        self.counts, self.valid = tensor(data.counts), tensor(data.valid)
+        self.reference, self.patterns = tensor(data.reference), tensor(data.patterns)
+        self.scan_index = tensor(data.scan_index, np.int64)
+        self.config, self.device = config, device
+
+    def rows(self, rows):
+        """``(counts, valid, reference, pattern)`` of ``rows`` (a 1-d int64 tensor)."""
+        return (self.counts[rows], self.valid[rows], self.reference[rows],
+                self.patterns[self.scan_index[rows]])
+
+    def batch(self, rows, generator=None, train=False):
+        counts, valid, reference, pattern = self.rows(rows)
+        if train and self.config.get("augment_spots"):
+            counts = add_spots(counts, valid, generator=generator)
+        if train and self.config["augment_exposure"]:
+            counts, reference = thin(counts, reference, generator=generator)
+        x = network_input(counts, valid, reference, pattern, self.config["mode"], self.config["norm"])
+        return _flip(x, generator) if train and self.config["augment_flips"] else x
+
+    def fixed(self, rows, chunk=1024):
+        with torch.inference_mode():
+            return torch.cat([self.batch(part) for part in torch.split(rows, chunk)])
 
 
 def fit_network(network, data: Counts, codes, fit_idx, val_idx, config: dict, *, device, progress=False):
     """Train ``network`` in place; returns the validation loss per epoch.
 
     ``config``: ``mode``, ``norm``, ``epochs``, ``batch_size``, ``lr``, ``patience``,
-    ``augment_flips``, ``augment_exposure``, ``minority_factor``, ``seed``.
+    ``augment_flips``, ``augment_exposure``, ``augment_spots``, ``minority_factor``, ``seed``.
     Early stopping: the weights of the epoch with the lowest validation cross-entropy
     (class-weighted) are kept; training stops ``patience`` epochs after it.
+    The frames go to the device once; the validation input is computed once.
+    ``config["epoch_seconds"]`` gets the wall time of each epoch (training + validation),
+    ``config["class_weights"]`` the loss's class weights.
     """
     from .data import class_weights
+    from tqdm.auto import tqdm
     generator = torch.Generator().manual_seed(int(config["seed"]))
     rng = np.random.default_rng(int(config["seed"]))
-    y = torch.from_numpy(np.asarray(codes, dtype=np.int64))
+    tensors = FitTensors(data, config, device)
+    y = torch.from_numpy(np.asarray(codes, dtype=np.int64)).to(device)
     n_classes = network.head[-1].out_features
-    epoch_index = minority_oversample(codes, fit_idx, config["minority_factor"], rng)
-    weights = torch.tensor(class_weights(codes[epoch_index], n_classes), dtype=torch.float32).to(device)
-    loss_fn = nn.CrossEntropyLoss(weight=weights)
+    epoch_index = torch.from_numpy(minority_oversample(codes, fit_idx, config["minority_factor"], rng))
+    weights = torch.tensor(class_weights(codes[epoch_index.numpy()], n_classes), dtype=torch.float32)
+    config["class_weights"] = weights.tolist()
+    loss_fn = nn.CrossEntropyLoss(weight=weights.to(device))
     optimizer = torch.optim.Adam(network.parameters(), lr=config["lr"])
-    check_idx = val_idx if len(val_idx) else fit_idx
+    check = torch.from_numpy(np.asarray(val_idx if len(val_idx) else fit_idx, dtype=np.int64))
+    check_x, check_y = tensors.fixed(check.to(device)), y[check.to(device)]
     best, best_state, waited, history = np.inf, copy.deepcopy(network.state_dict()), 0, []
-    from tqdm.auto import tqdm
+    seconds = config.setdefault("epoch_seconds", [])
     for _ in tqdm(range(config["epochs"]), desc=f"train {type(network).__name__}", unit="epoch",
                   disable=not progress):
+        started = time.perf_counter()
         network.train()
-        order = epoch_index[torch.randperm(len(epoch_index), generator=generator).numpy()]
-        for start in range(0, len(order), config["batch_size"]):
-            batch = np.sort(order[start:start + config["batch_size"]])
-            x = _batch_input(data, batch, config, device, generator, train=True)
-            optimizer.zero_grad()
-            network.training_loss(x, y[batch].to(device), loss_fn).backward()
+        order = epoch_index[torch.randperm(len(epoch_index), generator=generator)].to(device)
+        for rows in torch.split(order, config["batch_size"]):
+            x = tensors.batch(rows, generator, train=True)
+            optimizer.zero_grad(set_to_none=True)
+            network.training_loss(x, y[rows], loss_fn).backward()
             optimizer.step()
-        val_loss = _validation_loss(network, data, y, check_idx, config, device, loss_fn)
-        history.append(val_loss)
-        if val_loss < best - 1e-6:
-            best, best_state, waited = val_loss, copy.deepcopy(network.state_dict()), 0
+        history.append(_validation_loss(network, check_x, check_y, loss_fn))
+        seconds.append(time.perf_counter() - started)
+        if history[-1] < best - 1e-6:
+            best, best_state, waited = history[-1], copy.deepcopy(network.state_dict()), 0
         else:
             waited += 1
             if waited >= config["patience"]:
@@ -212,32 +249,60 @@ def fit_network(network, data: Counts, codes, fit_idx, val_idx, config: dict, *,
     return history
 
 
-def _validation_loss(network, data, y, index, config, device, loss_fn, batch=512) -> float:
+def _validation_loss(network, x, y, loss_fn, batch=1024) -> float:
+    """Class-weighted mean cross-entropy of prepared inputs ``x`` (as CrossEntropyLoss with
+    ``weight`` over all of them, computed in batches)."""
     network.eval()
     total, weight = 0.0, 0.0
-    with torch.no_grad():
-        for start in range(0, len(index), batch):
-            rows = index[start:start + batch]
-            x = _batch_input(data, rows, config, device, None, train=False)
-            target = y[rows].to(device)
-            batch_weight = float(loss_fn.weight[target].sum())
-            total += float(loss_fn(network(x), target)) * batch_weight
-            weight += batch_weight
+    with torch.inference_mode():
+        for part_x, part_y in zip(torch.split(x, batch), torch.split(y, batch)):
+            part_weight = float(loss_fn.weight[part_y].sum())
+            total += float(loss_fn(network(part_x), part_y)) * part_weight
+            weight += part_weight
     return total / max(weight, 1e-12)
 
 
-def predict_counts(network, data: Counts, mode, norm, device, batch=256) -> np.ndarray:
-    """Softmax probabilities ``(n, classes)`` for prepared counts."""
+def prior_shift(network, data: Counts, codes, val_idx, config, device, steps=(0, 0.25, 0.5, 0.75, 1)):
+    """Logit offsets that undo part of the class weighting, chosen on the validation scans.
+
+    Class-weighted training makes a rare class as likely a priori as a common one, which
+    buys recall with precision. Offsets ``-a * log(class weight)`` (``a`` = 0: as trained,
+    1: the training set's class frequencies) are tried for each ``a`` in ``steps``; the one
+    with the best macro F1 on the validation frames wins (the smallest ``a`` among equals).
+    Without validation frames of every class the offsets stay 0.
+    """
+    from sklearn.metrics import f1_score
+    n_classes = len(config["class_weights"])
+    val_idx = np.asarray(val_idx, dtype=np.int64)
+    if not len(val_idx) or len(np.unique(codes[val_idx])) < n_classes:
+        return np.zeros(n_classes)
+    tensors = FitTensors(data, config, device)
+    network.eval()
+    with torch.inference_mode():
+        x = tensors.fixed(torch.from_numpy(val_idx).to(device))
+        logits = torch.cat([network(part) for part in torch.split(x, 1024)]).cpu().numpy()
+    log_weights = np.log(np.asarray(config["class_weights"], dtype=np.float64))
+    scores = [f1_score(codes[val_idx], (logits - a * log_weights).argmax(axis=1), average="macro")
+              for a in steps]
+    return -steps[int(np.argmax(scores))] * log_weights
+
+
+def predict_counts(network, data: Counts, mode, norm, device, batch=1024, bias=None) -> np.ndarray:
+    """Softmax probabilities ``(n, classes)`` for prepared counts (``bias``: logit offsets
+    per class, see :func:`prior_shift`)."""
     network.eval()
     out = []
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, len(data), batch):
             x = network_input(*as_tensors(data, slice(start, start + batch), device), mode, norm)
-            out.append(torch.softmax(network(x), dim=1).cpu().numpy())
+            logits = network(x)
+            if bias is not None:
+                logits = logits + torch.as_tensor(bias, dtype=logits.dtype, device=logits.device)
+            out.append(torch.softmax(logits, dim=1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, network.head[-1].out_features))
 
 
-def predict_source(network, source, size, mode, norm, device, progress=False, reference=None):
+def predict_source(network, source, size, mode, norm, device, progress=False, reference=None, bias=None):
     """Probabilities for every frame of ``source``, chunk by chunk.
 
     Pass 1 (skipped when ``reference`` is given): the scan's running-median flux, from the
@@ -257,7 +322,7 @@ def predict_source(network, source, size, mode, norm, device, progress=False, re
         for start, stack in source.iter_chunks():
             data = prepare_counts(stack, size, source, reference[start:start + len(stack)], scan=name,
                                   start=start, pattern=pattern)
-            parts.append(predict_counts(network, data, mode, norm, device))
+            parts.append(predict_counts(network, data, mode, norm, device, bias=bias))
             bar.update(len(stack))
     n_classes = network.head[-1].out_features
     return np.concatenate(parts) if parts else np.zeros((0, n_classes))

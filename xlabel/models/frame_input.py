@@ -59,7 +59,7 @@ torch = require_torch()
 __all__ = ["INPUTS", "DEFAULT_INPUT", "REFERENCE_WINDOW", "PATTERN_FRAMES", "Counts", "prepare_counts",
            "median_pattern", "pattern_rows", "frame_means",
            "reference_flux", "as_tensors", "network_input", "n_input_channels", "thin",
-           "input_norm"]
+           "add_spots", "input_norm"]
 
 INPUTS = ("median", "frame", "scan", "global")
 DEFAULT_INPUT = "median"
@@ -262,3 +262,38 @@ def thin(counts, reference, low: float = 1 / 30, fraction: float = 0.5, generato
     noise = torch.randn(counts.shape, generator=generator).to(counts.device)
     thinned = (mean + noise * torch.sqrt(mean * (1 - p[:, None, None]))).clamp_min(0)
     return thinned, reference * p
+
+
+def add_spots(counts, valid, generator=None, fraction: float = 0.8, most: int = 6,
+              peak=(1.0, 30.0), sigma=(0.5, 1.5)):
+    """The same frames with transient Bragg-like spots added: the negatives a local-defect
+    model must learn to ignore (a bright round spot is scattering, a streak is not).
+
+    ``fraction`` of the frames get 1 to ``most`` Gaussian spots (each spot after the
+    first with p = 0.5), each at a random place
+    with ``sigma`` (blocks) and a peak of ``peak`` (log-uniform) x the frame's mean counts
+    per pixel, Poisson noise in its normal approximation (as :func:`thin`); blocks without
+    valid pixels stay empty. Labels are unchanged: a good frame stays good, a defect
+    frame keeps its defect. Each frame is then scaled back to its total counts, so its
+    flux relative to its scan (a flux defect's evidence) is unchanged.
+    """
+    n, h, w = counts.shape
+    device = counts.device
+
+    def uniform(low, high, *shape):
+        return low + (high - low) * torch.rand(*shape, generator=generator)
+    chosen = torch.rand(n, most, generator=generator)
+    active = (chosen[:, :1] < fraction) & (torch.rand(n, most, generator=generator) <
+                                          torch.tensor([1.0] + [0.5] * (most - 1)))
+    centre_y, centre_x = uniform(0, h, n, most), uniform(0, w, n, most)
+    width = uniform(*sigma, n, most)
+    height = torch.exp(uniform(np.log(peak[0]), np.log(peak[1]), n, most)) * active
+    along_y = torch.exp(-0.5 * ((torch.arange(h)[None, None] - centre_y[..., None]) / width[..., None]) ** 2)
+    along_x = torch.exp(-0.5 * ((torch.arange(w)[None, None] - centre_x[..., None]) / width[..., None]) ** 2)
+    shape = torch.einsum("nk,nky,nkx->nyx", height, along_y, along_x).to(device)
+    level = counts.sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp_min(1)
+    mean = shape * level[:, None, None] * valid
+    noise = torch.randn(counts.shape, generator=generator).to(device)
+    spotted = counts + (mean + noise * mean.sqrt()).clamp_min(0)
+    total = counts.sum(dim=(1, 2))
+    return spotted * (total / spotted.sum(dim=(1, 2)).clamp_min(1e-12))[:, None, None]

@@ -14,7 +14,7 @@ judges scans of 100x more or less.
 ...     return xlabel.open_scan(scan.frames, name=f"seed{seed}"), list(scan.truth["label"])
 >>> (scan_a, labels_a), (scan_b, labels_b) = scan_with_loss(1, 10), scan_with_loss(2, 25)
 >>> new_scan, new_truth = scan_with_loss(3, 5)  # held out: never seen in training
->>> model = PixelCNN(epochs=3, progress=False).fit([scan_a, scan_b], labels_a + labels_b)
+>>> model = PixelCNN(epochs=5, progress=False).fit([scan_a, scan_b], labels_a + labels_b)
 >>> predicted = model.predict(new_scan)
 >>> list(predicted[3:15:2])
 ['good', 'bad', 'bad', 'bad', 'bad', 'good']
@@ -30,8 +30,8 @@ from ..errors import ModelArgumentError
 from ._deps import require_torch
 from .base import FrameModel
 from .data import check_class_counts, dtype_kind, scan_name
-from .frame_fit import (fit_network, load_counts, predict_source, resolve_device, torch_settings,
-                        validation_split)
+from .frame_fit import (fit_network, load_counts, predict_source, prior_shift, resolve_device,
+                        torch_settings, validation_split)
 from .frame_input import DEFAULT_INPUT, input_norm, n_input_channels, network_input, prepare_counts
 from .gradcam import invalid_mask
 from .networks import build
@@ -56,15 +56,18 @@ class PixelCNN(FrameModel):
     to this factor per epoch); ``seed``; ``threads`` (torch threads while training);
     ``progress``; ``device`` ("cpu" default, "cuda", "auto").
     Fitted: ``classes_``, ``network_``, ``norm_`` (train-set mean/std of the image channel),
-    ``frame_shape_``, ``info_`` (history, epochs run, validation scans).
+    ``downsample_`` (encoder layout, see :mod:`xlabel.models.networks`), ``logit_bias_``
+    (offsets added to the logits, chosen on the validation scans:
+    :func:`~xlabel.models.frame_fit.prior_shift`),
+    ``frame_shape_``, ``info_`` (history, epochs run, seconds per epoch, validation scans).
     """
 
     network_kind = "cnn"
 
-    def __init__(self, class_names=("good", "bad"), size=64, input=DEFAULT_INPUT, channels=(8, 16, 32),
-                 hidden=32, epochs=30, batch_size=64, lr=2e-3, patience=6, val_fraction=0.25, augment=True,
-                 augment_exposure=True, minority_factor=2.0, seed=0, threads=None, progress=True,
-                 device=None):
+    def __init__(self, class_names=("good", "bad"), size=64, input=DEFAULT_INPUT, channels=(16, 32, 64, 64),
+                 hidden=64, epochs=60, batch_size=64, lr=2e-3, patience=10, val_fraction=0.25, augment=True,
+                 augment_exposure=True, augment_spots=True, minority_factor=4.0, seed=0, threads=None,
+                 progress=True, device=None):
         self.class_names = class_names
         self.size = size
         self.input = input
@@ -77,6 +80,7 @@ class PixelCNN(FrameModel):
         self.val_fraction = val_fraction
         self.augment = augment
         self.augment_exposure = augment_exposure
+        self.augment_spots = augment_spots
         self.minority_factor = minority_factor
         self.seed = seed
         self.threads = threads
@@ -105,19 +109,23 @@ class PixelCNN(FrameModel):
                   "batch_size": int(self.batch_size), "lr": float(self.lr), "patience": int(self.patience),
                   "augment_flips": bool(self.augment),
                   "augment_exposure": bool(self.augment_exposure) and self.dtype_kind_ == "integer",
+                  "augment_spots": bool(self.augment_spots),
                   "minority_factor": float(self.minority_factor), "seed": int(self.seed)}
+        self.downsample_ = "stride"
         with torch_settings(self.seed, self.threads):
             self.network_ = self._build_network().to(device)
             history = fit_network(self.network_, data, codes, fit_idx, val_idx, config, device=device,
                                   progress=self.progress)
+            self.logit_bias_ = prior_shift(self.network_, data, codes, val_idx, config, device)
         self.info_ = {"history": history, "epochs_run": len(history),
+                      "epoch_seconds": [round(t, 3) for t in config["epoch_seconds"]],
                       "validation_scans": sorted(set(map(str, groups[val_idx]))),
                       "trained_frames": int(len(fit_idx))}
         return self
 
     def _network_params(self) -> dict:
         return {"in_channels": n_input_channels(self.input), "channels": list(self.channels),
-                "hidden": int(self.hidden)}
+                "hidden": int(self.hidden), "downsample": self.downsample_}
 
     def _build_network(self):
         return build(self.network_kind, len(self.classes_), **self._network_params())
@@ -135,9 +143,13 @@ class PixelCNN(FrameModel):
         against its scan's running median, so pass whole scans (or contiguous parts), or
         give ``reference`` (the scan's running-median flux per frame)."""
         source = self.check_frames(X)
-        with torch.no_grad():
+        with torch.inference_mode():
             return predict_source(self.network_, source, self.size, self.input, self.norm_,
-                                  resolve_device(self.device), progress=progress, reference=reference)
+                                  resolve_device(self.device), progress=progress, reference=reference,
+                                  bias=self._logit_bias())
+
+    def _logit_bias(self):
+        return np.asarray(self.__dict__.get("logit_bias_", np.zeros(len(self.classes_))), dtype=np.float32)
 
     def predict(self, X, progress=False, reference=None) -> np.ndarray:
         """Predicted class names (object array), one per frame."""
@@ -177,11 +189,18 @@ class PixelCNN(FrameModel):
     # ------------------------------------------------------------------ persistence
     def _save_state(self, folder) -> dict:
         save_weights(self.network_, folder)
-        return {**super()._save_state(folder), "norm": [float(v) for v in self.norm_]}
+        return {**super()._save_state(folder), "norm": [float(v) for v in self.norm_],
+                "downsample": self.downsample_, "logit_bias": [float(v) for v in self._logit_bias()]}
 
     def _load_state(self, folder, state):
         super()._load_state(folder, state)
         self.norm_ = tuple(float(v) for v in state["norm"])
+        # Models saved before the strided encoder have the same weight shapes: without this
+        # their weights would load into the wrong layout and predict silently wrong.
+        self.downsample_ = str(state.get("downsample", "pool"))
+        self.logit_bias_ = np.asarray(state.get("logit_bias", np.zeros(len(self.classes_))), dtype=np.float64)
+        if self.logit_bias_.shape != (len(self.classes_),):
+            raise ValueError(f"logit_bias has {self.logit_bias_.size} values for {len(self.classes_)} classes")
         network = load_weights(self._build_network(), folder)
         self.network_ = network.to(resolve_device(self.device))
 
@@ -198,14 +217,14 @@ class SupervisedAEClassifier(PixelCNN):
 
     network_kind = "sae"
 
-    def __init__(self, class_names=("good", "bad"), size=64, input=DEFAULT_INPUT, channels=(8, 16, 32),
-                 hidden=32, reconstruction_weight=1.0, epochs=30, batch_size=64, lr=2e-3, patience=6,
-                 val_fraction=0.25, augment=True, augment_exposure=True, minority_factor=2.0, seed=0,
-                 threads=None, progress=True, device=None):
+    def __init__(self, class_names=("good", "bad"), size=64, input=DEFAULT_INPUT, channels=(16, 32, 64, 64),
+                 hidden=64, reconstruction_weight=1.0, epochs=60, batch_size=64, lr=2e-3, patience=10,
+                 val_fraction=0.25, augment=True, augment_exposure=True, augment_spots=True,
+                 minority_factor=2.0, seed=0, threads=None, progress=True, device=None):
         super().__init__(class_names=class_names, size=size, input=input, channels=channels, hidden=hidden,
                          epochs=epochs, batch_size=batch_size, lr=lr, patience=patience,
                          val_fraction=val_fraction, augment=augment, augment_exposure=augment_exposure,
-                         minority_factor=minority_factor, seed=seed, threads=threads, progress=progress,
+                         augment_spots=augment_spots, minority_factor=minority_factor, seed=seed, threads=threads, progress=progress,
                          device=device)
         self.reconstruction_weight = reconstruction_weight
 
