@@ -348,3 +348,18 @@ def test_layercam_points_at_the_defect_on_held_out_scans(defect_cnn):
     score, chance = np.concatenate(hits).mean(), np.concatenate(chance).mean()
     assert len(np.concatenate(hits)) >= 20
     assert score >= 0.65 and score >= 5 * chance, (score, chance)
+
+
+def test_supervised_autoencoder_maps_leave_its_decoder_out():
+    """The SAE's decoder reconstructs the frame; the class logits never pass through it, so
+    its convs must not be the default layer nor part of ``layer="all"``."""
+    from xlabel.models.gradcam import conv_layers, default_layer
+    from xlabel.models.networks import SupervisedAE
+
+    network = SupervisedAE(channels=(4, 8, 8), hidden=8)
+    names = conv_layers(network)
+    assert names and not any(name.startswith("decoder.") for name in names)
+    assert default_layer(network) == names[-1]
+    maps = cam(network, np.random.default_rng(0).random((2, 2, 16, 16)).astype(np.float32) + 1,
+               layer="all", target=1)
+    assert np.isfinite(maps).all() and maps.max() > 0

@@ -101,8 +101,12 @@ def cam(model, frames, target=None, layer=None, method=DEFAULT_METHOD, batch_siz
 
 
 def conv_layers(network) -> list:
-    """Names of every ``Conv2d`` module of ``network``, in order (``layer="all"`` uses them)."""
-    return [name for name, module in network.named_modules() if isinstance(module, torch.nn.Conv2d)]
+    """Names of every ``Conv2d`` module of ``network`` the class scores depend on, in order
+    (``layer="all"`` uses them). A network lists the submodules outside that path (the
+    supervised autoencoder's decoder) in ``cam_skip``; their maps would explain nothing."""
+    skip = tuple(f"{prefix}." for prefix in getattr(network, "cam_skip", ()))
+    return [name for name, module in network.named_modules()
+            if isinstance(module, torch.nn.Conv2d) and not name.startswith(skip)]
 
 
 def _layer_names(network, layer, method=None) -> list:
@@ -198,8 +202,7 @@ def default_layer(network, method=None) -> str:
     """The default CAM layer of ``network``: :data:`ALL_LAYERS` for LayerCAM (built to fuse
     layers: the shallow ones give fine maps where the last conv layer is coarse), else the
     name of its last ``Conv2d`` module (``method=None``: always the last conv layer)."""
-    names = [name for name, module in network.named_modules()
-             if isinstance(module, torch.nn.Conv2d)]
+    names = conv_layers(network)
     if not names:
         raise ModelArgumentError("the model has no Conv2d layer; pass layer= with a module name")
     return ALL_LAYERS if method == "layercam" and len(names) > 1 else names[-1]

@@ -115,6 +115,9 @@ class SupervisedAE(_Classifier):
     CNN's), and the classifier only needs the latent to keep the frame's content.
     """
 
+    #: submodules the class logits do not depend on: Grad-CAM leaves them out
+    cam_skip = ("decoder",)
+
     def __init__(self, n_classes: int = 2, in_channels: int = 2, channels=(8, 16, 32), hidden: int = 32,
                  reconstruction_weight: float = 1.0, downsample: str = "stride"):
         super().__init__(n_classes, in_channels, tuple(channels), hidden, downsample)
