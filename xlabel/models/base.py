@@ -193,6 +193,16 @@ class FeatureModel(Model):
         self.unsafe_class_ = str(state["unsafe_class"])
 
 
+class TorchNetworkMixin:
+    """The ``network`` property of xlabel's PyTorch frame models (set as ``network_`` by fit)."""
+
+    @property
+    def network(self):
+        """The trained ``torch.nn.Module`` (Grad-CAM explains its conv layers)."""
+        self._require_fitted()
+        return self.network_
+
+
 class FrameModel(Model):
     """A classifier of frames (subclasses set ``size``, the binned frame size)."""
 

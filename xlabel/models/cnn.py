@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ._deps import require_torch
-from .base import FrameModel
+from .base import FrameModel, TorchNetworkMixin
 from .data import class_weights
 from .persist import load_weights, save_weights
 from .registry import register
@@ -75,7 +75,7 @@ def _torch_settings(seed: int, threads: int | None):
 
 
 @register("cnn-global")
-class CNNClassifier(FrameModel):
+class CNNClassifier(TorchNetworkMixin, FrameModel):
     """:class:`FrameCNN` on binned, log-scaled frames standardized with one global mean/std
     (kind "cnn-global": xlabel's first CNN; it learns the training scans' count levels, so
     kind "cnn", :class:`~xlabel.models.pixelnet.PixelCNN`, replaced it as the default).
@@ -115,12 +115,6 @@ class CNNClassifier(FrameModel):
         self.threads = threads
         self.progress = progress
         self.device = device
-
-    @property
-    def network(self):
-        """The trained ``torch.nn.Module`` (Grad-CAM explains its conv layers)."""
-        self._require_fitted()
-        return self.network_
 
     @classmethod
     def from_network(cls, network, frame_shape, classes=("good", "bad"), mean=0.0, std=1.0,

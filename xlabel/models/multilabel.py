@@ -51,7 +51,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve
 
 from ..errors import ModelArgumentError, ModelError
 from ._deps import require_torch
-from .base import FrameModel
+from .base import FrameModel, TorchNetworkMixin
 from .cnn import _fit, _torch_settings
 from .data import MIN_FRAMES_PER_CLASS, concat_prepared
 from .persist import load_weights, save_weights
@@ -353,7 +353,7 @@ def _check_tag_counts(values, names):
 
 # ---------------------------------------------------------------- the model
 
-class TagModel(FrameModel):
+class TagModel(TorchNetworkMixin, FrameModel):
     """Multi-label frame model (base of the "tags-*" kinds; ``view`` set by the subclass).
 
     Parameters: ``tag_names`` (default: the label table's columns), ``size`` (frames binned
@@ -390,12 +390,6 @@ class TagModel(FrameModel):
         self.threads = threads
         self.progress = progress
         self.device = device
-
-    @property
-    def network(self):
-        """The trained ``torch.nn.Module`` (Grad-CAM explains its image conv layers)."""
-        self._require_fitted()
-        return self.network_
 
     def fit(self, X, y, groups=None):
         """Train on frames ``X`` (a scan or a list of scans) and a frames x tags 0/1 table

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..errors import ModelArgumentError
 from ._deps import require_torch
-from .base import FrameModel
+from .base import FrameModel, TorchNetworkMixin
 from .data import check_class_counts, dtype_kind, scan_name
 from .frame_fit import (fit_network, load_counts, predict_source, prior_shift, resolve_device,
                         torch_settings, validation_split)
@@ -44,7 +44,7 @@ __all__ = ["PixelCNN", "SupervisedAEClassifier"]
 
 
 @register("cnn")
-class PixelCNN(FrameModel):
+class PixelCNN(TorchNetworkMixin, FrameModel):
     """CNN on exposure-invariant frames (kind "cnn").
 
     Parameters: ``class_names``; ``size`` (frames binned to at most ``size`` x ``size``);
@@ -131,12 +131,6 @@ class PixelCNN(FrameModel):
         return build(self.network_kind, len(self.classes_), **self._network_params())
 
     # ------------------------------------------------------------------ prediction
-    @property
-    def network(self):
-        """The trained ``torch.nn.Module`` (Grad-CAM explains its conv layers)."""
-        self._require_fitted()
-        return self.network_
-
     def predict_proba(self, X, progress=False, reference=None) -> np.ndarray:
         """Class probabilities ``(n, len(classes_))`` for one scan (FrameSource, path or
         array ``(n, H, W)``), streamed chunk by chunk. The flux of each frame is judged
