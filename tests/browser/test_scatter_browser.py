@@ -219,6 +219,7 @@ def test_new_lasso_inside_old_outline_makes_new_selection(open_notebook, tmp_pat
     # As a user would: the second lasso after the first one's selection is drawn (raster:
     # the kernel's image; a plotly relayout running when a drag starts ends plotly's lasso).
     page.wait_js(f"() => {GD}.__xlabel.selectedAt !== undefined")
+    p.wait_for_timeout(400)  # a person's pause before the next drag (known race: closing note)
     # The second drag starts inside the first outline.
     rectangle_lasso(p, 39.5, 41.5, 960, 1040)
     wait_status(page, "2 selected")
