@@ -117,7 +117,8 @@ def _fixture(fixture, *args):
 def measure(opener, base: Path, n: int, raster=None, bare=False) -> dict:
     """Open the scatter notebook with ``n`` frames; time render, lasso, assign (and zoom)."""
     cells = scene_cells(base / f"labels_{n}_{raster}.xlabel", n, raster=raster)
-    cells[0] = cells[0].replace("w = FluxScatter(", BUILD_CLOCK + "w = FluxScatter(")
+    cells[0] = (cells[0].replace("w = FluxScatter(", BUILD_CLOCK + "w = FluxScatter(")
+                + "\n_t_built = _time.time() * 1000")
     page = opener(f"bench_{n}_{raster}.ipynb", cells)
     start = time.perf_counter()
     page.wait_js(f"() => {{ const gd = {GD}; return gd && gd.__xlabel && "
@@ -125,8 +126,14 @@ def measure(opener, base: Path, n: int, raster=None, bare=False) -> dict:
     result = {"n": n, "cell_to_render_s": time.perf_counter() - start,
               "first_render_ms": page.page.evaluate(f"() => {GD}.__xlabel.firstRender"),
               "raster": page.kernel_json("w.raster")}
+    t_build, t_built = page.kernel_json("[_t_build, _t_built]")
     result["built_to_drawn_s"] = (page.page.evaluate(f"() => {GD}.__xlabel.firstRenderEpoch")
-                                  - page.kernel_json("_t_build")) / 1000
+                                  - t_build) / 1000
+    stages = page.page.evaluate(f"() => {{ const t = {GD}.__xlabel; return ["
+                                f"t.renderEpoch, t.plotlyEpoch, t.dataEpoch, t.plottedEpoch,"
+                                f" t.firstImageEpoch, t.firstRenderEpoch]; }}")
+    result["build_stages_ms"] = [round(t_built - t_build)] + [
+        None if t is None else round(t - t_build) for t in stages]
     p = page.page
     page.kernel(KERNEL_CLOCK)
     p.evaluate(MOUSEUP_JS)
@@ -353,6 +360,9 @@ def _describe(mode, r):
             f"mouse-up->indices in kernel {r['lasso_to_kernel_ms']:.0f} ms, ->drawn "
             f"{r['lasso_to_selected_ms']:.0f} ms ({r['selected']:,} points), assign mouse-up->"
             f"recolored {r['assign_to_recolored_ms']:.0f} ms")
+    if r.get("build_stages_ms"):
+        line += (" (ms after the constructor started: built, view rendering, plotly.js ready,"
+                 f" data, axes drawn, first image received, drawn: {r['build_stages_ms']})")
     if r.get("zoom_to_redrawn_ms") is not None:
         line += (f", zoom->redrawn {r['zoom_to_redrawn_ms']:.0f} ms (relayout->view sent, "
                  f"->image received, ->drawn: {r['zoom_parts_ms']})")

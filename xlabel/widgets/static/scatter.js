@@ -346,6 +346,7 @@ class ScatterView {
   }
 
   setData(msg, buffers) {
+    this.times.dataEpoch = Date.now();
     if (msg.raster) {
       this.raster = true;
       this.data = { n: msg.n, extent: msg.extent };
@@ -546,6 +547,7 @@ class ScatterView {
     if (!this.plotted) {
       await Plotly.newPlot(this.plotDiv, traces, layout, config);
       this.plotted = true;
+      this.times.plottedEpoch = Date.now();
       this.attachPlotEvents();
     } else {
       await Plotly.react(this.plotDiv, traces, layout, config);
@@ -574,6 +576,7 @@ class ScatterView {
 
   setImages(msg, buffers) {
     this.times.imageAt = performance.now();
+    if (this.times.firstImageEpoch === undefined) this.times.firstImageEpoch = Date.now();
     const v = msg.view;
     const images = buffers.map((buffer, k) => ({
       source: "data:image/png;base64," + base64(buffer),
@@ -856,7 +859,9 @@ class ScatterView {
 }
 
 async function render({ model, el: root }) {
+  const renderEpoch = Date.now();
   const view = new ScatterView(model, root);
+  view.times.renderEpoch = renderEpoch;
   const onMsg = (msg, buffers) => view.onMessage(msg, buffers);
   model.on("msg:custom", onMsg);
   const redraw = () => { if (view.data) view.draw(); };
@@ -876,6 +881,7 @@ async function render({ model, el: root }) {
     view.status.textContent = `xlabel: cannot load plotly.js: ${err}`;
     return;
   }
+  view.times.plotlyEpoch = Date.now();
   model.send({ type: "ready" });
   return () => {
     model.off("msg:custom", onMsg);
