@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from xlabel.errors import LabelError, XLabelError
 from xlabel.labels import LabelStore
 from xlabel.widgets import FluxScatter
+from xlabel.widgets._scatter_base import plotly_js_bytes
 
 
 def make_features(n=200, seed=0):
@@ -155,8 +158,25 @@ def test_data_message_is_binary_and_complete(scatter, store):
 def test_plotly_js_is_served_from_the_package(scatter):
     scatter.plot._handle_custom_msg({"type": "need_plotly"}, [])
     content, buffers = scatter.plot.last_message
-    assert content == {"type": "plotly"}
-    assert b"plotly.js v" in bytes(buffers[0][:200]) and buffers[0].nbytes > 1_000_000
+    assert content == {"type": "plotly", "bundle": "full"}
+    assert b"plotly.js v" in bytes(buffers[0][:200]) and buffers[0].nbytes > 4_000_000
+
+
+def _plotly_version(header: bytes) -> str:
+    return re.search(rb"v(\d+\.\d+\.\d+)", header).group(1).decode()
+
+
+def test_raster_plots_get_the_basic_bundle_of_the_same_plotly_js(scatter):
+    scatter.plot._handle_custom_msg({"type": "need_plotly", "bundle": "basic"}, [])
+    content, buffers = scatter.plot.last_message
+    assert content == {"type": "plotly", "bundle": "basic"}
+    basic = bytes(buffers[0])
+    assert b"plotly.js (basic" in basic[:200] and len(basic) < 2_000_000
+    # The vendored bundle must follow the plotly package's (re-vendor it on an upgrade:
+    # npm pack plotly.js-basic-dist-min@<version>).
+    assert _plotly_version(basic[:200]) == _plotly_version(plotly_js_bytes()[:200])
+    with pytest.raises(ValueError, match="unknown plotly.js bundle"):
+        plotly_js_bytes("gl3d")
 
 
 def test_axes_log_and_color_controls(store):
@@ -513,3 +533,58 @@ def test_raster_png_is_a_palette_image_and_many_codes_still_exact():
         opaque = expected[..., 3] == 255                          # class colors stay exact
         colors = {tuple(c) for c in expected[opaque][:, :3]}
         assert colors <= {tuple(int(v, 16) for v in (c[1:3], c[3:5], c[5:7])) for c in palette}
+
+
+def _stamped_composite(counts, selected, rank, any_selected, unselected_alpha, levels):
+    """The composite's definition, pixel by pixel in raster order: each occupied pixel
+    stamps its key over its 3x3 neighbourhood (5x5 when no other point lies within 2 px);
+    the lowest key wins, the first of equal keys stays."""
+    import math
+
+    height, width, n = counts.shape
+    total = counts.sum(axis=2)
+    scale = 1.0 / math.log1p(max(total.max(), 1))
+    image = np.zeros((height, width), np.uint8)
+    won = np.full((height, width), np.iinfo(np.int64).max, np.int64)
+    for r, c in zip(*np.nonzero(total)):
+        present = [k for k in range(n) if counts[r, c, k]]
+        k = min(present, key=lambda j: rank[j])
+        box = total[max(r - 2, 0):r + 3, max(c - 2, 0):c + 3]
+        lone = np.count_nonzero(box) == 1
+        sel = bool(selected[r, c]) or not any_selected
+        key = ((0 if sel else 1) * (n + 1) + rank[k]) * 2 ** 32 + 2 ** 31 - int(total[r, c])
+        alpha = 1.0 if lone else 0.55 + 0.45 * math.log1p(total[r, c]) * scale
+        if any_selected and not sel:
+            alpha *= unselected_alpha
+        entry = 1 + k * levels + min(levels, max(1, int(alpha * levels + 0.5))) - 1
+        radius = 2 if lone else 1
+        for rr in range(max(r - radius, 0), min(r + radius + 1, height)):
+            for cc in range(max(c - radius, 0), min(c + radius + 1, width)):
+                if key < won[rr, cc]:
+                    won[rr, cc], image[rr, cc] = key, entry
+    return image
+
+
+@pytest.mark.parametrize("any_selected", [False, True])
+def test_composite_matches_its_pixel_by_pixel_definition(any_selected):
+    """The compiled composite draws what its definition says: a crowd, a thin streak,
+    lone points (also at the edges) and a rare class in the crowd."""
+    from xlabel.widgets._raster import _composite
+
+    rng = np.random.default_rng(11)
+    height, width, n = 23, 37, 4
+    counts = np.zeros((height, width, n), np.uint32)
+    counts[5:15, 4:20, 1] = rng.integers(0, 40, (10, 16))            # the crowd
+    counts[8:12, 6:10, 3] = rng.integers(0, 2, (4, 4))               # a rare class in it
+    counts[18, :, 2] = rng.integers(0, 3, width)                     # a thin, gappy streak
+    for r, c in [(0, 0), (2, 30), (22, 36), (10, 33)]:               # lone points
+        counts[r, c, rng.integers(0, n)] = rng.integers(1, 4)
+    counts[4, 25, 1] = counts[4, 27, 1] = 1                          # two close, not lone
+    rank = np.array([2, 3, 1, 0])
+    selected = rng.random((height, width)) < 0.3 if any_selected else \
+        np.zeros((height, width), bool)
+    image = np.zeros((height, width), np.uint8)
+    _composite(counts, selected, rank, any_selected, 0.2, 8, image)
+    expected = _stamped_composite(counts, selected, rank, any_selected, 0.2, 8)
+    assert np.array_equal(image, expected)
+    assert (image[0:3, 0:3] > 0).all() and image[3, 3] == 0          # a lone corner point: 5x5

@@ -179,8 +179,11 @@ def code_counts(codes, n_codes) -> np.ndarray:
     if not _code_counts.signatures:
         # numba not loaded yet (a new widget in a fresh kernel): NumPy, so that the widget
         # does not wait for numba's first load (RasterLayer loads it in the background).
-        shifted = codes.astype(np.int64) + 1
-        shifted = shifted[(shifted >= 0) & (shifted <= n_codes)]
+        lo, hi = (int(codes.min()), int(codes.max())) if codes.size else (0, 0)
+        shifted = codes + 1 if lo >= -1 and hi < np.iinfo(codes.dtype).max else \
+            codes.astype(np.int64) + 1
+        if lo < -1 or hi >= n_codes:
+            shifted = shifted[(shifted >= 0) & (shifted <= n_codes)]
         return np.bincount(shifted, minlength=int(n_codes) + 1)[:int(n_codes) + 1]
     return _code_counts(codes, int(n_codes))
 

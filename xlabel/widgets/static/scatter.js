@@ -3,43 +3,81 @@
 // Two modes. Markers (small scatters): scattergl traces of all points.
 // Raster (big scatters, msg.raster): the kernel draws the points as one PNG per panel,
 // shown as a layout image under the axes; plotly only draws axes, zoom/pan, lasso.
-// Protocol (Python -> JS): "plotly" (the library, once per page), "data" (all arrays, or
+// Protocol (Python -> JS): "plotly" (+ bundle: the library, once per page), "data" (all arrays, or
 // the extent in raster mode), "update" (codes/sources, full or delta), "xy" (new axes
 // data / extent), "select" (indices; raster: none), "image" (PNGs + their view),
 // "hover" (tooltip lines of the nearest frame), "thumb" (+ PNG of one frame).
-// (JS -> Python): "need_plotly", "ready", "selected" (+ Int32 indices), "polygon"
+// (JS -> Python): "need_plotly" (+ bundle), "ready", "selected" (+ Int32 indices), "polygon"
 // (+ Float64 xs, ys in axis units), "view" (axis ranges + plot size), "hover", "thumb"
 // (frame index, once the mouse rests on a frame), "button", "rendered".
 
-const LOADER = "__xlabelPlotlyLoader";
+const LIBS = "__xlabelPlotly";
+const SOURCES = "__xlabelPlotlySource";
 // The tooltip asks for the frame's thumbnail after the mouse rests this long on it.
 const THUMB_DELAY_MS = 200;
+// Plot margins (px); the kernel's first image is made for the plot area they leave.
+const MARGIN = { l: 60, r: 10, b: 45, t: 10, tPanels: 56 };
+// Space between the panels of a multi-panel plot (share of the width).
+const PANEL_GAP = 0.04;
 
-function loadPlotly(model) {
-  if (window.Plotly && window.Plotly.newPlot) return Promise.resolve(window.Plotly);
-  if (!window[LOADER]) {
-    window[LOADER] = new Promise((resolve, reject) => {
-      const onMsg = (msg, buffers) => {
-        if (!msg || msg.type !== "plotly") return;
-        model.off("msg:custom", onMsg);
-        try {
-          const source = new TextDecoder().decode(buffers[0]);
-          // plotly.min.js is UMD: give it a CommonJS "module" so that it returns the
-          // library instead of touching globals or an AMD loader (works offline, no CDN).
-          const module = { exports: {} };
-          new Function("module", "exports", "define", source)(module, module.exports, undefined);
-          window.Plotly = module.exports;
-          resolve(window.Plotly);
-        } catch (err) {
-          window[LOADER] = null;
-          reject(err);
-        }
-      };
-      model.on("msg:custom", onMsg);
-      model.send({ type: "need_plotly" });
+// Which plotly.js a plot needs: raster plots draw only axes, a layout image and the
+// lasso outline (plotly's "basic" bundle: 1.2 MB, evaluated in ~0.15 s); marker plots
+// need scattergl (the full bundle: 4.8 MB, ~1 s to evaluate).
+function bundleOf(model) {
+  return model.get("raster_mode") ? "basic" : "full";
+}
+
+function plotlySource(model, bundle) {
+  // The bundle's text, asked of the kernel once per page.
+  const sources = window[SOURCES] || (window[SOURCES] = {});
+  if (!sources[bundle]) {
+    sources[bundle] = requestPlotly(model, bundle).catch((err) => {
+      delete sources[bundle];
+      throw err;
     });
   }
-  return window[LOADER];
+  return sources[bundle];
+}
+
+function loadPlotly(model, bundle) {
+  // The library, evaluated once per page and bundle; the full bundle serves raster plots
+  // too. A plotly.js the page already has (not ours) serves every plot.
+  const libs = window[LIBS] || (window[LIBS] = {});
+  if (!libs.full && !libs.basic && window.Plotly && window.Plotly.newPlot) {
+    libs.full = Promise.resolve(window.Plotly);
+  }
+  if (libs.full) return libs.full;
+  if (!libs[bundle]) {
+    libs[bundle] = plotlySource(model, bundle).then((source) => {
+      // plotly.js is UMD: give it a CommonJS "module" so that it returns the
+      // library instead of touching globals or an AMD loader (works offline, no CDN).
+      const module = { exports: {} };
+      new Function("module", "exports", "define", source)(module, module.exports, undefined);
+      if (!window.Plotly || bundle === "full") window.Plotly = module.exports;
+      delete window[SOURCES][bundle];        // the text is not needed any more
+      return module.exports;
+    }).catch((err) => {
+      delete libs[bundle];
+      throw err;
+    });
+  }
+  return libs[bundle];
+}
+
+function requestPlotly(model, bundle) {
+  return new Promise((resolve, reject) => {
+    const onMsg = (msg, buffers) => {
+      if (!msg || msg.type !== "plotly" || (msg.bundle || "full") !== bundle) return;
+      model.off("msg:custom", onMsg);
+      try {
+        resolve(new TextDecoder().decode(buffers[0]));
+      } catch (err) {
+        reject(err);
+      }
+    };
+    model.on("msg:custom", onMsg);
+    model.send({ type: "need_plotly", bundle });
+  });
 }
 
 function typed(Kind, view) {
@@ -73,6 +111,13 @@ function base64(view) {
     text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
   }
   return btoa(text);
+}
+
+function sameView(a, b) {
+  if (!a || !b || a.width !== b.width || a.height !== b.height) return false;
+  const close = (p, q, span) => Math.abs(p - q) <= 1e-9 * Math.abs(span);
+  return close(a.x0, b.x0, b.x1 - b.x0) && close(a.x1, b.x1, b.x1 - b.x0) &&
+         close(a.y0, b.y0, b.y1 - b.y0) && close(a.y1, b.y1, b.y1 - b.y0);
 }
 
 function panelOfAxis(id) {
@@ -352,6 +397,9 @@ class ScatterView {
       this.data = { n: msg.n, extent: msg.extent };
       this.meta = msg;
       this.t0 = performance.now();
+      // The first image is rendered in the kernel while plotly.js loads and draws the axes.
+      const view = this.expectedView();
+      if (view) this.requestView(view);
       this.draw();
       return;
     }
@@ -408,13 +456,14 @@ class ScatterView {
   }
 
   extentTrace(k, xs, ys) {
-    // Two invisible points at the corners of what must be shown: plotly's autorange
-    // (also on double-click) then pads around all frames, and keeps the lowest points
-    // clear of the x axis' drag handle.
+    // An invisible line between the corners of what must be shown (the frames' extent
+    // padded by 6%): plotly's autorange (also on double-click) then shows exactly that
+    // (a line adds no padding of its own: the kernel can render the first image before
+    // plotly draws), and keeps the lowest points clear of the x axis' drag handle.
     return {
-      type: "scatter", mode: "markers", x: xs, y: ys, hoverinfo: "none", showlegend: false,
+      type: "scatter", mode: "lines", x: xs, y: ys, hoverinfo: "skip", showlegend: false,
       xaxis: k ? `x${k + 1}` : "x", yaxis: k ? `y${k + 1}` : "y",
-      marker: { opacity: 0, size: 1 }, selectedpoints: null,
+      line: { width: 0 }, opacity: 0,
     };
   }
 
@@ -493,11 +542,11 @@ class ScatterView {
     const m = this.model;
     const panels = m.get("panels");
     const n = panels.length;
-    const gap = n > 1 ? 0.04 : 0;
+    const gap = n > 1 ? PANEL_GAP : 0;
     const layout = {
       height: m.get("height"),
       // panel titles sit below the modebar (about 26 px high), not under it
-      margin: { l: 60, r: 10, t: n > 1 ? 56 : 10, b: 45 },
+      margin: { l: MARGIN.l, r: MARGIN.r, t: n > 1 ? MARGIN.tPanels : MARGIN.t, b: MARGIN.b },
       dragmode: m.get("dragmode"),
       hovermode: this.raster ? false : "closest",
       uirevision: this.axesKey(),
@@ -535,8 +584,22 @@ class ScatterView {
     return layout;
   }
 
-  async draw() {
-    const Plotly = window.Plotly;
+  draw() {
+    // One draw at a time, in order, each once plotly.js is there (it loads while the
+    // kernel sends the data and renders the first image).
+    const next = (this.drawQueue || Promise.resolve()).then(() => this.drawNow());
+    this.drawQueue = next.catch((err) => { this.status.textContent = `xlabel: ${err.message || err}`; });
+    return this.drawQueue;
+  }
+
+  async drawNow() {
+    let Plotly;
+    try {
+      Plotly = this.Plotly = await loadPlotly(this.model, bundleOf(this.model));
+    } catch (err) {
+      throw new Error(`cannot load plotly.js: ${err}`);
+    }
+    if (this.times.plotlyEpoch === undefined) this.times.plotlyEpoch = Date.now();
     // No "Share chart" (it uploads the data to a cloud service); a new drag inside an
     // old lasso outline starts a new lasso instead of moving the outline.
     const config = { responsive: true, displaylogo: false, scrollZoom: false,
@@ -544,7 +607,9 @@ class ScatterView {
                      editSelection: false, modeBarButtonsToRemove: ["sendChartToCloud"] };
     const traces = this.traces();
     const layout = this.layout();
-    if (!this.plotted) {
+    const imagesInLayout = this.raster && this.images ? this.imagesMsg : null;
+    const first = !this.plotted;
+    if (first) {
       await Plotly.newPlot(this.plotDiv, traces, layout, config);
       this.plotted = true;
       this.times.plottedEpoch = Date.now();
@@ -553,7 +618,14 @@ class ScatterView {
       await Plotly.react(this.plotDiv, traces, layout, config);
     }
     this.plotDiv.__xlabel = this.times;
-    if (this.raster) this.requestView();
+    if (!this.raster) return;
+    if (imagesInLayout) this.imagesShown(imagesInLayout);
+    if (this.imagesMsg && this.imagesMsg !== imagesInLayout) {
+      this.applyImages(this.imagesMsg, this.images);      // arrived while plotly drew
+    }
+    // The first image was asked for before plotly drew: again only if the plot area or
+    // ranges came out differently.
+    if (!first || !sameView(this.requestedView, this.currentView())) this.requestView();
   }
 
   // ------------------------------------------------------------------ raster mode
@@ -565,13 +637,31 @@ class ScatterView {
              width: Math.round(xa._length), height: Math.round(ya._length) };
   }
 
-  requestView() {
+  expectedView() {
+    // The view of plotly's first draw (autorange shows exactly the padded extent: see
+    // extentTrace; the plot area is what the margins leave), or null before the widget
+    // has a width.
+    const width = this.plotDiv.clientWidth;
+    if (!width || !this.data.extent) return null;
+    const n = this.model.get("panels").length;
+    const e = this.data.extent;
+    const logY = this.model.get("log_y");
+    const xs = this.padded(e.x[0], e.x[1], false), ys = this.padded(e.y[0], e.y[1], logY);
+    const axis = (v) => (logY ? Math.log10(v) : v);
+    return { x0: xs[0], x1: xs[1], y0: axis(ys[0]), y1: axis(ys[1]),
+             width: Math.round((width - MARGIN.l - MARGIN.r) * (1 / n - (n > 1 ? PANEL_GAP : 0))),
+             height: Math.round(this.model.get("height") - (n > 1 ? MARGIN.tPanels : MARGIN.t)
+                                - MARGIN.b) };
+  }
+
+  requestView(view) {
     // One render request in flight at a time; the latest view wins.
     if (this.viewPending) { this.viewDirty = true; return; }
     this.viewPending = true;
     this.viewDirty = false;
     this.times.viewSentAt = performance.now();
-    this.send({ type: "view", ...this.currentView() });
+    this.requestedView = view || this.currentView();
+    this.send({ type: "view", ...this.requestedView });
   }
 
   setImages(msg, buffers) {
@@ -588,6 +678,8 @@ class ScatterView {
     if (msg.reason === "view") {
       this.viewPending = false;
     }
+    // Before plotly's first draw: the pending draw shows them.
+    if (!this.plotted) { this.images = images; this.imagesMsg = msg; return; }
     // A relayout in the middle of a mouse drag ends plotly's lasso: apply at mouse-up.
     if (this.dragging) { this.deferredImages = [msg, images]; return; }
     this.applyImages(msg, images);
@@ -595,12 +687,17 @@ class ScatterView {
 
   async applyImages(msg, images) {
     this.images = images;
+    this.imagesMsg = null;
     this.imaging = true;
     try {
-      await window.Plotly.relayout(this.plotDiv, { images: this.images });
+      await this.Plotly.relayout(this.plotDiv, { images: this.images });
     } finally {
       this.imaging = false;
     }
+    this.imagesShown(msg);
+  }
+
+  imagesShown(msg) {
     const now = performance.now();
     this.times.images += 1;
     if (this.times.firstRender === undefined) {
@@ -773,14 +870,15 @@ class ScatterView {
     if (!others.length) return;
     const points = indices.length ? Array.from(indices) : null;
     this.busy = true;
-    window.Plotly.restyle(this.plotDiv, { selectedpoints: others.map(() => points) }, others)
+    this.Plotly.restyle(this.plotDiv, { selectedpoints: others.map(() => points) }, others)
       .finally(() => { this.busy = false; });
   }
 
   async applySelection(indices) {
-    const Plotly = window.Plotly;
+    const Plotly = this.Plotly;
     const gd = this.plotDiv;
     this.selection = indices;
+    if (!this.plotted) return;        // the pending first draw shows it
     this.busy = true;
     try {
       // The browser keeps the lasso outline in layout.selections and would re-apply it
@@ -813,10 +911,11 @@ class ScatterView {
         if (sources) d.sources[indices[i]] = sources[i];
       }
     }
+    if (!this.plotted) return;         // the pending first draw uses the new codes
     if (msg.palette) {
       await this.draw();
     } else {
-      await window.Plotly.restyle(this.plotDiv, { "marker.color": [this.colorArray(panel)] }, [panel]);
+      await this.Plotly.restyle(this.plotDiv, { "marker.color": [this.colorArray(panel)] }, [panel]);
     }
     this.times.recolors += 1;
     this.times.recoloredAt = performance.now();
@@ -831,6 +930,7 @@ class ScatterView {
     }
     this.xyVersion = (this.xyVersion || 0) + 1;
     this.images = null;
+    this.imagesMsg = null;
     this.draw();
   }
 
@@ -858,6 +958,13 @@ class ScatterView {
   }
 }
 
+function initialize({ model }) {
+  // Load plotly.js as soon as the widget exists in the page: it arrives and is evaluated
+  // while JupyterLab creates the view (measured: faster than evaluating it after the
+  // first image was asked for, bench/bench_widgets_browser.py).
+  loadPlotly(model, bundleOf(model)).catch(() => {});    // the first draw reports it
+}
+
 async function render({ model, el: root }) {
   const renderEpoch = Date.now();
   const view = new ScatterView(model, root);
@@ -875,19 +982,13 @@ async function render({ model, el: root }) {
   model.on("change:palettes", redraw);
   model.on("change:x_name change:y_name change:columns change:color_options change:color_by",
     () => view.renderControls());
-  try {
-    await loadPlotly(model);
-  } catch (err) {
-    view.status.textContent = `xlabel: cannot load plotly.js: ${err}`;
-    return;
-  }
-  view.times.plotlyEpoch = Date.now();
+  // The data (and in raster mode the first image) come while plotly.js loads.
   model.send({ type: "ready" });
   return () => {
     model.off("msg:custom", onMsg);
     window.removeEventListener("mouseup", view.onMouseUp, true);
-    if (view.plotted) window.Plotly.purge(view.plotDiv);
+    if (view.plotted) view.Plotly.purge(view.plotDiv);
   };
 }
 
-export default { render };
+export default { initialize, render };
