@@ -1,7 +1,7 @@
 """FluxScatter in a real browser: time to first render and mouse-up to recolored.
 
 Run: .venv/bin/python -m bench.bench_widgets_browser [--sizes 200000 1000000]
-     [--modes auto markers raster jscatter] [--repeats 1] [--bare]
+     [--modes auto markers raster jscatter] [--repeats 1] [--bare] [--warmup]
 
 ``auto`` is FluxScatter as users get it (kernel raster from 20,000 frames on),
 ``markers`` / ``raster`` force one mode (to place the threshold), ``jscatter`` is jupyter-scatter (WebGL,
@@ -134,6 +134,10 @@ def measure(opener, base: Path, n: int, raster=None, bare=False) -> dict:
                                 f" t.firstImageEpoch, t.firstRenderEpoch]; }}")
     result["build_stages_ms"] = [round(t_built - t_build)] + [
         None if t is None else round(t - t_build) for t in stages]
+    init = page.page.evaluate(f"() => {GD}.__xlabel.initialized") or []
+    result["initialize_ms"] = [round(t - t_build) for t in init]
+    trip = page.page.evaluate(f"() => {GD}.__xlabel.readyTrip") or {}
+    result["ready_trip_ms"] = [round(trip[k]) for k in ("toKernel", "kernel", "back") if k in trip]
     p = page.page
     page.kernel(KERNEL_CLOCK)
     p.evaluate(MOUSEUP_JS)
@@ -159,7 +163,7 @@ def measure(opener, base: Path, n: int, raster=None, bare=False) -> dict:
     result["assign_to_recolored_ms"] = recolored_at - ups[-1]
     if result["raster"]:
         (result["zoom_to_redrawn_ms"], *parts) = p.evaluate(ZOOM_JS, [n * 0.4, n * 0.6, *ZOOM_Y])
-        result["zoom_parts_ms"] = [round(v) for v in parts]
+        result["zoom_parts_ms"] = [None if v is None else round(v) for v in parts]
     result["render_times"] = page.kernel_json("w.plot.render_times")
     if bare:
         result["bare_draw_ms"], result["bare_restyle_ms"] = p.evaluate(BASELINE_JS,
@@ -179,8 +183,9 @@ ZOOM_JS = f"""async ([a, b, c, d]) => {{
   while (gd.__xlabel.images === before || gd.__xlabel.viewAt < t0) {{
     await new Promise((r) => setTimeout(r, 2));
   }}
-  const t = gd.__xlabel;
-  return [t.viewAt - t0, t.viewSentAt - t0, t.imageAt - t.viewSentAt, t.viewAt - t.imageAt];
+  const t = gd.__xlabel, trip = t.viewTrip || {{}};
+  return [t.viewAt - t0, t.viewSentAt - t0, t.imageAt - t.viewSentAt, t.viewAt - t.imageAt,
+          trip.toKernel, trip.kernel, trip.back];
 }}"""
 
 
@@ -362,10 +367,13 @@ def _describe(mode, r):
             f"recolored {r['assign_to_recolored_ms']:.0f} ms")
     if r.get("build_stages_ms"):
         line += (" (ms after the constructor started: built, view rendering, plotly.js ready,"
-                 f" data, axes drawn, first image received, drawn: {r['build_stages_ms']})")
+                 f" data, axes drawn, first image received, drawn: {r['build_stages_ms']};"
+                 f" ready -> data: to the kernel, there, back: {r['ready_trip_ms']};"
+                 f" initialize() started, ended: {r['initialize_ms']})")
     if r.get("zoom_to_redrawn_ms") is not None:
         line += (f", zoom->redrawn {r['zoom_to_redrawn_ms']:.0f} ms (relayout->view sent, "
-                 f"->image received, ->drawn: {r['zoom_parts_ms']})")
+                 f"->image received, ->drawn; of the round trip: to the kernel, rendering, "
+                 f"back: {r['zoom_parts_ms']})")
     if r.get("mouseup_to_polygon_ms") is not None:
         line += f" (mouse-up->polygon sent {r['mouseup_to_polygon_ms']:.0f} ms)"
     if r.get("bare_draw_ms") is None:
@@ -404,7 +412,7 @@ def summary(results):
 
 
 def main(sizes=(200_000, 1_000_000), modes=("auto", "markers", "jscatter"), repeats=1,
-         bare=False):
+         bare=False, warmup=False):
     print(f"load average before: {os.getloadavg()}")
     if "jscatter" in modes and not jscatter_available():
         print("jupyter-scatter is NOT installed: its runs are skipped (bench only: "
@@ -419,6 +427,13 @@ def main(sizes=(200_000, 1_000_000), modes=("auto", "markers", "jscatter"), repe
         base = Path(tmp)
         with _fixture(conftest.lab, _Factory(base)) as server, \
                 _fixture(conftest.open_notebook, server, base) as opener:
+            if warmup:        # one run of each system, not counted: the browser's caches
+                for mode in modes:
+                    try:
+                        (measure_jscatter(opener, base, sizes[0]) if mode == "jscatter"
+                         else runners[mode](opener, base, sizes[0]))
+                    except Exception as err:  # noqa: BLE001 - the counted runs will say
+                        print(f"warm-up {mode} failed: {err}", flush=True)
             for n in sizes:
                 for k in range(repeats):
                     for mode in modes:          # systems interleaved
@@ -445,5 +460,8 @@ if __name__ == "__main__":
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--bare", action="store_true",
                         help="also time a bare plotly scattergl of the same size (slow)")
+    parser.add_argument("--warmup", action="store_true",
+                        help="first one uncounted run of each system (browser caches, numba's "
+                             "cache after a code change)")
     args = parser.parse_args()
-    main(tuple(args.sizes), tuple(args.modes), args.repeats, args.bare)
+    main(tuple(args.sizes), tuple(args.modes), args.repeats, args.bare, args.warmup)

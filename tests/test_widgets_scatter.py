@@ -536,9 +536,9 @@ def test_raster_png_is_a_palette_image_and_many_codes_still_exact():
 
 
 def _stamped_composite(counts, selected, rank, any_selected, unselected_alpha, levels):
-    """The composite's definition, pixel by pixel in raster order: each occupied pixel
-    stamps its key over its 3x3 neighbourhood (5x5 when no other point lies within 2 px);
-    the lowest key wins, the first of equal keys stays."""
+    """The composite's definition, pixel by pixel: each occupied pixel stamps its key over
+    its 3x3 neighbourhood (5x5 when no other point lies within 2 px); the lowest key wins
+    (equal keys draw the same entry, so the order does not matter)."""
     import math
 
     height, width, n = counts.shape
@@ -552,7 +552,8 @@ def _stamped_composite(counts, selected, rank, any_selected, unselected_alpha, l
         box = total[max(r - 2, 0):r + 3, max(c - 2, 0):c + 3]
         lone = np.count_nonzero(box) == 1
         sel = bool(selected[r, c]) or not any_selected
-        key = ((0 if sel else 1) * (n + 1) + rank[k]) * 2 ** 32 + 2 ** 31 - int(total[r, c])
+        key = (((0 if sel else 1) * (n + 1) + rank[k]) * 2 ** 32 + 2 ** 31
+               - int(total[r, c])) * 2 + (0 if lone else 1)
         alpha = 1.0 if lone else 0.55 + 0.45 * math.log1p(total[r, c]) * scale
         if any_selected and not sel:
             alpha *= unselected_alpha
@@ -567,9 +568,9 @@ def _stamped_composite(counts, selected, rank, any_selected, unselected_alpha, l
 
 @pytest.mark.parametrize("any_selected", [False, True])
 def test_composite_matches_its_pixel_by_pixel_definition(any_selected):
-    """The compiled composite draws what its definition says: a crowd, a thin streak,
-    lone points (also at the edges) and a rare class in the crowd."""
-    from xlabel.widgets._raster import _composite
+    """The compiled composite and its NumPy twin draw what the definition says: a crowd,
+    a thin streak, lone points (also at the edges) and a rare class in the crowd."""
+    from xlabel.widgets._raster import _composite, _composite_numpy
 
     rng = np.random.default_rng(11)
     height, width, n = 23, 37, 4
@@ -587,4 +588,35 @@ def test_composite_matches_its_pixel_by_pixel_definition(any_selected):
     _composite(counts, selected, rank, any_selected, 0.2, 8, image)
     expected = _stamped_composite(counts, selected, rank, any_selected, 0.2, 8)
     assert np.array_equal(image, expected)
+    image[:] = 0
+    _composite_numpy(counts, selected, rank, any_selected, 0.2, 8, image)
+    assert np.array_equal(image, expected)
     assert (image[0:3, 0:3] > 0).all() and image[3, 3] == 0          # a lone corner point: 5x5
+
+
+@pytest.mark.parametrize("log_y", [False, True])
+def test_numpy_first_image_equals_the_compiled_render(log_y):
+    """The first image of a new widget (NumPy, before numba loads) is the image numba draws:
+    NaN/inf at the edge, a selection, points outside the view, a rare class, zoomed in."""
+    from xlabel.widgets._raster import RasterLayer, View, render_indexed
+
+    rng = np.random.default_rng(8)
+    n = 20_000
+    x = np.arange(n, dtype=np.int64)
+    y = np.abs(1000 + rng.normal(0, 30, n))
+    y[:20] = np.linspace(0, 800, 20)
+    y[[50, 60, 70]] = [np.nan, np.inf, -5.0]
+    codes = rng.integers(-1, 3, n).astype(np.int32)
+    codes[5000] = 3                                              # one frame of a rare class
+    layer = RasterLayer(x, y, log_y=log_y)
+    palette = ["#bbbbbb", "#2ca02c", "#d62728", "#1f77b4", "#9467bd"]
+    extent = layer.extent()
+    y0, y1 = (np.log10(v) if log_y else v for v in (max(extent["y"][0], 1e-3), extent["y"][1]))
+    for view in (View(-100.0, n + 100.0, y0, y1, 300, 120),
+                 View(4000.0, 6000.0, y0, y1, 250, 90)):
+        for selected in (None, np.arange(100, 3000)):
+            got = render_indexed(x, y, layer.x_axis, layer.y_axis, codes, palette, view,
+                                 selected, compiled=False)
+            want = render_indexed(x, y, layer.x_axis, layer.y_axis, codes, palette, view,
+                                  selected)
+            assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])

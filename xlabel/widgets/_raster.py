@@ -17,6 +17,11 @@ a byte a pixel, half the size and compression time of RGBA).
 A view's pixel of every frame is kept (one int32 per frame), so a recolor (assign, undo,
 redo, selection) only counts codes per pixel; a zoom or pan recomputes it.
 
+numba's first use in a new kernel takes ~0.3 s (and loading the cached kernels more), so a
+new :class:`RasterLayer` loads them in a background thread and draws until then with
+NumPy twins of the same kernels (the same image, tested pixel for pixel; ~3x slower):
+the first image of a new widget never waits for numba.
+
 Why numba and not datashader (measured in ``bench/bench_raster.py``, BENCHMARKS.md):
 datashader's ``Canvas.points`` + ``count_cat`` + ``shade``/``spread`` does the
 aggregation, but it needs a DataFrame per call (a copy of x, y and a categorical
@@ -200,6 +205,15 @@ def _mark_selected(x, y, indices, xlog, xedge, ylog, yedge, x0, x1, y0, y1, widt
     return marked
 
 
+#: Counts up to this get their opacity level from a table in :func:`_composite`.
+LEVEL_TABLE = 1 << 16
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _level(alpha, levels):
+    return min(levels, max(1, int(alpha * levels + 0.5)))
+
+
 @numba.njit(cache=True, nogil=True)
 def _composite(counts, selected, rank, any_selected, unselected_alpha, levels, image):
     """Palette image, in place: every occupied pixel stamped as a dot, rarest class (then
@@ -211,12 +225,23 @@ def _composite(counts, selected, rank, any_selected, unselected_alpha, levels, i
     for r in range(height):
         for c in range(width):
             t = 0
+            b = -1
+            b_rank = n
             for k in range(n):
-                t += counts[r, c, k]
-                if counts[r, c, k] and (best[r, c] < 0 or rank[k] < rank[best[r, c]]):
-                    best[r, c] = k
+                count = counts[r, c, k]
+                t += count
+                if count and rank[k] < b_rank:
+                    b, b_rank = k, rank[k]
             total[r, c] = t
+            best[r, c] = b
     scale = 1.0 / math.log1p(max(total.max(), 1))
+    # Opacity level of a crowd pixel by its count, [unselected, selected], looked up: a
+    # log per pixel was a third of the time of a dense view.
+    table = np.empty((2, min(total.max() + 1, LEVEL_TABLE)), np.int64)
+    for t in range(table.shape[1]):
+        alpha = 0.55 + 0.45 * math.log1p(t) * scale
+        table[1, t] = _level(alpha, levels)
+        table[0, t] = _level(alpha * unselected_alpha if any_selected else alpha, levels)
     key = np.full((height, width), np.iinfo(np.int64).max, np.int64)
     for r in range(height):
         for c in range(width):
@@ -234,20 +259,87 @@ def _composite(counts, selected, rank, any_selected, unselected_alpha, levels, i
             radius = 2 if isolated else 1
             k = best[r, c]
             sel = selected[r, c]
-            # Lower key wins: selected before unselected, then rare classes, then dense.
-            stamp = ((0 if sel or not any_selected else 1) * (n + 1) + rank[k]) * (1 << 32) \
-                + (1 << 31) - min(t, (1 << 31) - 1)
+            # Lower key wins: selected before unselected, then rare classes, then dense,
+            # then lone (so that equal keys draw the same entry: the order does not matter).
+            stamp = ((((0 if sel or not any_selected else 1) * (n + 1) + rank[k]) << 32)
+                     + (1 << 31) - min(t, (1 << 31) - 1)) * 2 + (0 if isolated else 1)
             # Density shading; a lone point is fully opaque (it must never fade away).
-            alpha = 1.0 if isolated else 0.55 + 0.45 * math.log1p(t) * scale
-            if any_selected and not sel:
-                alpha *= unselected_alpha
-            level = min(levels, max(1, int(alpha * levels + 0.5)))
+            on = 1 if sel or not any_selected else 0
+            if isolated:
+                level = _level(1.0 if on else unselected_alpha, levels)
+            elif t < table.shape[1]:
+                level = table[on, t]
+            else:
+                alpha = 0.55 + 0.45 * math.log1p(t) * scale
+                level = _level(alpha if on else alpha * unselected_alpha, levels)
             entry = 1 + k * levels + level - 1
             for rr in range(max(r - radius, 0), min(r + radius + 1, height)):
                 for cc in range(max(c - radius, 0), min(c + radius + 1, width)):
                     if stamp < key[rr, cc]:
                         key[rr, cc] = stamp
                         image[rr, cc] = entry
+
+
+def _composite_numpy(counts, selected, rank, any_selected, unselected_alpha, levels, image):
+    """:func:`_composite` in NumPy (the same image): for the first image of a new widget,
+    drawn before numba has loaded (its first use in a kernel takes ~0.3 s)."""
+    height, width, n = counts.shape
+    total = np.zeros((height, width), np.int64)
+    best = np.zeros((height, width), np.int64)
+    for k in np.argsort(rank)[::-1]:             # the rarest code present ends on top
+        total += counts[:, :, k]
+        best[counts[:, :, k] > 0] = k
+    occupied = total > 0
+    scale = 1.0 / math.log1p(max(int(total.max()), 1))
+    lone = occupied & (_box_sum(occupied, 2) == 1)
+    group_rank = rank[best] if not any_selected else \
+        np.where(selected, 0, n + 1) + rank[best]
+    keys = ((group_rank << 32) + (1 << 31) - np.minimum(total, (1 << 31) - 1)) * 2
+    keys += ~lone
+    empty = np.iinfo(np.int64).max
+    keys[~occupied | lone] = empty
+    won = _min3(keys)
+    rows, cols = np.nonzero(lone)                # few: stamp their 5x5 one offset at a time
+    lone_keys = (((group_rank[rows, cols] << 32) + (1 << 31)
+                  - np.minimum(total[rows, cols], (1 << 31) - 1)) * 2)
+    for dr in range(-2, 3):
+        for dc in range(-2, 3):
+            r, c = rows + dr, cols + dc
+            inside = (r >= 0) & (r < height) & (c >= 0) & (c < width)
+            np.minimum.at(won, (r[inside], c[inside]), lone_keys[inside])
+    drawn = won != empty
+    won = won[drawn]
+    t = (1 << 31) - ((won >> 1) & ((1 << 32) - 1))
+    group_rank = won >> 33
+    alpha = np.where(won & 1 == 0, 1.0, 0.55 + 0.45 * np.log1p(t) * scale)
+    if any_selected:
+        alpha = np.where(group_rank // (n + 1) == 1, alpha * unselected_alpha, alpha)
+    level = np.clip((alpha * levels + 0.5).astype(np.int64), 1, levels)
+    code_of_rank = np.argsort(rank)
+    image[drawn] = 1 + code_of_rank[group_rank % (n + 1)] * levels + level - 1
+
+
+def _box_sum(mask, radius):
+    """Number of True in each (2 radius + 1)^2 window around each pixel (integral image)."""
+    height, width = mask.shape
+    size = 2 * radius + 1
+    integral = np.zeros((height + 2 * radius + 1, width + 2 * radius + 1), np.int32)
+    integral[radius + 1:height + radius + 1, radius + 1:width + radius + 1] = mask
+    np.cumsum(integral, axis=0, out=integral)
+    np.cumsum(integral, axis=1, out=integral)
+    return (integral[size:, size:] - integral[:-size, size:] - integral[size:, :-size]
+            + integral[:-size, :-size])
+
+
+def _min3(keys):
+    """3x3 minimum filter (separable; outside the image counts as no key)."""
+    rows = keys.copy()
+    np.minimum(rows[:, 1:], keys[:, :-1], out=rows[:, 1:])
+    np.minimum(rows[:, :-1], keys[:, 1:], out=rows[:, :-1])
+    out = rows.copy()
+    np.minimum(out[1:], rows[:-1], out=out[1:])
+    np.minimum(out[:-1], rows[1:], out=out[:-1])
+    return out
 
 
 def _palette(colors, levels, ring_color) -> np.ndarray:
@@ -373,41 +465,98 @@ def render_rgba(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
 
 
 def render_indexed(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
-                   selected=None, rings=None, ring_color=RING_COLOR, pixels=None):
+                   selected=None, rings=None, ring_color=RING_COLOR, pixels=None,
+                   compiled=True):
     """:func:`render_rgba` as ``(entries, rgba_palette)``: a palette image (uint8 up to
     126 codes, uint16 beyond) and its RGBA palette; opacity in ``ALPHA_LEVELS`` steps
     (fewer with many codes). A palette PNG is 4x less to compress than RGBA.
+
+    ``compiled=False`` draws the same image with NumPy only (2-3x slower, but no wait for
+    numba's first load in a new kernel; rings still use numba).
     """
     n_codes = len(palette) - 1
     if pixels is None:
-        pixels = pixel_index(x, y, x_axis, y_axis, view)
-    counts, totals = _aggregate(pixels, codes, n_codes, view.width, view.height)
+        pixels = pixel_index(x, y, x_axis, y_axis, view, compiled)
+    aggregate = _aggregate if compiled else _aggregate_numpy
+    counts, totals = aggregate(pixels, codes, n_codes, view.width, view.height)
     # Rarest code first (over all frames, not the view, so colors do not swap on zoom).
     rank = np.empty(n_codes + 1, np.int64)
     rank[np.argsort(totals, kind="stable")] = np.arange(n_codes + 1)
     any_selected = selected is not None and len(selected) > 0
-    marked = _marked(x, y, x_axis, y_axis, view, selected if any_selected else None)
+    marked = _marked(x, y, x_axis, y_axis, view, selected if any_selected else None, compiled)
     levels = min(ALPHA_LEVELS, 254 // (n_codes + 1))
     dtype = np.uint8 if levels >= 4 else np.uint16
     levels = max(levels, 4) if dtype == np.uint8 else ALPHA_LEVELS
     entries = np.zeros((view.height, view.width), dtype)
-    _composite(counts, marked, rank, any_selected, UNSELECTED_ALPHA, levels, entries)
+    composite = _composite if compiled else _composite_numpy
+    composite(counts, marked, rank, any_selected, UNSELECTED_ALPHA, levels, entries)
     rgba = _palette([hex_rgb(c) for c in palette], levels, hex_rgb(ring_color))
     if rings is not None and len(rings):
         _draw_rings(entries, _marked(x, y, x_axis, y_axis, view, rings), len(rgba) - 1)
     return entries, rgba
 
 
-def pixel_index(x, y, x_axis: Axis, y_axis: Axis, view: View) -> np.ndarray:
+def pixel_index(x, y, x_axis: Axis, y_axis: Axis, view: View, compiled=True) -> np.ndarray:
     """Flat pixel (row * width + col) of every point in ``view`` (int32), -1 outside."""
+    if not compiled:
+        return _pixel_index_numpy(x, y, x_axis, y_axis, view)
     return _pixel_index(x, y, x_axis.log, x_axis.edge, y_axis.log, y_axis.edge, view.x0,
                         view.x1, view.y0, view.y1, view.width, view.height)
 
 
-def _marked(x, y, x_axis, y_axis, view, indices):
+def _axis_values(values, axis: Axis) -> np.ndarray:
+    """:func:`_axis_value` of every value (NumPy)."""
+    values = np.asarray(values, dtype=np.float64)
+    if axis.log:
+        good = (values > 0) & (values < np.inf)
+        out = np.full(values.shape, axis.edge)
+        np.log10(values, out=out, where=good)
+        return out
+    return np.where(np.isfinite(values), values, axis.edge)
+
+
+def _pixel_index_numpy(x, y, x_axis, y_axis, view):
+    """:func:`pixel_index` in NumPy (the same float64 operations, in place)."""
+    sx, sy = view.width / (view.x1 - view.x0), view.height / (view.y1 - view.y0)
+    col = _axis_values(x, x_axis)
+    col -= view.x0
+    col *= sx
+    np.floor(col, out=col)
+    row = _axis_values(y, y_axis)
+    np.subtract(view.y1, row, out=row)
+    row *= sy
+    np.floor(row, out=row)
+    outside = (col < 0) | (col >= view.width) | (row < 0) | (row >= view.height)
+    row[outside] = 0
+    col[outside] = -1
+    row *= view.width
+    row += col
+    pixels = row.astype(np.int32)
+    pixels[outside] = -1
+    return pixels
+
+
+def _aggregate_numpy(pixels, codes, n_codes, width, height):
+    """:func:`_aggregate` in NumPy."""
+    shifted = np.asarray(codes).astype(np.int64) + 1
+    valid = (shifted >= 0) & (shifted <= n_codes)
+    totals = np.bincount(shifted[valid], minlength=n_codes + 1)
+    valid &= pixels >= 0
+    flat = pixels[valid].astype(np.int64) * (n_codes + 1) + shifted[valid]
+    counts = np.bincount(flat, minlength=height * width * (n_codes + 1)).astype(np.uint32)
+    return counts.reshape((height, width, n_codes + 1)), totals
+
+
+def _marked(x, y, x_axis, y_axis, view, indices, compiled=True):
     """Boolean (height, width): the pixels holding any of ``indices`` (None: none)."""
     if indices is None:
         return np.zeros((view.height, view.width), np.bool_)
+    if not compiled:
+        indices = np.asarray(indices, dtype=np.int64)
+        pixels = _pixel_index_numpy(x[indices], y[indices], x_axis, y_axis, view)
+        marked = np.zeros(view.height * view.width, np.bool_)
+        marked[pixels[pixels >= 0]] = True
+        return marked.reshape((view.height, view.width))
     return _mark_selected(x, y, np.asarray(indices, dtype=np.int64), x_axis.log, x_axis.edge,
                           y_axis.log, y_axis.edge, view.x0, view.x1, view.y0, view.y1,
                           view.width, view.height)
@@ -463,9 +612,10 @@ class RasterLayer:
 
     def __init__(self, x, y, log_y=False):
         self.set_xy(x, y, log_y)
-        # Load numba (slow the first time in a kernel) and compile or load from its cache the
-        # render, lasso and hover kernels for these dtypes while the browser loads plotly.js
-        # and the user looks at the first image: not on the first render or lasso.
+        # Load numba (~0.3 s the first time in a kernel) and its cached render, lasso and
+        # hover kernels for these dtypes in the background, while the browser loads plotly.js;
+        # until they are there, images are drawn with NumPy (the same image, see render).
+        self._compiled = threading.Event()
         threading.Thread(target=self._warm_up, daemon=True).start()
 
     def _warm_up(self):
@@ -481,6 +631,7 @@ class RasterLayer:
             _code_counts(codes, 1)                                   # legends
         points_in_polygon(x, y, self.x_axis, self.y_axis, [0.0, 1.0, 0.0], [0.0, 0.0, 1.0])
         nearest_point(x, y, self.x_axis, self.y_axis, view, 0.0, 0.0)
+        self._compiled.set()
 
     def set_xy(self, x, y, log_y=False):
         """New axis data (e.g. after an x/y column or log-y change)."""
@@ -496,11 +647,13 @@ class RasterLayer:
 
     def render(self, codes, palette, view: View, selected=None, rings=None) -> bytes:
         """The PNG of one panel for ``view`` (``rings``: indices ringed in red)."""
+        compiled = self._compiled.is_set()       # else NumPy (the same image): see warm_up
         if self._pixels_view != view:
-            self._pixels = pixel_index(self.x, self.y, self.x_axis, self.y_axis, view)
+            self._pixels = pixel_index(self.x, self.y, self.x_axis, self.y_axis, view, compiled)
             self._pixels_view = view
         entries, rgba = render_indexed(self.x, self.y, self.x_axis, self.y_axis, codes, palette,
-                                       view, selected, rings, pixels=self._pixels)
+                                       view, selected, rings, pixels=self._pixels,
+                                       compiled=compiled)
         return png_indexed(entries, rgba)
 
     def select_polygon(self, px, py) -> np.ndarray:

@@ -7,7 +7,9 @@ loses lasso events (plotly.py issue 3910), and JSON lists are slow at 1M points.
 
 * plotly.js comes from the plotly package itself (``package_data/plotly.min.js``), or
   for raster plots its "basic" bundle vendored in ``static/`` (4x smaller, evaluated
-  7x faster), sent once per page on request: no CDN, works offline.
+  7x faster), sent once per page when the first widget asks (from its ``initialize``,
+  before its view exists): no CDN, works offline. Sending it with every widget instead
+  (in its module text or its state) was not faster (bench/bench_widgets_browser.py).
 * Colors are one int16 code per point and panel (class index, cluster id, -1 =
   none), mapped by a discrete colorscale; after a label change only the changed
   indices and codes are sent (or the whole code array when most points changed).
@@ -25,6 +27,7 @@ its callbacks (:class:`ScatterCallbacks`); this class only encodes and decodes m
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -160,7 +163,11 @@ class ScatterPlot(anywidget.AnyWidget):
                 bundle = "basic" if content.get("bundle") == "basic" else "full"
                 self._post({"type": "plotly", "bundle": bundle}, [plotly_js_bytes(bundle)])
             elif kind == "ready":
-                self._post(*self._data())
+                received = time.time() * 1000
+                content, buffers = self._data()
+                if self._raster is not None:  # the kernel's clock, for the bench's stages
+                    content = {**content, "received": received, "sent": time.time() * 1000}
+                self._post(content, buffers)
             elif kind == "selected":
                 self._user_selected(decode_indices(buffers[0] if buffers else b""),
                                     int(content.get("panel", 0)))
@@ -170,7 +177,7 @@ class ScatterPlot(anywidget.AnyWidget):
                                     int(content.get("panel", 0)))
             elif kind == "view" and self._raster is not None:
                 self._view = View.from_message(content)
-                self._send_images("view")
+                self._send_images("view", received=time.time())
             elif kind == "hover" and self._raster is not None:
                 self._hover(content)
             elif kind == "thumb" and self._callbacks.thumbnail is not None:
@@ -229,7 +236,7 @@ class ScatterPlot(anywidget.AnyWidget):
         return ({"type": "data", "raster": True, "n": int(len(self._raster.x)),
                  "panels": len(self.panels), "extent": self._raster.extent()}, [])
 
-    def _send_images(self, reason, panel=None):
+    def _send_images(self, reason, panel=None, received=None):
         """Render every panel (or only ``panel``, the others unchanged) and send the PNGs."""
         if self._view is None:       # the browser has not said how big the plot is yet
             return
@@ -245,7 +252,11 @@ class ScatterPlot(anywidget.AnyWidget):
             pngs[k] = self._raster.render(codes[k], self.palettes[k], view, self._selection,
                                           rings)
         self._pngs = ((view, len(pngs)), pngs)
-        self._post({"type": "image", "reason": reason,
+        # The kernel's clock (epoch ms) when the request came and the images left, so the
+        # page can tell transport from rendering (bench/bench_widgets_browser.py).
+        clock = {} if received is None else {"received": received * 1000,
+                                             "sent": time.time() * 1000}
+        self._post({"type": "image", "reason": reason, **clock,
                     "view": {"x0": view.x0, "x1": view.x1, "y0": view.y0, "y1": view.y1,
                              "width": view.width, "height": view.height}}, pngs)
 

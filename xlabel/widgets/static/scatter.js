@@ -49,19 +49,23 @@ function loadPlotly(model, bundle) {
   if (libs.full) return libs.full;
   if (!libs[bundle]) {
     libs[bundle] = plotlySource(model, bundle).then((source) => {
-      // plotly.js is UMD: give it a CommonJS "module" so that it returns the
-      // library instead of touching globals or an AMD loader (works offline, no CDN).
-      const module = { exports: {} };
-      new Function("module", "exports", "define", source)(module, module.exports, undefined);
-      if (!window.Plotly || bundle === "full") window.Plotly = module.exports;
       delete window[SOURCES][bundle];        // the text is not needed any more
-      return module.exports;
+      return evaluatePlotly(source, bundle);
     }).catch((err) => {
       delete libs[bundle];
       throw err;
     });
   }
   return libs[bundle];
+}
+
+function evaluatePlotly(source, bundle) {
+  // plotly.js is UMD: give it a CommonJS "module" so that it returns the
+  // library instead of touching globals or an AMD loader (works offline, no CDN).
+  const module = { exports: {} };
+  new Function("module", "exports", "define", source)(module, module.exports, undefined);
+  if (!window.Plotly || bundle === "full") window.Plotly = module.exports;
+  return module.exports;
 }
 
 function requestPlotly(model, bundle) {
@@ -392,6 +396,10 @@ class ScatterView {
 
   setData(msg, buffers) {
     this.times.dataEpoch = Date.now();
+    if (msg.received !== undefined && this.times.readyEpoch !== undefined) {
+      this.times.readyTrip = { toKernel: msg.received - this.times.readyEpoch,
+                               kernel: msg.sent - msg.received, back: Date.now() - msg.sent };
+    }
     if (msg.raster) {
       this.raster = true;
       this.data = { n: msg.n, extent: msg.extent };
@@ -660,6 +668,7 @@ class ScatterView {
     this.viewPending = true;
     this.viewDirty = false;
     this.times.viewSentAt = performance.now();
+    this.times.viewSentEpoch = Date.now();
     this.requestedView = view || this.currentView();
     this.send({ type: "view", ...this.requestedView });
   }
@@ -667,6 +676,10 @@ class ScatterView {
   setImages(msg, buffers) {
     this.times.imageAt = performance.now();
     if (this.times.firstImageEpoch === undefined) this.times.firstImageEpoch = Date.now();
+    if (msg.received !== undefined) {     // where the view -> image round trip went (ms)
+      this.times.viewTrip = { toKernel: msg.received - this.times.viewSentEpoch,
+                              kernel: msg.sent - msg.received, back: Date.now() - msg.sent };
+    }
     const v = msg.view;
     const images = buffers.map((buffer, k) => ({
       source: "data:image/png;base64," + base64(buffer),
@@ -958,17 +971,24 @@ class ScatterView {
   }
 }
 
+// When the latest initialize() ran (epoch ms: started, plotly.js evaluated), for the
+// first-render stages of bench/bench_widgets_browser.py.
+let initialized;
+
 function initialize({ model }) {
+  const started = Date.now();
   // Load plotly.js as soon as the widget exists in the page: it arrives and is evaluated
   // while JupyterLab creates the view (measured: faster than evaluating it after the
   // first image was asked for, bench/bench_widgets_browser.py).
   loadPlotly(model, bundleOf(model)).catch(() => {});    // the first draw reports it
+  initialized = [started, Date.now()];
 }
 
 async function render({ model, el: root }) {
   const renderEpoch = Date.now();
   const view = new ScatterView(model, root);
   view.times.renderEpoch = renderEpoch;
+  view.times.initialized = initialized;
   const onMsg = (msg, buffers) => view.onMessage(msg, buffers);
   model.on("msg:custom", onMsg);
   const redraw = () => { if (view.data) view.draw(); };
@@ -983,6 +1003,7 @@ async function render({ model, el: root }) {
   model.on("change:x_name change:y_name change:columns change:color_options change:color_by",
     () => view.renderControls());
   // The data (and in raster mode the first image) come while plotly.js loads.
+  view.times.readyEpoch = Date.now();
   model.send({ type: "ready" });
   return () => {
     model.off("msg:custom", onMsg);
