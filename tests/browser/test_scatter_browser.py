@@ -216,14 +216,35 @@ def test_new_lasso_inside_old_outline_makes_new_selection(open_notebook, tmp_pat
     page, p = open_scene(open_notebook, tmp_path, "inside", raster)
     rectangle_lasso(p, 29.5, 50.5, 940, 1060)
     wait_status(page, "21 selected")
-    # As a user would: the second lasso after the first one's selection is drawn (raster:
-    # the kernel's image; a plotly relayout running when a drag starts ends plotly's lasso).
-    page.wait_js(f"() => {GD}.__xlabel.selectedAt !== undefined")
-    p.wait_for_timeout(400)  # a person's pause before the next drag (known race: closing note)
-    # The second drag starts inside the first outline.
+    # No pause: the second drag starts inside the first outline as soon as the count shows
+    # (raster: within plotly's own end of the first drag, up to 100 ms after its release).
     rectangle_lasso(p, 39.5, 41.5, 960, 1040)
     wait_status(page, "2 selected")
     assert page.kernel_json("w.selected.tolist()") == [40, 41]
+    assert outline_x_range(page) == pytest.approx((39.5, 41.5), abs=0.3)
+
+
+def outline_x_range(page):
+    """(min, max) x of the lasso outline plotly keeps in layout.selections (one only)."""
+    # plotly stores it up to 100 ms after the release: raster's answer may come first.
+    page.wait_js(f"() => ({GD}.layout.selections || []).length > 0")
+    paths = page.page.evaluate(f"() => {GD}.layout.selections.map((s) => s.path)")
+    assert len(paths) == 1, paths
+    xs = [float(pair.split(",")[0]) for pair in paths[0].strip("MZ").split("L")]
+    return min(xs), max(xs)
+
+
+@pytest.mark.parametrize("raster", [False, True], ids=["markers", "raster"])
+def test_lasso_pressed_right_after_the_last_one_is_kept(open_notebook, tmp_path, raster):
+    # The second press comes a few ms after the first release, before any answer and while
+    # plotly still ends the first drag: the second lasso must still win, outline included.
+    page, p = open_scene(open_notebook, tmp_path, "quick", raster)
+    for k in range(3):
+        rectangle_lasso(p, 29.5, 50.5, 940, 1060)
+        rectangle_lasso(p, 39.5, 41.5 + k, 960, 1040)
+        wait_status(page, f"{k + 2} selected")
+        assert page.kernel_json("w.selected.tolist()") == list(range(40, 42 + k))
+        assert outline_x_range(page) == pytest.approx((39.5, 41.5 + k), abs=0.3)
 
 
 def test_drag_below_lowest_points_and_axis_change(open_notebook, tmp_path):

@@ -19,6 +19,11 @@ const THUMB_DELAY_MS = 200;
 const MARGIN = { l: 60, r: 10, b: 45, t: 10, tPanels: 56 };
 // Space between the panels of a multi-panel plot (share of the width).
 const PANEL_GAP = 0.04;
+// A press held while plotly finishes the previous drag is replayed at the latest this
+// long after that drag's release (plotly needs up to SELECTDELAY = 100 ms).
+const SETTLE_MAX_MS = 300;
+const MOUSE_FIELDS = ["clientX", "clientY", "screenX", "screenY", "button", "buttons",
+                      "ctrlKey", "shiftKey", "altKey", "metaKey", "detail"];
 
 // Which plotly.js a plot needs: raster plots draw only axes, a layout image and the
 // lasso outline (plotly's "basic" bundle: 1.2 MB, evaluated in ~0.15 s); marker plots
@@ -181,14 +186,17 @@ class ScatterView {
     // would otherwise leave one standing over the legend after every lasso.
     this.plotDiv.addEventListener("mousedown", (ev) => {
       this.hideTooltip();
+      if (this.holdPress(ev)) return;
       this.dragging = true;
       this.downAt = [ev.clientX, ev.clientY];
       this.polygonSent = false;
       root.focus({ preventScroll: true });
     }, true);
     this.onMouseUp = (ev) => {
+      if (this.holdEvent(ev)) return;
       if (!this.dragging) return;
       this.dragging = false;
+      this.startSettling();
       if (this.raster && !ev.shiftKey && !ev.altKey) this.sendOutline();
       if (this.deferredImages) {
         const [msg, images] = this.deferredImages;
@@ -706,6 +714,7 @@ class ScatterView {
       await this.Plotly.relayout(this.plotDiv, { images: this.images });
     } finally {
       this.imaging = false;
+      this.releaseSoon();
     }
     this.imagesShown(msg);
   }
@@ -790,6 +799,9 @@ class ScatterView {
   }
 
   onSelected(ev) {
+    // plotly has finished its drag (this event ends it): a held press may go now.
+    this.settling = false;
+    this.releaseSoon();
     if (this.busy) return;
     this.root.focus({ preventScroll: true });
     if (this.raster) {
@@ -876,6 +888,86 @@ class ScatterView {
               [Float64Array.from(xs).buffer, Float64Array.from(ys).buffer]);
   }
 
+  // ------------------------------------------------------------------ presses held while plotly settles
+
+  // plotly.js ends a lasso/box drag only after its throttled selection pass has run
+  // (SELECTDELAY, up to 100 ms after the last move; one throttle per plot). It then
+  // turns the outline in its zoom layer into layout.selections (a relayout) and emits
+  // plotly_selected. A new drag pressed within that window restarts the shared
+  // throttle, so the old drag's ending runs in the middle of the new drag and takes the
+  // new, half-drawn outline with it: the new lasso is lost ("0 selected"). Raster mode
+  // sends the outline at mouse-up, so its answer arrives well inside that window.
+  // A press that comes while plotly is still ending a drag (or while one of our own
+  // relayouts/restyles is in flight) is therefore held, with the moves and the release
+  // that follow it, and replayed in order as soon as plotly is done.
+
+  startSettling() {
+    // Called at mouse-up, before plotly's own handler: did plotly see a select drag?
+    const gd = this.plotDiv;
+    if (!gd._dragged || !gd.querySelector(".zoomlayer path.select-outline")) return;
+    this.settling = true;
+    clearTimeout(this.settleTimer);
+    this.settleTimer = setTimeout(() => { this.settling = false; this.releaseSoon(); },
+                                  SETTLE_MAX_MS);
+  }
+
+  isSettled() {
+    return !this.settling && !this.imaging && !this.busy;
+  }
+
+  holdPress(ev) {
+    if (this.replaying || (!this.held && this.isSettled())) return false;
+    if (ev.target.closest && ev.target.closest(".modebar")) return false;   // a click
+    if (!this.held) {
+      this.held = [];
+      this.onHeldMove = (move) => this.holdEvent(move);
+      window.addEventListener("mousemove", this.onHeldMove, true);
+      // Never hold the user's hand for long, whatever plotly does.
+      this.holdTimer = setTimeout(() => this.replayHeld(true), 3 * SETTLE_MAX_MS);
+    }
+    return this.holdEvent(ev);
+  }
+
+  holdEvent(ev) {
+    // While a press is held, it and every mouse event after it wait their turn.
+    if (!this.held || this.replaying) return false;
+    ev.stopPropagation();
+    ev.preventDefault();
+    const init = { bubbles: true, cancelable: true, composed: true, view: window };
+    for (const key of MOUSE_FIELDS) init[key] = ev[key];
+    this.held.push({ type: ev.type, target: ev.type === "mousedown" ? ev.target : null, init });
+    return true;
+  }
+
+  releaseSoon() {
+    // After the handlers of the event that settled plotly (its relayout included).
+    if (this.held) setTimeout(() => this.replayHeld(), 0);
+  }
+
+  replayHeld(force = false) {
+    if (!this.held || (!force && !this.isSettled())) return;
+    this.replaying = true;
+    try {
+      while (this.held.length) {
+        const { type, target, init } = this.held.shift();
+        let to = document;          // plotly follows a drag on the document
+        if (type === "mousedown") {
+          to = target && target.isConnected ? target
+            : document.elementFromPoint(init.clientX, init.clientY);
+        }
+        (to || document).dispatchEvent(new MouseEvent(type, init));
+        if (type === "mouseup" && !force && !this.isSettled()) return;   // the next press waits again
+      }
+    } finally {
+      this.replaying = false;
+      if (this.held && !this.held.length) {
+        window.removeEventListener("mousemove", this.onHeldMove, true);
+        clearTimeout(this.holdTimer);
+        this.held = null;
+      }
+    }
+  }
+
   linkPanels(panel, indices) {
     // Show the selection in the other panels at once, without touching the one that
     // holds the lasso outline.
@@ -884,7 +976,7 @@ class ScatterView {
     const points = indices.length ? Array.from(indices) : null;
     this.busy = true;
     this.Plotly.restyle(this.plotDiv, { selectedpoints: others.map(() => points) }, others)
-      .finally(() => { this.busy = false; });
+      .finally(() => { this.busy = false; this.releaseSoon(); });
   }
 
   async applySelection(indices) {
@@ -905,6 +997,7 @@ class ScatterView {
       await Plotly.restyle(gd, { selectedpoints: all.map(() => points) }, all);
     } finally {
       this.busy = false;
+      this.releaseSoon();
     }
   }
 
