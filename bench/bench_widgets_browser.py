@@ -185,7 +185,7 @@ ZOOM_JS = f"""async ([a, b, c, d]) => {{
   }}
   const t = gd.__xlabel, trip = t.viewTrip || {{}};
   return [t.viewAt - t0, t.viewSentAt - t0, t.imageAt - t.viewSentAt, t.viewAt - t.imageAt,
-          trip.toKernel, trip.kernel, trip.back];
+          trip.toKernel, trip.kernel, trip.back, t.relayoutAt - t0];
 }}"""
 
 
@@ -373,7 +373,7 @@ def _describe(mode, r):
     if r.get("zoom_to_redrawn_ms") is not None:
         line += (f", zoom->redrawn {r['zoom_to_redrawn_ms']:.0f} ms (relayout->view sent, "
                  f"->image received, ->drawn; of the round trip: to the kernel, rendering, "
-                 f"back: {r['zoom_parts_ms']})")
+                 f"back; relayout event: {r['zoom_parts_ms']})")
     if r.get("mouseup_to_polygon_ms") is not None:
         line += f" (mouse-up->polygon sent {r['mouseup_to_polygon_ms']:.0f} ms)"
     if r.get("bare_draw_ms") is None:

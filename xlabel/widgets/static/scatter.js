@@ -735,6 +735,7 @@ class ScatterView {
 
   onRelayout(ev) {
     if (!this.raster || this.imaging || !ev) return;
+    this.times.relayoutAt = performance.now();
     if (Object.keys(ev).some((key) => /^[xy]axis[0-9]*\.(range|autorange)/.test(key) ||
                                       /^([xy]axis[0-9]*|width|height|autosize)$/.test(key))) {
       this.requestView();
