@@ -584,12 +584,16 @@ def test_composite_matches_its_pixel_by_pixel_definition(any_selected):
     rank = np.array([2, 3, 1, 0])
     selected = rng.random((height, width)) < 0.3 if any_selected else \
         np.zeros((height, width), bool)
+    # What _aggregate hands the composite: points per pixel, the rarest code present.
+    total = counts.sum(axis=2).astype(np.int32)
+    best = np.where(counts > 0, rank, n).argmin(axis=2).astype(np.int32)
+    best[total == 0] = -1
     image = np.zeros((height, width), np.uint8)
-    _composite(counts, selected, rank, any_selected, 0.2, 8, image)
+    _composite(total, best, selected, rank, any_selected, 0.2, 8, image)
     expected = _stamped_composite(counts, selected, rank, any_selected, 0.2, 8)
     assert np.array_equal(image, expected)
     image[:] = 0
-    _composite_numpy(counts, selected, rank, any_selected, 0.2, 8, image)
+    _composite_numpy(total, best, selected, rank, any_selected, 0.2, 8, image)
     assert np.array_equal(image, expected)
     assert (image[0:3, 0:3] > 0).all() and image[3, 3] == 0          # a lone corner point: 5x5
 

@@ -141,19 +141,23 @@ def _pixel_index(x, y, xlog, xedge, ylog, yedge, x0, x1, y0, y1, width, height):
 
 
 @numba.njit(cache=True, nogil=True)
-def _aggregate(pixels, codes, n_codes, width, height):
-    """Point counts per pixel and code, (height, width, n_codes + 1) with code -1 -> 0, and
-    the count of every code over all points (the same pass: no int64 copy of ``codes``)."""
-    counts = np.zeros((height * width, n_codes + 1), np.uint32)
-    totals = np.zeros(n_codes + 1, np.int64)
+def _aggregate(pixels, codes, rank, width, height):
+    """Per pixel (height, width): the number of points and the rarest code among them (by
+    ``rank``; codes shifted by one, -1 -> 0; -1: no point). Codes outside -1..len(rank) - 2
+    are left out. One pass, no per-code counts (half the memory traffic of counting)."""
+    n = rank.shape[0]
+    total = np.zeros(height * width, np.int32)
+    best = np.full(height * width, -1, np.int32)
     for i in range(pixels.shape[0]):
+        pixel = pixels[i]
         code = codes[i] + 1
-        if code < 0 or code > n_codes:
+        if pixel < 0 or code < 0 or code >= n:
             continue
-        totals[code] += 1
-        if pixels[i] >= 0:
-            counts[pixels[i], code] += 1
-    return counts.reshape((height, width, n_codes + 1)), totals
+        total[pixel] += 1
+        b = best[pixel]
+        if b < 0 or rank[code] < rank[b]:
+            best[pixel] = code
+    return total.reshape((height, width)), best.reshape((height, width))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -172,8 +176,10 @@ def _code_counts(codes, n_codes):
     return totals.sum(axis=0)[:n_codes + 1]
 
 
-def code_counts(codes, n_codes) -> np.ndarray:
+def code_counts(codes, n_codes, compiled=None) -> np.ndarray:
     """How many of ``codes`` are -1, 0, ..., n_codes - 1 (``codes`` not copied).
+
+    ``compiled``: numba (True) or NumPy (False); None: numba once it is loaded.
 
     >>> code_counts(np.array([-1, 0, 0, 2], np.int8), 3).tolist()
     [1, 2, 0, 1]
@@ -181,7 +187,7 @@ def code_counts(codes, n_codes) -> np.ndarray:
     codes = np.asarray(codes).reshape(-1)
     if codes.dtype.kind not in "iu":
         codes = codes.astype(np.int64)
-    if not _code_counts.signatures:
+    if not (_code_counts.signatures if compiled is None else compiled):
         # numba not loaded yet (a new widget in a fresh kernel): NumPy, so that the widget
         # does not wait for numba's first load (RasterLayer loads it in the background).
         lo, hi = (int(codes.min()), int(codes.max())) if codes.size else (0, 0)
@@ -215,25 +221,13 @@ def _level(alpha, levels):
 
 
 @numba.njit(cache=True, nogil=True)
-def _composite(counts, selected, rank, any_selected, unselected_alpha, levels, image):
-    """Palette image, in place: every occupied pixel stamped as a dot, rarest class (then
-    selected) on top. Entry ``1 + code * levels + level - 1`` is the code's color at opacity
-    ``level / levels``; 0 is transparent (see :func:`_palette`)."""
-    height, width, n = counts.shape
-    total = np.zeros((height, width), np.int64)
-    best = np.full((height, width), -1, np.int64)
-    for r in range(height):
-        for c in range(width):
-            t = 0
-            b = -1
-            b_rank = n
-            for k in range(n):
-                count = counts[r, c, k]
-                t += count
-                if count and rank[k] < b_rank:
-                    b, b_rank = k, rank[k]
-            total[r, c] = t
-            best[r, c] = b
+def _composite(total, best, selected, rank, any_selected, unselected_alpha, levels, image):
+    """Palette image, in place, from :func:`_aggregate`'s ``total`` and ``best``: every
+    occupied pixel stamped as a dot, rarest class (then selected) on top. Entry
+    ``1 + code * levels + level - 1`` is the code's color at opacity ``level / levels``; 0 is
+    transparent (see :func:`_palette`)."""
+    height, width = total.shape
+    n = rank.shape[0]
     scale = 1.0 / math.log1p(max(total.max(), 1))
     # Opacity level of a crowd pixel by its count, [unselected, selected], looked up: a
     # log per pixel was a third of the time of a dense view.
@@ -282,15 +276,14 @@ def _composite(counts, selected, rank, any_selected, unselected_alpha, levels, i
                         image[rr, cc] = entry
 
 
-def _composite_numpy(counts, selected, rank, any_selected, unselected_alpha, levels, image):
+def _composite_numpy(total, best, selected, rank, any_selected, unselected_alpha, levels,
+                     image):
     """:func:`_composite` in NumPy (the same image): for the first image of a new widget,
     drawn before numba has loaded (its first use in a kernel takes ~0.3 s)."""
-    height, width, n = counts.shape
-    total = np.zeros((height, width), np.int64)
-    best = np.zeros((height, width), np.int64)
-    for k in np.argsort(rank)[::-1]:             # the rarest code present ends on top
-        total += counts[:, :, k]
-        best[counts[:, :, k] > 0] = k
+    height, width = total.shape
+    n = rank.shape[0]
+    total = total.astype(np.int64)
+    best = np.maximum(best, 0)
     occupied = total > 0
     scale = 1.0 / math.log1p(max(int(total.max()), 1))
     lone = occupied & (_box_sum(occupied, 2) == 1)
@@ -479,11 +472,12 @@ def render_indexed(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
     n_codes = len(palette) - 1
     if pixels is None:
         pixels = pixel_index(x, y, x_axis, y_axis, view, compiled)
-    aggregate = _aggregate if compiled else _aggregate_numpy
-    counts, totals = aggregate(pixels, codes, n_codes, view.width, view.height)
     # Rarest code first (over all frames, not the view, so colors do not swap on zoom).
+    totals = code_counts(codes, n_codes, compiled)
     rank = np.empty(n_codes + 1, np.int64)
     rank[np.argsort(totals, kind="stable")] = np.arange(n_codes + 1)
+    aggregate = _aggregate if compiled else _aggregate_numpy
+    total, best = aggregate(pixels, codes, rank, view.width, view.height)
     any_selected = selected is not None and len(selected) > 0
     marked = _marked(x, y, x_axis, y_axis, view, selected if any_selected else None, compiled)
     levels = min(ALPHA_LEVELS, 254 // (n_codes + 1))
@@ -491,7 +485,7 @@ def render_indexed(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
     levels = max(levels, 4) if dtype == np.uint8 else ALPHA_LEVELS
     entries = np.zeros((view.height, view.width), dtype)
     composite = _composite if compiled else _composite_numpy
-    composite(counts, marked, rank, any_selected, UNSELECTED_ALPHA, levels, entries)
+    composite(total, best, marked, rank, any_selected, UNSELECTED_ALPHA, levels, entries)
     rgba = _palette([hex_rgb(c) for c in palette], levels, hex_rgb(ring_color))
     if rings is not None and len(rings):
         _draw_rings(entries, _marked(x, y, x_axis, y_axis, view, rings), len(rgba) - 1)
@@ -538,15 +532,18 @@ def _pixel_index_numpy(x, y, x_axis, y_axis, view):
     return pixels
 
 
-def _aggregate_numpy(pixels, codes, n_codes, width, height):
-    """:func:`_aggregate` in NumPy."""
+def _aggregate_numpy(pixels, codes, rank, width, height):
+    """:func:`_aggregate` in NumPy (memory: one array per pixel however many codes)."""
+    n = len(rank)
     shifted = np.asarray(codes).astype(np.int64) + 1
-    valid = (shifted >= 0) & (shifted <= n_codes)
-    totals = np.bincount(shifted[valid], minlength=n_codes + 1)
-    valid &= pixels >= 0
-    flat = pixels[valid].astype(np.int64) * (n_codes + 1) + shifted[valid]
-    counts = np.bincount(flat, minlength=height * width * (n_codes + 1)).astype(np.uint32)
-    return counts.reshape((height, width, n_codes + 1)), totals
+    valid = (shifted >= 0) & (shifted < n) & (pixels >= 0)
+    points = pixels[valid]
+    total = np.bincount(points, minlength=height * width)
+    best_rank = np.full(height * width, n - 1, np.int64)
+    np.minimum.at(best_rank, points, rank[shifted[valid]])
+    best = np.where(total > 0, np.argsort(rank)[best_rank], -1)
+    return (total.astype(np.int32).reshape((height, width)),
+            best.astype(np.int32).reshape((height, width)))
 
 
 def _marked(x, y, x_axis, y_axis, view, indices, compiled=True):
