@@ -392,3 +392,38 @@ def test_prediction_scatter_raster_rings_follow_the_store(open_notebook):
     page.wait_js(f"(n) => {GD}.__xlabel.images > n", arg=images)
     assert not is_red(ring_pixel())
     assert page.kernel_json("w.disagreements.tolist()") == []
+
+
+PLOT_XY_JS = """([k, points]) => {
+  const gd = document.querySelectorAll('.xlabel-plot')[k];
+  const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+  return points.map(([x, y]) => [box.left + xa._offset + xa.l2p(x), box.top + ya._offset + ya.l2p(y)]);
+}"""
+
+
+@pytest.mark.parametrize("order", ["raster_first", "markers_first"])
+def test_raster_and_marker_plots_in_one_page(open_notebook, tmp_path, order):
+    """Two plotly.js bundles in one page (raster plots: basic; marker plots: full), in either
+    order: both plots draw, and a lasso in each selects exactly its frames."""
+    modes = [True, False] if order == "raster_first" else [False, True]
+    cells = scene_cells(tmp_path / "a.xlabel", 130, raster=modes[0])
+    cells[0] += (f"\nstore2 = LabelStore(n, classes=('good', 'bad'), path={str(tmp_path / 'b.xlabel')!r})"
+                 f"\nw2 = FluxScatter(store2, features, raster={modes[1]!r})")
+    page = open_notebook(f"both_{order}.ipynb", cells + ["w2"])
+    page.wait_js("() => { const p = document.querySelectorAll('.xlabel-plot');"
+                 " return p.length === 2 && [...p].every((gd) => gd.__xlabel &&"
+                 " gd.__xlabel.firstRender !== undefined); }", timeout=120_000)
+    assert page.kernel_json("[w.raster, w2.raster]") == modes
+    loaded = page.page.evaluate("() => Object.keys(window.__xlabelPlotly).sort()")
+    assert loaded == (["basic", "full"] if order == "raster_first" else ["full"])
+    for k, (widget, first, last) in enumerate([("w", 30, 33), ("w2", 60, 61)]):
+        y = page.kernel_json(f"[float(mean[{first}:{last + 1}].min()) - 30,"
+                             f" float(mean[{first}:{last + 1}].max()) + 30]")
+        page.page.evaluate(f"() => document.querySelectorAll('.xlabel-plot')[{k}]"
+                           f".scrollIntoView({{block: 'center', behavior: 'instant'}})")
+        corners = page.page.evaluate(PLOT_XY_JS, [k, [[first - 0.5, y[0]], [last + 0.5, y[0]],
+                                                      [last + 0.5, y[1]], [first - 0.5, y[1]]]])
+        lasso(page.page, corners)
+        page.wait_js(f"() => document.querySelectorAll('.xlabel-status')[{k}].textContent"
+                     f".startsWith('{last - first + 1} selected')")
+        assert page.kernel_json(f"{widget}.selected.tolist()") == list(range(first, last + 1))
