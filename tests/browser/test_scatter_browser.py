@@ -427,3 +427,15 @@ def test_raster_and_marker_plots_in_one_page(open_notebook, tmp_path, order):
         page.wait_js(f"() => document.querySelectorAll('.xlabel-status')[{k}].textContent"
                      f".startsWith('{last - first + 1} selected')")
         assert page.kernel_json(f"{widget}.selected.tolist()") == list(range(first, last + 1))
+
+
+@pytest.mark.parametrize("log_y", [False, True], ids=["linear", "log"])
+def test_first_image_is_made_for_the_view_plotly_draws(open_notebook, tmp_path, log_y):
+    """The kernel renders the first image before plotly has drawn the axes, for the view it
+    expects; when that view is right, no second image follows."""
+    page = open_notebook(f"first_{log_y}.ipynb", scene_cells(tmp_path / "labels.xlabel", 130,
+                                                              raster=True, log_y=log_y))
+    wait_rendered(page)
+    page.page.wait_for_timeout(1000)        # a second image would come within ~0.1 s
+    assert page.page.evaluate(f"() => {GD}.__xlabel.images") == 1
+    assert page.kernel_json("len(w.plot.render_times)") == 1

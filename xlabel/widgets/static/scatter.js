@@ -664,7 +664,11 @@ class ScatterView {
     const logY = this.model.get("log_y");
     const xs = this.padded(e.x[0], e.x[1], false), ys = this.padded(e.y[0], e.y[1], logY);
     const axis = (v) => (logY ? Math.log10(v) : v);
-    return { x0: xs[0], x1: xs[1], y0: axis(ys[0]), y1: axis(ys[1]),
+    // plotly pads a line trace's y autorange (not its x) by 5% of the plot height on each
+    // side: 1/18 of the span (0.05 / (1 - 2 x 0.05)). Should that ever change, the first
+    // draw finds the views differ and asks again.
+    const pad = (axis(ys[1]) - axis(ys[0])) / 18;
+    return { x0: xs[0], x1: xs[1], y0: axis(ys[0]) - pad, y1: axis(ys[1]) + pad,
              width: Math.round((width - MARGIN.l - MARGIN.r) * (1 / n - (n > 1 ? PANEL_GAP : 0))),
              height: Math.round(this.model.get("height") - (n > 1 ? MARGIN.tPanels : MARGIN.t)
                                 - MARGIN.b) };
