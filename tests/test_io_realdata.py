@@ -1,7 +1,7 @@
 """xlabel.io on real beamline files from ../shared/realdata (see its README).
 
-These tests use the `realdata` fixture: skipped, with the reason, only where that
-folder is absent.
+These tests use the `realdata` fixture: where that folder is absent they are skipped, with
+the reason, on a developer's machine, and fail under CI.
 """
 
 from __future__ import annotations

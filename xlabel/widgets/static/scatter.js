@@ -12,7 +12,6 @@
 // (frame index, once the mouse rests on a frame), "button", "rendered".
 
 const LIBS = "__xlabelPlotly";
-const SOURCES = "__xlabelPlotlySource";
 // The tooltip asks for the frame's thumbnail after the mouse rests this long on it.
 const THUMB_DELAY_MS = 200;
 // Plot margins (px); the kernel's first image is made for the plot area they leave.
@@ -32,18 +31,6 @@ function bundleOf(model) {
   return model.get("raster_mode") ? "basic" : "full";
 }
 
-function plotlySource(model, bundle) {
-  // The bundle's text, asked of the kernel once per page.
-  const sources = window[SOURCES] || (window[SOURCES] = {});
-  if (!sources[bundle]) {
-    sources[bundle] = requestPlotly(model, bundle).catch((err) => {
-      delete sources[bundle];
-      throw err;
-    });
-  }
-  return sources[bundle];
-}
-
 function loadPlotly(model, bundle) {
   // The library, evaluated once per page and bundle; the full bundle serves raster plots
   // too. A plotly.js the page already has (not ours) serves every plot.
@@ -53,13 +40,12 @@ function loadPlotly(model, bundle) {
   }
   if (libs.full) return libs.full;
   if (!libs[bundle]) {
-    libs[bundle] = plotlySource(model, bundle).then((source) => {
-      delete window[SOURCES][bundle];        // the text is not needed any more
-      return evaluatePlotly(source, bundle);
-    }).catch((err) => {
-      delete libs[bundle];
-      throw err;
-    });
+    libs[bundle] = requestPlotly(model, bundle)
+      .then((source) => evaluatePlotly(source, bundle))
+      .catch((err) => {
+        delete libs[bundle];
+        throw err;
+      });
   }
   return libs[bundle];
 }
