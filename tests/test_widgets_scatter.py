@@ -624,3 +624,45 @@ def test_numpy_first_image_equals_the_compiled_render(log_y):
             want = render_indexed(x, y, layer.x_axis, layer.y_axis, codes, palette, view,
                                   selected)
             assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+
+
+def test_thousands_of_codes_keep_each_frames_own_color():
+    """3,000 classes (DBSCAN on a noisy scan): fewer opacity steps, never another class's
+    color (the palette entries must fit the image's 16 bits)."""
+    from xlabel.widgets._raster import RasterLayer, View, render_rgba
+
+    n_codes = 3000
+    cols, rows = 60, 50                                    # one lone frame per 6 x 6 px cell
+    x = np.tile(np.arange(cols), rows) + 0.5
+    y = np.repeat(np.arange(rows), cols) + 0.5
+    codes = np.arange(n_codes, dtype=np.int32)
+    palette = ["#bbbbbb"] + [f"#{k % 256:02x}{(k // 256) % 256:02x}{(7 * k) % 256:02x}"
+                             for k in range(n_codes)]
+    layer = RasterLayer(x, y)
+    view = View(0.0, float(cols), 0.0, float(rows), 6 * cols, 6 * rows)
+    image = render_rgba(x, y, layer.x_axis, layer.y_axis, codes, palette, view)
+    r = ((rows - y) * 6).astype(int)
+    c = (x * 6).astype(int)
+    want = np.array([[int(p[1:3], 16), int(p[3:5], 16), int(p[5:7], 16)] for p in palette[1:]])
+    assert np.array_equal(image[r, c, :3], want)
+    assert (image[r, c, 3] == 255).all()                   # a lone frame is fully opaque
+
+
+def test_background_warm_up_loads_what_the_first_real_image_needs(store):
+    """numba compiles read-only and writable arrays apart: a specialization the warm-up
+    missed is compiled (or loaded) by the user's first zoom, ~20 ms late. After the
+    warm-up, drawing a FluxScatter (store labels: a read-only column) adds none."""
+    from xlabel.widgets import _raster
+
+    scatter = raster_scatter(store)
+    assert scatter.plot._raster._compiled.wait(120)
+    kernels = [_raster._code_counts, _raster._aggregate, _raster._composite,
+               _raster._pixel_index, _raster._mark_selected, _raster._polygon_mask,
+               _raster._nearest]
+    before = [list(k.signatures) for k in kernels]
+    scatter.select(np.arange(20, 40))
+    scatter.plot._handle_custom_msg({**VIEW, "x0": 10.0, "x1": 90.0}, [])      # a zoom
+    polygon(scatter, [0, 50, 50, 0], [0, 0, 2000, 2000])
+    scatter.plot._handle_custom_msg({**VIEW, "type": "hover", "cx": 5.0, "cy": 1000.0}, [])
+    for kernel, known in zip(kernels, before):
+        assert list(kernel.signatures) == known, kernel

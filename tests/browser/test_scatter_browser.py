@@ -146,6 +146,36 @@ def test_twenty_lassos_with_hover_all_arrive(open_notebook, tmp_path):
     assert tip.startswith("frame 50 ")
 
 
+TICK_LABELS_JS = f"""() => {{
+  const gd = {GD};
+  const svg = gd.querySelector('.main-svg').getBoundingClientRect();
+  return Array.from(gd.querySelectorAll('.xtick text, .ytick text')).map((t) => {{
+    const r = t.getBoundingClientRect();
+    return {{ text: t.textContent, x: t.closest('.xtick') !== null,
+             shown: getComputedStyle(t).display !== 'none',
+             inside: r.left >= svg.left && r.right <= svg.right && r.top >= svg.top &&
+                     r.bottom <= svg.bottom }};
+  }});
+}}"""
+
+
+def test_tick_labels_at_the_plot_edges_are_shown_whole(open_notebook, tmp_path):
+    """Tick labels are not measured on zoom (plotly's measuring was 2/3 of a relayout in
+    JupyterLab): the margins leave room for a label at either end of each axis, so no
+    label is hidden or cut, even where a tick falls on the edge of the plot."""
+    page = open_notebook("ticks.ipynb", scene_cells(tmp_path / "labels.xlabel"))
+    wait_rendered(page)
+    p = page.page
+    for x_range, y_range, edge in (([0, 100], [950, 1050], "100"),
+                                   ([-5, 400], [0, 1100], "400"),
+                                   ([90_000, 100_000], [-1_000_000, 1_000_000], "100k")):
+        p.evaluate(f"() => Plotly.relayout({GD}, {{'xaxis.range': {x_range},"
+                   f" 'yaxis.range': {y_range}}})")
+        labels = p.evaluate(TICK_LABELS_JS)
+        assert labels and all(label["shown"] and label["inside"] for label in labels), labels
+        assert any(label["x"] and label["text"] == edge for label in labels), labels
+
+
 # ---------------------------------------------------------------- kernel raster (issue 15)
 
 OUTLIER = 123_456

@@ -44,13 +44,12 @@ from __future__ import annotations
 import math
 import struct
 import threading
-import zlib
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from .imaging import PNG_SIGNATURE, _chunk, encode_png
+from .imaging import PNG_SIGNATURE, _chunk, deflate, encode_png
 
 #: From this many frames on, the scatter widgets draw points in the kernel
 #: (measured: bench/bench_widgets_browser.py, BENCHMARKS.md "Scatter: kernel raster": at
@@ -211,6 +210,8 @@ def _mark_selected(x, y, indices, xlog, xedge, ylog, yedge, x0, x1, y0, y1, widt
     return marked
 
 
+#: Palette entries a uint16 image can hold (the composite keeps the entry in 16 bits).
+MAX_ENTRIES = 65534
 #: Counts up to this get their opacity level from a table in :func:`_composite`.
 LEVEL_TABLE = 1 << 16
 
@@ -225,55 +226,112 @@ def _composite(total, best, selected, rank, any_selected, unselected_alpha, leve
     """Palette image, in place, from :func:`_aggregate`'s ``total`` and ``best``: every
     occupied pixel stamped as a dot, rarest class (then selected) on top. Entry
     ``1 + code * levels + level - 1`` is the code's color at opacity ``level / levels``; 0 is
-    transparent (see :func:`_palette`)."""
+    transparent (see :func:`_palette`). ``image`` must be zeros.
+
+    Each occupied pixel has a key (lower wins): selected before unselected, then rare
+    classes, then dense, then lone, so that equal keys draw the same entry and the order
+    does not matter. A crowd pixel stamps its key 3x3, a lone one (nothing else within
+    2 px) 5x5. The entry rides in the key's low 16 bits, so the crowd's stamping is a
+    separable 3x3 minimum filter of the keys (2x faster than stamping pixel by pixel,
+    whose compare-and-write mispredicts in a crowd)."""
     height, width = total.shape
     n = rank.shape[0]
-    scale = 1.0 / math.log1p(max(total.max(), 1))
+    empty = np.iinfo(np.int64).max
+    # Key bits: group (selected?, rank) | 2^b - count | crowd | entry (16 bits). The count
+    # field is 32 bits up to 8,191 codes, fewer beyond (ties only above 2^28 points).
+    group_bits = 1
+    while (1 << group_bits) < 2 * (n + 1):
+        group_bits += 1
+    count_bits = min(32, 46 - group_bits)
+    count_cap = (1 << (count_bits - 1)) - 1
+    tmax = total.max()
+    scale = 1.0 / math.log1p(max(tmax, 1))
     # Opacity level of a crowd pixel by its count, [unselected, selected], looked up: a
     # log per pixel was a third of the time of a dense view.
-    table = np.empty((2, min(total.max() + 1, LEVEL_TABLE)), np.int64)
+    table = np.empty((2, min(tmax + 1, LEVEL_TABLE)), np.int64)
     for t in range(table.shape[1]):
         alpha = 0.55 + 0.45 * math.log1p(t) * scale
         table[1, t] = _level(alpha, levels)
         table[0, t] = _level(alpha * unselected_alpha if any_selected else alpha, levels)
-    key = np.full((height, width), np.iinfo(np.int64).max, np.int64)
+    # A lone point is fully opaque (it must never fade away).
+    lone_level = (_level(unselected_alpha, levels), _level(1.0, levels))
+    keys = np.empty((height, width), np.int64)
+    lone = np.empty(16, np.int64)
+    n_lone = 0
     for r in range(height):
         for c in range(width):
             t = total[r, c]
+            keys[r, c] = empty
             if t == 0:
                 continue
-            # In a crowd the pixel's left or right neighbour decides (no 5x5 scan).
-            isolated = not ((c > 0 and total[r, c - 1]) or (c + 1 < width and total[r, c + 1]))
-            if isolated:
-                for rr in range(max(r - 2, 0), min(r + 3, height)):
-                    for cc in range(max(c - 2, 0), min(c + 3, width)):
-                        if (rr != r or cc != c) and total[rr, cc]:
-                            isolated = False
-                            break
-                    if not isolated:
-                        break
-            radius = 2 if isolated else 1
-            k = best[r, c]
-            sel = selected[r, c]
-            # Lower key wins: selected before unselected, then rare classes, then dense,
-            # then lone (so that equal keys draw the same entry: the order does not matter).
-            stamp = ((((0 if sel or not any_selected else 1) * (n + 1) + rank[k]) << 32)
-                     + (1 << 31) - min(t, (1 << 31) - 1)) * 2 + (0 if isolated else 1)
-            # Density shading; a lone point is fully opaque (it must never fade away).
-            on = 1 if sel or not any_selected else 0
-            if isolated:
-                level = _level(1.0 if on else unselected_alpha, levels)
-            elif t < table.shape[1]:
+            if _isolated(total, r, c):
+                if n_lone == lone.shape[0]:
+                    grown = np.empty(2 * n_lone, np.int64)
+                    grown[:n_lone] = lone
+                    lone = grown
+                lone[n_lone] = r * width + c
+                n_lone += 1
+                continue
+            on = 1 if selected[r, c] or not any_selected else 0
+            if t < table.shape[1]:
                 level = table[on, t]
             else:
                 alpha = 0.55 + 0.45 * math.log1p(t) * scale
                 level = _level(alpha if on else alpha * unselected_alpha, levels)
-            entry = 1 + k * levels + level - 1
-            for rr in range(max(r - radius, 0), min(r + radius + 1, height)):
-                for cc in range(max(c - radius, 0), min(c + radius + 1, width)):
-                    if stamp < key[rr, cc]:
-                        key[rr, cc] = stamp
-                        image[rr, cc] = entry
+            keys[r, c] = _key(best[r, c], rank, n, on, t, count_bits, count_cap, 1, levels, level)
+    rows = np.empty((height, width), np.int64)
+    for r in range(height):
+        _min3_row(keys[r], rows[r])
+    for r in range(height):
+        above, here, below = rows[max(r - 1, 0)], rows[r], rows[min(r + 1, height - 1)]
+        for c in range(width):
+            key = min(above[c], min(here[c], below[c]))
+            keys[r, c] = key
+            if key != empty:
+                image[r, c] = key & 0xFFFF
+    for i in range(n_lone):
+        r, c = lone[i] // width, lone[i] % width
+        on = 1 if selected[r, c] or not any_selected else 0
+        key = _key(best[r, c], rank, n, on, total[r, c], count_bits, count_cap, 0, levels,
+                   lone_level[on])
+        for rr in range(max(r - 2, 0), min(r + 3, height)):
+            for cc in range(max(c - 2, 0), min(c + 3, width)):
+                if key < keys[rr, cc]:
+                    keys[rr, cc] = key
+                    image[rr, cc] = key & 0xFFFF
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _isolated(total, r, c):
+    """No other occupied pixel within 2 px (a crowd pixel's left or right neighbour
+    decides at once: no 5x5 scan)."""
+    height, width = total.shape
+    if (c > 0 and total[r, c - 1]) or (c + 1 < width and total[r, c + 1]):
+        return False
+    for rr in range(max(r - 2, 0), min(r + 3, height)):
+        for cc in range(max(c - 2, 0), min(c + 3, width)):
+            if (rr != r or cc != c) and total[rr, cc]:
+                return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _key(code, rank, n, on, count, count_bits, count_cap, crowd, levels, level):
+    group = (1 - on) * (n + 1) + rank[code]
+    order = (((group << count_bits) + count_cap + 1 - min(count, count_cap)) << 1) + crowd
+    return (order << 16) + code * levels + level
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _min3_row(keys, out):
+    width = keys.shape[0]
+    if width == 1:
+        out[0] = keys[0]
+        return
+    out[0] = min(keys[0], keys[1])
+    for c in range(1, width - 1):
+        out[c] = min(keys[c - 1], min(keys[c], keys[c + 1]))
+    out[width - 1] = min(keys[width - 2], keys[width - 1])
 
 
 def _composite_numpy(total, best, selected, rank, any_selected, unselected_alpha, levels,
@@ -482,7 +540,11 @@ def render_indexed(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
     marked = _marked(x, y, x_axis, y_axis, view, selected if any_selected else None, compiled)
     levels = min(ALPHA_LEVELS, 254 // (n_codes + 1))
     dtype = np.uint8 if levels >= 4 else np.uint16
-    levels = max(levels, 4) if dtype == np.uint8 else ALPHA_LEVELS
+    if n_codes + 1 > MAX_ENTRIES:
+        raise ValueError(f"cannot draw {n_codes} classes in one image (at most "
+                         f"{MAX_ENTRIES - 1})")
+    levels = max(levels, 4) if dtype == np.uint8 else min(ALPHA_LEVELS,
+                                                         MAX_ENTRIES // (n_codes + 1))
     entries = np.zeros((view.height, view.width), dtype)
     composite = _composite if compiled else _composite_numpy
     composite(total, best, marked, rank, any_selected, UNSELECTED_ALPHA, levels, entries)
@@ -592,7 +654,7 @@ def png_indexed(entries: np.ndarray, rgba_palette: np.ndarray) -> bytes:
     return (PNG_SIGNATURE + _chunk(b"IHDR", header)
             + _chunk(b"PLTE", rgba_palette[:, :3].tobytes())
             + _chunk(b"tRNS", rgba_palette[:, 3].tobytes())
-            + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)) + _chunk(b"IEND", b""))
+            + _chunk(b"IDAT", deflate(rows.tobytes(), 1)) + _chunk(b"IEND", b""))
 
 
 class RasterLayer:
@@ -621,14 +683,19 @@ class RasterLayer:
         # Two elements keep the arrays' layout (numba compiles strided and contiguous apart).
         x, y = self.x[:2], self.y[:2]
         view = View(0.0, 1.0, 0.0, 1.0, 1, 1)
-        # Codes as the widgets hold them: store labels (a strided int32 column), cluster ids
-        # (int32), predictions (int64), scan codes (int16).
-        for codes in (np.zeros((2, 2), np.int32)[:, 0], np.zeros(2, np.int32),
+        # Codes as the widgets hold them: store labels (a strided int32 column, read-only:
+        # numba compiles read-only arrays apart), cluster ids (int32), predictions (int64),
+        # scan codes (int16). A missed one costs the first real image ~20 ms.
+        labels = np.zeros((2, 2), np.int32)[:, 0]
+        labels.flags.writeable = False
+        for codes in (labels, np.zeros((2, 2), np.int32)[:, 0], np.zeros(2, np.int32),
                       np.zeros(2, np.int64), np.zeros(2, np.int16)):
             render_rgba(x, y, self.x_axis, self.y_axis, codes[:len(x)], ["#000000", "#ffffff"],
                         view, selected=[0], rings=[0])
             _code_counts(codes, 1)                                   # legends
-        points_in_polygon(x, y, self.x_axis, self.y_axis, [0.0, 1.0, 0.0], [0.0, 0.0, 1.0])
+        # The lasso's outline comes read-only, from the message's buffers.
+        px, py = (np.frombuffer(np.array(v).tobytes()) for v in ([0.0, 1, 0], [0.0, 0, 1]))
+        points_in_polygon(x, y, self.x_axis, self.y_axis, px, py)
         nearest_point(x, y, self.x_axis, self.y_axis, view, 0.0, 0.0)
         self._compiled.set()
 

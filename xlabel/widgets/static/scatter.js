@@ -15,7 +15,13 @@ const LIBS = "__xlabelPlotly";
 // The tooltip asks for the frame's thumbnail after the mouse rests this long on it.
 const THUMB_DELAY_MS = 200;
 // Plot margins (px); the kernel's first image is made for the plot area they leave.
-const MARGIN = { l: 60, r: 10, b: 45, t: 10, tPanels: 56 };
+// r: room for half of a tick label at the right end of the x axis (tick labels are not
+// measured: see TICK_LABELS).
+const MARGIN = { l: 60, r: 30, b: 45, t: 10, tPanels: 56 };
+// plotly's default "hide past div" measures every new tick label with a forced layout:
+// in a JupyterLab page that was 2/3 of a zoom's relayout (21 of 32 ms). The margins leave
+// the labels room instead.
+const TICK_LABELS = { ticklabeloverflow: "allow" };
 // Space between the panels of a multi-panel plot (share of the width).
 const PANEL_GAP = 0.04;
 // A press held while plotly finishes the previous drag is replayed at the latest this
@@ -101,6 +107,7 @@ function discreteScale(colors) {
 
 function base64(view) {
   const bytes = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  if (typeof bytes.toBase64 === "function") return bytes.toBase64();   // native, 10x faster
   let text = "";
   for (let i = 0; i < bytes.length; i += 0x8000) {
     text += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
@@ -561,6 +568,7 @@ class ScatterView {
     panels.forEach((title, k) => {
       const suffix = k ? String(k + 1) : "";
       layout["xaxis" + suffix] = {
+        ...TICK_LABELS,
         domain: [k / n + (k ? gap : 0), (k + 1) / n - (k < n - 1 ? gap : 0)],
         title: { text: m.get("x_name") },
         anchor: "y" + suffix,
@@ -568,6 +576,7 @@ class ScatterView {
       };
       layout["xaxis" + suffix].autorange = true;
       layout["yaxis" + suffix] = {
+        ...TICK_LABELS,
         title: { text: k ? "" : m.get("y_name") },
         type: m.get("log_y") ? "log" : "linear",
         // Full numbers on every log tick ("20, 30", not "2, 3" after "10").
