@@ -263,6 +263,13 @@ def test_raster_mode_is_chosen_by_size_and_sends_no_points(store):
     content, buffers = scatter.plot.last_message
     assert content["raster"] is True and buffers == [] and content["n"] == 200
     assert content["extent"]["x"] == [0.0, 199.0]
+    # The extent is in the widget's first state too: the page asks for the first image
+    # before the data message arrives (it may wait behind plotly.js's evaluation).
+    assert scatter.plot.extent == content["extent"]
+    scatter.log_y = True
+    assert scatter.plot.extent == scatter.plot.last_message[0]["extent"]
+    assert scatter.plot.extent["y"][0] > 0
+    assert FluxScatter(store, make_features()).plot.extent == {}
 
 
 def test_raster_polygon_selects_exact_frames_and_redraws_the_image(store):
@@ -598,10 +605,11 @@ def test_composite_matches_its_pixel_by_pixel_definition(any_selected):
     assert (image[0:3, 0:3] > 0).all() and image[3, 3] == 0          # a lone corner point: 5x5
 
 
-@pytest.mark.parametrize("log_y", [False, True])
-def test_numpy_first_image_equals_the_compiled_render(log_y):
+@pytest.mark.parametrize("log_y, n_classes", [(False, 4), (True, 4), (False, 20)])
+def test_numpy_first_image_equals_the_compiled_render(log_y, n_classes):
     """The first image of a new widget (NumPy, before numba loads) is the image numba draws:
-    NaN/inf at the edge, a selection, points outside the view, a rare class, zoomed in."""
+    NaN/inf at the edge, a selection, points outside the view, a rare class, zoomed in; few
+    classes and many (the NumPy aggregation takes another path beyond 8)."""
     from xlabel.widgets._raster import RasterLayer, View, render_indexed
 
     rng = np.random.default_rng(8)
@@ -610,10 +618,11 @@ def test_numpy_first_image_equals_the_compiled_render(log_y):
     y = np.abs(1000 + rng.normal(0, 30, n))
     y[:20] = np.linspace(0, 800, 20)
     y[[50, 60, 70]] = [np.nan, np.inf, -5.0]
-    codes = rng.integers(-1, 3, n).astype(np.int32)
-    codes[5000] = 3                                              # one frame of a rare class
+    codes = rng.integers(-1, n_classes - 1, n).astype(np.int32)
+    codes[5000] = n_classes - 1                                  # one frame of a rare class
     layer = RasterLayer(x, y, log_y=log_y)
-    palette = ["#bbbbbb", "#2ca02c", "#d62728", "#1f77b4", "#9467bd"]
+    palette = ["#bbbbbb"] + [f"#{(40 * k) % 256:02x}{(90 * k) % 256:02x}{(150 + k) % 256:02x}"
+                             for k in range(n_classes)]
     extent = layer.extent()
     y0, y1 = (np.log10(v) if log_y else v for v in (max(extent["y"][0], 1e-3), extent["y"][1]))
     for view in (View(-100.0, n + 100.0, y0, y1, 300, 120),
@@ -666,3 +675,16 @@ def test_background_warm_up_loads_what_the_first_real_image_needs(store):
     scatter.plot._handle_custom_msg({**VIEW, "type": "hover", "cx": 5.0, "cy": 1000.0}, [])
     for kernel, known in zip(kernels, before):
         assert list(kernel.signatures) == known, kernel
+
+
+def test_warm_ups_give_back_the_thread_switch_interval():
+    """Two widgets warming up at once shorten Python's switch interval for their first
+    images and restore the user's once both are done."""
+    import sys
+
+    from xlabel.widgets._raster import RasterLayer
+
+    before = sys.getswitchinterval()
+    layers = [RasterLayer(np.arange(50.0), np.arange(50.0) ** k) for k in (1, 2)]
+    assert all(layer._compiled.wait(120) for layer in layers)     # set after restoring
+    assert sys.getswitchinterval() == before

@@ -130,6 +130,10 @@ class ScatterPlot(anywidget.AnyWidget):
     status = traitlets.Unicode("").tag(sync=True)
     #: True when points are drawn by the kernel (read-only for users).
     raster_mode = traitlets.Bool(False).tag(sync=True)
+    #: Raster mode: the data's extent (``{"x": [lo, hi], "y": [lo, hi]}``, axis units), in
+    #: the widget's first state so that the page can ask for the first image as soon as the
+    #: plot has a width (the ``data`` message may wait behind plotly.js's evaluation).
+    extent = traitlets.Dict().tag(sync=True)
     #: True when hovering a frame may ask for its thumbnail (the owner has a source).
     thumbnails = traitlets.Bool(False).tag(sync=True)
     #: Show the tag field and "add tag"/"remove tag" buttons; the store's tag names.
@@ -140,6 +144,7 @@ class ScatterPlot(anywidget.AnyWidget):
         self._callbacks = callbacks
         self._raster = raster
         super().__init__(raster_mode=raster is not None,
+                         extent=raster.extent() if raster is not None else {},
                          thumbnails=callbacks.thumbnail is not None, **traits)
         self._view = None
         self._selection = np.empty(0, dtype=np.int64)
@@ -298,6 +303,7 @@ class ScatterPlot(anywidget.AnyWidget):
         if self._raster is not None:
             self._raster.set_xy(x, y, self.log_y)
             self._pngs = None
+            self.extent = self._raster.extent()
             self._post({"type": "xy", "raster": True, "extent": self._raster.extent()})
             return
         self._post({"type": "xy"}, [as_float32(x), as_float32(y)])

@@ -384,13 +384,13 @@ class ScatterView {
   onMessage(msg, buffers) {
     if (!msg || !msg.type) return;
     if (msg.type === "data") this.setData(msg, buffers);
+    else if (msg.type === "image") this.setImages(msg, buffers);   // the first may come first
     else if (!this.data) return;
     else if (msg.type === "update") this.update(msg, buffers);
     else if (msg.type === "xy") this.setXY(msg, buffers);
     else if (msg.type === "select") {
       this.applySelection(msg.raster ? new Int32Array(0) : typed(Int32Array, buffers[0]));
     }
-    else if (msg.type === "image") this.setImages(msg, buffers);
     else if (msg.type === "hover") this.showHover(msg);
     else if (msg.type === "thumb") this.showThumb(msg, buffers);
   }
@@ -406,9 +406,10 @@ class ScatterView {
       this.data = { n: msg.n, extent: msg.extent };
       this.meta = msg;
       this.t0 = performance.now();
-      // The first image is rendered in the kernel while plotly.js loads and draws the axes.
+      // The first image is rendered in the kernel while plotly.js loads and draws the axes
+      // (asked for already, unless the page had no width then: requestFirstImage).
       const view = this.expectedView();
-      if (view) this.requestView(view);
+      if (view && !sameView(view, this.requestedView)) this.requestView(view);
       this.draw();
       return;
     }
@@ -616,6 +617,11 @@ class ScatterView {
     const config = { responsive: true, displaylogo: false, scrollZoom: false,
                      showSendToCloud: false, showEditInChartStudio: false,
                      editSelection: false, modeBarButtonsToRemove: ["sendChartToCloud"] };
+    if (!this.plotted && this.raster && !this.images && this.viewPending) {
+      // The first image may be waiting in the page's queue (it was asked for before
+      // plotly.js was evaluated): let it in, so that newPlot draws it with the axes.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
     const traces = this.traces();
     const layout = this.layout();
     const imagesInLayout = this.raster && this.images ? this.imagesMsg : null;
@@ -648,14 +654,23 @@ class ScatterView {
              width: Math.round(xa._length), height: Math.round(ya._length) };
   }
 
-  expectedView() {
+  requestFirstImage() {
+    // Raster mode: ask for the first image as soon as the plot has a width, from the
+    // extent in the widget's state: the kernel renders it while the page evaluates
+    // plotly.js (the "data" message waits behind that evaluation).
+    if (!this.model.get("raster_mode") || this.data || this.requestedView) return;
+    const view = this.expectedView(this.model.get("extent"));
+    if (view) this.requestView(view);
+  }
+
+  expectedView(extent = this.data && this.data.extent) {
     // The view of plotly's first draw (autorange shows exactly the padded extent: see
     // extentTrace; the plot area is what the margins leave), or null before the widget
     // has a width.
     const width = this.plotDiv.clientWidth;
-    if (!width || !this.data.extent) return null;
+    if (!width || !extent || !extent.x) return null;
     const n = this.model.get("panels").length;
-    const e = this.data.extent;
+    const e = extent;
     const logY = this.model.get("log_y");
     const xs = this.padded(e.x[0], e.x[1], false), ys = this.padded(e.y[0], e.y[1], logY);
     const axis = (v) => (logY ? Math.log10(v) : v);
@@ -1098,6 +1113,8 @@ async function render({ model, el: root }) {
   // The data (and in raster mode the first image) come while plotly.js loads.
   view.times.readyEpoch = Date.now();
   model.send({ type: "ready" });
+  // The view is in the page (and has a width) by the next frame.
+  requestAnimationFrame(() => view.requestFirstImage());
   return () => {
     model.off("msg:custom", onMsg);
     window.removeEventListener("mouseup", view.onMouseUp, true);
