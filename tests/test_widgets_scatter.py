@@ -688,3 +688,22 @@ def test_warm_ups_give_back_the_thread_switch_interval():
     layers = [RasterLayer(np.arange(50.0), np.arange(50.0) ** k) for k in (1, 2)]
     assert all(layer._compiled.wait(120) for layer in layers)     # set after restoring
     assert sys.getswitchinterval() == before
+
+
+def test_warm_up_waits_for_the_first_image_below_millions_of_frames(monkeypatch):
+    """numba's kernels load after the first image (NumPy draws it meanwhile; loading at the
+    same time halved both), except for millions of frames, where NumPy's first image would
+    be slower than loading them: then they load at once and the first image waits."""
+    from xlabel.widgets._raster import RasterLayer, View
+
+    monkeypatch.setattr(RasterLayer, "EARLY_WARM_UP", 1000)
+    monkeypatch.setattr(RasterLayer, "WARM_UP_AFTER", 60.0)
+    view = View(0.0, 1000.0, 0.0, 1000.0, 50, 40)
+    small = RasterLayer(np.arange(500.0), np.arange(500.0))
+    assert not small._warm_up_started
+    small.render(np.zeros(500, np.int32), ["#bbbbbb", "#ff0000"], view)
+    assert small._warm_up_started and small._compiled.wait(120)
+    big = RasterLayer(np.arange(1000.0), np.arange(1000.0))
+    assert big._warm_up_started
+    big.render(np.zeros(1000, np.int32), ["#bbbbbb", "#ff0000"], view)
+    assert big._compiled.is_set()                      # the first image waited for numba
