@@ -707,3 +707,20 @@ def test_warm_up_waits_for_the_first_image_below_millions_of_frames(monkeypatch)
     assert big._warm_up_started
     big.render(np.zeros(1000, np.int32), ["#bbbbbb", "#ff0000"], view)
     assert big._compiled.is_set()                      # the first image waited for numba
+
+
+def test_first_raster_plot_of_a_kernel_sends_plotly_js_unasked(store, monkeypatch):
+    """The basic bundle goes out with the first raster plot (the page would otherwise ask
+    only once the cell that shows it is done); later plots wait to be asked."""
+    from xlabel.widgets import _scatter_base
+
+    monkeypatch.setattr(_scatter_base, "_PUSHED", [])
+    first = FluxScatter(store, make_features(), raster=True)
+    content, buffers = first.plot.last_message
+    assert content == {"type": "plotly", "bundle": "basic"}
+    assert bytes(buffers[0]) == plotly_js_bytes("basic")
+    second = FluxScatter(store, make_features(), raster=True)
+    assert second.plot.last_message is None
+    assert FluxScatter(store, make_features()).plot.last_message is None     # markers
+    second.plot._handle_custom_msg({"type": "need_plotly", "bundle": "basic"}, [])
+    assert second.plot.last_message[0] == {"type": "plotly", "bundle": "basic"}

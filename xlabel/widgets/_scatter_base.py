@@ -65,12 +65,12 @@ def plotly_js_bytes(bundle: str = "full") -> bytes:
     >>> b"plotly.js (basic" in plotly_js_bytes("basic")[:100]
     True
     """
-    import plotly
-
     if bundle == "basic":
         return PLOTLY_BASIC.read_bytes()
     if bundle != "full":
         raise ValueError(f"unknown plotly.js bundle {bundle!r} (full or basic)")
+    import plotly      # here: importing it would delay the basic bundle by ~30 ms
+
     path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     return path.read_bytes()
 
@@ -101,6 +101,20 @@ class ScatterCallbacks:
     describe: Callable[[int], list]
     thumbnail: Callable[[int], bytes] | None = None
     rings: Callable[[], np.ndarray] | None = None
+
+
+_PUSHED = []        # the first raster plot of a kernel sends plotly.js unasked (once)
+
+
+def _push_plotly_once(plot):
+    """Send the basic plotly.js bundle with the first raster plot of this kernel, before the
+    page asks: the transfer starts while the cell that shows the plot still runs, not after
+    it (the page asks from the module's ``initialize``, and the kernel answers only once
+    the cell is done). A page that missed it (or a second page) asks as before."""
+    if _PUSHED:
+        return
+    _PUSHED.append(True)
+    plot._post({"type": "plotly", "bundle": "basic"}, [plotly_js_bytes("basic")])
 
 
 class ScatterPlot(anywidget.AnyWidget):
@@ -152,6 +166,8 @@ class ScatterPlot(anywidget.AnyWidget):
         self.render_times: list[dict] = []
         #: The last message sent to the front end: (content, buffers), for inspection.
         self.last_message: tuple[dict, list[memoryview]] | None = None
+        if raster is not None:
+            _push_plotly_once(self)
 
     @property
     def raster(self):
