@@ -724,3 +724,24 @@ def test_first_raster_plot_of_a_kernel_sends_plotly_js_unasked(store, monkeypatc
     assert FluxScatter(store, make_features()).plot.last_message is None     # markers
     second.plot._handle_custom_msg({"type": "need_plotly", "bundle": "basic"}, [])
     assert second.plot.last_message[0] == {"type": "plotly", "bundle": "basic"}
+
+
+def test_a_failed_warm_up_leaves_numpy_drawing_without_waiting(monkeypatch, caplog):
+    """If numba's kernels cannot be loaded, images still come (NumPy), at once, and the
+    log says why."""
+    import time
+
+    from xlabel.widgets._raster import RasterLayer, View
+
+    def broken(self):
+        raise RuntimeError("no LLVM today")
+
+    monkeypatch.setattr(RasterLayer, "_load_kernels", broken)
+    monkeypatch.setattr(RasterLayer, "EARLY_WARM_UP", 1000)
+    layer = RasterLayer(np.arange(1000.0), np.arange(1000.0))     # loads at construction
+    start = time.monotonic()
+    png = layer.render(np.zeros(1000, np.int32), ["#bbbbbb", "#ff0000"],
+                       View(0.0, 1000.0, 0.0, 1000.0, 50, 40))
+    assert time.monotonic() - start < 10 and png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not layer._compiled.is_set()
+    assert "could not be loaded" in caplog.text and "no LLVM today" in caplog.text

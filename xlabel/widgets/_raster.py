@@ -41,6 +41,7 @@ dependency.
 
 from __future__ import annotations
 
+import logging
 import math
 import struct
 import sys
@@ -51,7 +52,10 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from ..errors import WidgetArgumentError
 from .imaging import PNG_SIGNATURE, _chunk, deflate, encode_png
+
+log = logging.getLogger(__name__)
 
 #: From this many frames on, the scatter widgets draw points in the kernel
 #: (measured: bench/bench_widgets_browser.py, BENCHMARKS.md "Scatter: kernel raster": at
@@ -543,8 +547,8 @@ def render_indexed(x, y, x_axis: Axis, y_axis: Axis, codes, palette, view: View,
     levels = min(ALPHA_LEVELS, 254 // (n_codes + 1))
     dtype = np.uint8 if levels >= 4 else np.uint16
     if n_codes + 1 > MAX_ENTRIES:
-        raise ValueError(f"cannot draw {n_codes} classes in one image (at most "
-                         f"{MAX_ENTRIES - 1})")
+        raise WidgetArgumentError(f"cannot draw {n_codes} classes in one image (at most "
+                                  f"{MAX_ENTRIES - 1})")
     levels = max(levels, 4) if dtype == np.uint8 else min(ALPHA_LEVELS,
                                                          MAX_ENTRIES // (n_codes + 1))
     entries = np.zeros((view.height, view.width), dtype)
@@ -672,10 +676,11 @@ _switch_holders = [0, None]        # warm-ups running, the switch interval befor
 def _prompt_gil(interval=2e-4):
     """Python's thread switch interval shortened while a warm-up loads numba.
 
-    The first image is drawn by NumPy meanwhile; its operations release the GIL and then
-    wait for it up to the switch interval (5 ms) each, while the loading thread holds it:
-    the first image took 310-335 ms instead of 150-170 ms at 1,000,000 frames
-    (``bench/bench_widgets_browser.py``). Restored when the last warm-up ends.
+    Images drawn meanwhile (by NumPy: an early lasso, a slow page's first image) release
+    the GIL in each operation and then wait for it up to the switch interval (5 ms) each,
+    while the loading thread holds it: a first image drawn during the loading took
+    310-335 ms instead of 150-170 ms at 1,000,000 frames (measured before the loading was
+    moved after the first image). Restored when the last warm-up ends.
     """
     with _switch_lock:
         if _switch_holders[0] == 0:
@@ -720,6 +725,7 @@ class RasterLayer:
         # while the first image was drawn halved both on two cores (the first image took
         # 210-370 ms in the kernel instead of ~80 ms).
         self._compiled = threading.Event()
+        self._warm_up_done = threading.Event()       # loaded or failed
         self._warm_up_lock = threading.Lock()
         self._warm_up_started = False
         if len(self.x) >= self.EARLY_WARM_UP:
@@ -738,9 +744,15 @@ class RasterLayer:
         threading.Thread(target=self._warm_up, daemon=True).start()
 
     def _warm_up(self):
-        with _prompt_gil():
-            self._load_kernels()
-        self._compiled.set()
+        try:
+            with _prompt_gil():
+                self._load_kernels()
+            self._compiled.set()
+        except Exception:  # noqa: BLE001 - NumPy keeps drawing the same images: say why
+            log.warning("numba's raster kernels could not be loaded; images are drawn "
+                        "with NumPy", exc_info=True)
+        finally:
+            self._warm_up_done.set()
 
     def _load_kernels(self):
         # Two elements keep the arrays' layout (numba compiles strided and contiguous apart).
@@ -777,8 +789,9 @@ class RasterLayer:
     def render(self, codes, palette, view: View, selected=None, rings=None) -> bytes:
         """The PNG of one panel for ``view`` (``rings``: indices ringed in red)."""
         # Else NumPy (the same image): see __init__.
-        compiled = self._compiled.is_set() or (len(self.x) >= self.EARLY_WARM_UP
-                                               and self._compiled.wait(10.0))
+        if not self._compiled.is_set() and len(self.x) >= self.EARLY_WARM_UP:
+            self._warm_up_done.wait(30.0)
+        compiled = self._compiled.is_set()
         if self._pixels_view != view:
             self._pixels = pixel_index(self.x, self.y, self.x_axis, self.y_axis, view, compiled)
             self._pixels_view = view

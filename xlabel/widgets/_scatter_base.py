@@ -114,7 +114,7 @@ def _push_plotly_once(plot):
     if _PUSHED:
         return
     _PUSHED.append(True)
-    plot._post({"type": "plotly", "bundle": "basic"}, [plotly_js_bytes("basic")])
+    plot._send_plotly("basic")
 
 
 class ScatterPlot(anywidget.AnyWidget):
@@ -181,8 +181,7 @@ class ScatterPlot(anywidget.AnyWidget):
         kind = content.get("type") if isinstance(content, dict) else None
         try:
             if kind == "need_plotly":
-                bundle = "basic" if content.get("bundle") == "basic" else "full"
-                self._post({"type": "plotly", "bundle": bundle}, [plotly_js_bytes(bundle)])
+                self._send_plotly("basic" if content.get("bundle") == "basic" else "full")
             elif kind == "ready":
                 received = time.time() * 1000
                 content, buffers = self._data()
@@ -245,6 +244,9 @@ class ScatterPlot(anywidget.AnyWidget):
         return len(self._callbacks.codes()[0])
 
     # ------------------------------------------------------------ Python -> JS
+
+    def _send_plotly(self, bundle):
+        self._post({"type": "plotly", "bundle": bundle}, [plotly_js_bytes(bundle)])
 
     def _post(self, content, buffers=()):
         buffers = [memoryview(b) for b in buffers]
@@ -320,7 +322,7 @@ class ScatterPlot(anywidget.AnyWidget):
             self._raster.set_xy(x, y, self.log_y)
             self._pngs = None
             self.extent = self._raster.extent()
-            self._post({"type": "xy", "raster": True, "extent": self._raster.extent()})
+            self._post({"type": "xy", "raster": True, "extent": self.extent})
             return
         self._post({"type": "xy"}, [as_float32(x), as_float32(y)])
 
