@@ -8,6 +8,9 @@ Run: .venv/bin/python -m bench.bench_widgets_browser [--sizes 200000 1000000]
 regl-scatterplot; bench-only: ``pip install jupyter-scatter``) on the same data in the
 same browser, interleaved per size.
 
+Every run is a new kernel's first plot (a notebook of its own, its kernel shut down after
+the run); ``--warmup`` runs each system once first, uncounted, for the browser's caches.
+
 Reuses the browser-test fixtures (tests/browser/conftest.py: JupyterLab on 127.0.0.1 +
 Debian Chromium via Playwright, software WebGL) and the test notebook (synthetic mean
 flux with a 20-frame shutter ramp, LabelStore, FluxScatter). For each size it reports:
@@ -15,6 +18,9 @@ flux with a 20-frame shutter ramp, LabelStore, FluxScatter). For each size it re
 * ``widget built -> drawn``: from the kernel's clock just before ``FluxScatter(...)`` (or
   ``jscatter.Scatter(...)``) to the page's clock when the first points are drawn (same
   machine): building the widget, loading its front end, transfer, first draw;
+* ``first cell started -> drawn``: from the kernel's clock before the first cell's imports
+  (each system's own: xlabel's loads numba's compiler, ~0.4 s) through the data and the
+  build to the first points drawn;
 * ``cells done -> drawn``: from "run all cells" having finished (Playwright's
   ``notebook:run-all-cells`` resolves then) to the first points drawn;
 * ``firstRender``: what the widget itself records (data message received -> draw done);
@@ -57,6 +63,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import os
 import tempfile
 import time
@@ -71,6 +78,9 @@ from tests.browser.test_scatter_browser import GD, scene_cells
 RENDER_TIMEOUT_MS = 150_000
 # Kernel clock (epoch ms) just before the widget is built: "widget built -> drawn".
 BUILD_CLOCK = "import time as _time\n_t_build = _time.time() * 1000\n"
+# Kernel clock at the start of the first cell (before the imports): "cell started -> drawn"
+# counts each system's imports (xlabel loads numba's compiler there), data and build.
+CELL_CLOCK = "import time as _time\n_t_cell = _time.time() * 1000\n"
 EVENT_TIMEOUT_MS = 90_000
 MOUSEUP_JS = ("() => { window.__mouseup = []; window.__mouseupEpoch = []; "
               "window.addEventListener('mouseup', () => { window.__mouseup.push(performance.now());"
@@ -100,6 +110,19 @@ BASELINE_JS = """async (n) => {
 }"""
 
 
+# Each run opens a notebook of its own name, so that it gets a fresh kernel (JupyterLab
+# reconnects a notebook path it has a session for to that session's kernel), and shuts that
+# kernel down at the end: every "first render" is a new kernel's first.
+_RUN = itertools.count()
+SHUTDOWN_JS = "() => window.jupyterapp.shell.currentWidget.sessionContext.shutdown()"
+
+
+def _close(page):
+    with contextlib.suppress(Exception):       # the page's kernel may be gone already
+        page.page.evaluate(SHUTDOWN_JS)
+    page.page.close()
+
+
 class _Factory:
     """The one method of pytest's tmp_path_factory the ``lab`` fixture uses."""
 
@@ -117,18 +140,19 @@ def _fixture(fixture, *args):
 def measure(opener, base: Path, n: int, raster=None, bare=False) -> dict:
     """Open the scatter notebook with ``n`` frames; time render, lasso, assign (and zoom)."""
     cells = scene_cells(base / f"labels_{n}_{raster}.xlabel", n, raster=raster)
-    cells[0] = (cells[0].replace("w = FluxScatter(", BUILD_CLOCK + "w = FluxScatter(")
+    cells[0] = (CELL_CLOCK + cells[0].replace("w = FluxScatter(", BUILD_CLOCK + "w = FluxScatter(")
                 + "\n_t_built = _time.time() * 1000")
-    page = opener(f"bench_{n}_{raster}.ipynb", cells)
+    page = opener(f"bench_{n}_{raster}_{next(_RUN)}.ipynb", cells)
     start = time.perf_counter()
     page.wait_js(f"() => {{ const gd = {GD}; return gd && gd.__xlabel && "
                  f"gd.__xlabel.firstRender !== undefined; }}", timeout=RENDER_TIMEOUT_MS)
     result = {"n": n, "cell_to_render_s": time.perf_counter() - start,
               "first_render_ms": page.page.evaluate(f"() => {GD}.__xlabel.firstRender"),
               "raster": page.kernel_json("w.raster")}
-    t_build, t_built = page.kernel_json("[_t_build, _t_built]")
-    result["built_to_drawn_s"] = (page.page.evaluate(f"() => {GD}.__xlabel.firstRenderEpoch")
-                                  - t_build) / 1000
+    t_cell, t_build, t_built = page.kernel_json("[_t_cell, _t_build, _t_built]")
+    drawn_epoch = page.page.evaluate(f"() => {GD}.__xlabel.firstRenderEpoch")
+    result["built_to_drawn_s"] = (drawn_epoch - t_build) / 1000
+    result["cell_started_to_drawn_s"] = (drawn_epoch - t_cell) / 1000
     stages = page.page.evaluate(f"() => {{ const t = {GD}.__xlabel; return ["
                                 f"t.renderEpoch, t.plotlyEpoch, t.dataEpoch, t.plottedEpoch,"
                                 f" t.firstImageEpoch, t.firstRenderEpoch]; }}")
@@ -138,6 +162,11 @@ def measure(opener, base: Path, n: int, raster=None, bare=False) -> dict:
     result["initialize_ms"] = [round(t - t_build) for t in init]
     trip = page.page.evaluate(f"() => {GD}.__xlabel.readyTrip") or {}
     result["ready_trip_ms"] = [round(trip[k]) for k in ("toKernel", "kernel", "back") if k in trip]
+    first = page.page.evaluate(f"() => {{ const t = {GD}.__xlabel; "
+                               f"return [t.viewSentEpoch, t.viewTrip || {{}}]; }}")
+    result["first_image_trip_ms"] = (
+        [None if first[0] is None else round(first[0] - t_build)]
+        + [round(first[1][k]) for k in ("toKernel", "kernel", "back") if k in first[1]])
     p = page.page
     page.kernel(KERNEL_CLOCK)
     p.evaluate(MOUSEUP_JS)
@@ -168,7 +197,7 @@ def measure(opener, base: Path, n: int, raster=None, bare=False) -> dict:
     if bare:
         result["bare_draw_ms"], result["bare_restyle_ms"] = p.evaluate(BASELINE_JS,
                                                                        min(n, 1_000_000))
-    p.close()
+    _close(page)
     return result
 
 
@@ -192,6 +221,7 @@ ZOOM_JS = f"""async ([a, b, c, d]) => {{
 def jscatter_cells(n):
     """The same synthetic flux as the xlabel notebook, in jupyter-scatter."""
     return [
+        f"{CELL_CLOCK}"
         "import time, numpy as np, pandas as pd, jscatter\n"
         f"n = {n}\n"
         "rng = np.random.default_rng(0)\n"
@@ -288,11 +318,11 @@ def measure_jscatter(opener, base: Path, n: int, result=None) -> dict:
     if not jscatter_available():
         raise RuntimeError("jupyter-scatter is not installed (bench only: "
                            "pip install -c constraints.txt jupyter-scatter)")
-    page = opener(f"jscatter_{n}.ipynb", jscatter_cells(n))
+    page = opener(f"jscatter_{n}_{next(_RUN)}.ipynb", jscatter_cells(n))
     try:
         return _measure_jscatter(page, n, result)
     finally:
-        page.page.close()         # a stuck WebGL page must not slow the next system
+        _close(page)              # a stuck WebGL page must not slow the next system
 
 
 def _changed(p, box, before, pixels=50):
@@ -318,7 +348,8 @@ def _measure_jscatter(page, n, result):
     seen_epoch = start_epoch + (seen - start) * 1000
     first_frame = _frame_before(p, start_epoch, seen_epoch)
     result.update(n=n, cell_to_render_s=(first_frame - start_epoch) / 1000,
-                  built_to_drawn_s=(first_frame - page.kernel_json("_t_build")) / 1000)
+                  built_to_drawn_s=(first_frame - page.kernel_json("_t_build")) / 1000,
+                  cell_started_to_drawn_s=(first_frame - page.kernel_json("_t_cell")) / 1000)
     box = boxes["canvas"]
     time.sleep(0.5)
     # Lasso the first tenth of the frames (data coordinates), as its mouse-up does.
@@ -355,12 +386,14 @@ def _measure_jscatter(page, n, result):
 def _describe(mode, r):
     if mode == "jscatter":
         return (f"jupyter-scatter: cells done->drawn {r['cell_to_render_s']:.2f} s, built->drawn "
-                f"{r['built_to_drawn_s']:.2f} s, lasso mouse-up->"
+                f"{r['built_to_drawn_s']:.2f} s, first cell started->drawn "
+                f"{r['cell_started_to_drawn_s']:.2f} s, lasso mouse-up->"
                 f"indices in kernel {r['lasso_to_kernel_ms']:.0f} ms ({r['selected']:,} points), "
                 f"assign->recolored {r['assign_to_recolored_ms']:.0f} ms, "
                 f"zoom->redrawn {r['zoom_to_redrawn_ms']:.0f} ms")
     line = (f"xlabel {'raster' if r['raster'] else 'markers'}: cells done->render "
             f"{r['cell_to_render_s']:.2f} s, built->drawn {r['built_to_drawn_s']:.2f} s, "
+            f"first cell started->drawn {r['cell_started_to_drawn_s']:.2f} s, "
             f"firstRender {r['first_render_ms']:.0f} ms, lasso "
             f"mouse-up->indices in kernel {r['lasso_to_kernel_ms']:.0f} ms, ->drawn "
             f"{r['lasso_to_selected_ms']:.0f} ms ({r['selected']:,} points), assign mouse-up->"
@@ -369,7 +402,9 @@ def _describe(mode, r):
         line += (" (ms after the constructor started: built, view rendering, plotly.js ready,"
                  f" data, axes drawn, first image received, drawn: {r['build_stages_ms']};"
                  f" ready -> data: to the kernel, there, back: {r['ready_trip_ms']};"
-                 f" initialize() started, ended: {r['initialize_ms']})")
+                 f" initialize() started, ended: {r['initialize_ms']};"
+                 f" first image asked at, to the kernel, there, back:"
+                 f" {r['first_image_trip_ms']})")
     if r.get("zoom_to_redrawn_ms") is not None:
         line += (f", zoom->redrawn {r['zoom_to_redrawn_ms']:.0f} ms (relayout->view sent, "
                  f"->image received, ->drawn; of the round trip: to the kernel, rendering, "
@@ -384,6 +419,8 @@ def _describe(mode, r):
 
 METRICS = [("cells done -> drawn (s)", "cell_to_render_s", 1.0),
            ("widget built -> drawn (s)", "built_to_drawn_s", 1.0),
+           ("first cell started (imports, data, build) -> drawn (s)",
+            "cell_started_to_drawn_s", 1.0),
            ("lasso mouse-up -> indices in the kernel (ms)", "lasso_to_kernel_ms", 1.0),
            ("assign -> recolored (ms)", "assign_to_recolored_ms", 1.0),
            ("zoom -> redrawn (ms)", "zoom_to_redrawn_ms", 1.0)]
