@@ -36,6 +36,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install -c constraints.txt -e ".[deep,dask,images,dev]"
+	# Compile numba's cached scatter kernels now (~10 s once), not at a learner's first import.
+	$(BIN)/python -c "import xlabel.widgets._raster"
 	touch $(STAMP)
 
 # Browser tests drive Debian's Chromium (Playwright cannot download browsers here).

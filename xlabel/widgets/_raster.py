@@ -17,10 +17,13 @@ a byte a pixel, half the size and compression time of RGBA).
 A view's pixel of every frame is kept (one int32 per frame), so a recolor (assign, undo,
 redo, selection) only counts codes per pixel; a zoom or pan recomputes it.
 
-numba's first use in a new kernel takes ~0.3 s (and loading the cached kernels more), so a
-new :class:`RasterLayer` loads them in a background thread and draws until then with
-NumPy twins of the same kernels (the same image, tested pixel for pixel; ~3x slower):
-the first image of a new widget never waits for numba.
+numba's first use in a process takes ~0.4 s (its compiler target and the modules it
+imports, scipy.linalg among them), so this module pays it at import (:data:`NUMBA_LOADED`),
+where one-time costs belong: a plot's first image is then drawn by numba at once (each
+kernel's cached specialization loads in a few ms). The rest (lasso, hover, other code
+dtypes) load in a background thread after the first image. NumPy twins of the render
+kernels (the same image, tested pixel for pixel; ~3x slower) draw only if numba could not
+be loaded.
 
 Why numba and not datashader (measured in ``bench/bench_raster.py``, BENCHMARKS.md):
 datashader's ``Canvas.points`` + ``count_cat`` + ``shade``/``spread`` does the
@@ -184,7 +187,7 @@ def _code_counts(codes, n_codes):
 def code_counts(codes, n_codes, compiled=None) -> np.ndarray:
     """How many of ``codes`` are -1, 0, ..., n_codes - 1 (``codes`` not copied).
 
-    ``compiled``: numba (True) or NumPy (False); None: numba once it is loaded.
+    ``compiled``: numba (True) or NumPy (False); None: numba unless it could not be loaded.
 
     >>> code_counts(np.array([-1, 0, 0, 2], np.int8), 3).tolist()
     [1, 2, 0, 1]
@@ -192,9 +195,8 @@ def code_counts(codes, n_codes, compiled=None) -> np.ndarray:
     codes = np.asarray(codes).reshape(-1)
     if codes.dtype.kind not in "iu":
         codes = codes.astype(np.int64)
-    if not (_code_counts.signatures if compiled is None else compiled):
-        # numba not loaded yet (a new widget in a fresh kernel): NumPy, so that the widget
-        # does not wait for numba's first load (RasterLayer loads it in the background).
+    if not (NUMBA_LOADED if compiled is None else compiled):
+        # NumPy where numba could not be loaded (NUMBA_LOADED).
         lo, hi = (int(codes.min()), int(codes.max())) if codes.size else (0, 0)
         shifted = codes + 1 if lo >= -1 and hi < np.iinfo(codes.dtype).max else \
             codes.astype(np.int64) + 1
@@ -676,11 +678,11 @@ _switch_holders = [0, None]        # warm-ups running, the switch interval befor
 def _prompt_gil(interval=2e-4):
     """Python's thread switch interval shortened while a warm-up loads numba.
 
-    Images drawn meanwhile (by NumPy: an early lasso, a slow page's first image) release
-    the GIL in each operation and then wait for it up to the switch interval (5 ms) each,
-    while the loading thread holds it: a first image drawn during the loading took
-    310-335 ms instead of 150-170 ms at 1,000,000 frames (measured before the loading was
-    moved after the first image). Restored when the last warm-up ends.
+    Work in the kernel's main thread meanwhile (an early zoom, lasso or hover: numba's
+    kernels and NumPy release the GIL while they run) waits for the GIL up to the switch
+    interval (5 ms) each time it takes it back from the loading thread: a NumPy image drawn
+    during the loading took 310-335 ms instead of 150-170 ms at 1,000,000 frames.
+    Restored when the last warm-up ends.
     """
     with _switch_lock:
         if _switch_holders[0] == 0:
@@ -712,25 +714,16 @@ class RasterLayer:
 
     #: The background warm-up starts at the latest this many seconds after construction.
     WARM_UP_AFTER = 1.0
-    #: From this many frames on the warm-up starts at construction and the first image
-    #: waits for it: NumPy's twin (~70 ns a frame: 0.8 s at 10,000,000 frames) would take
-    #: longer than loading numba's kernels (~0.4 s, while the page loads plotly.js).
-    EARLY_WARM_UP = 3_000_000
 
     def __init__(self, x, y, log_y=False):
         self.set_xy(x, y, log_y)
-        # numba's cached render, lasso and hover kernels for these dtypes are loaded in the
-        # background (~0.4 s of CPU) once the first image is drawn, or after WARM_UP_AFTER;
-        # until then images are drawn with NumPy (the same image, see render). Loading
-        # while the first image was drawn halved both on two cores (the first image took
-        # 210-370 ms in the kernel instead of ~80 ms).
+        # numba's cached lasso, hover and render kernels for these dtypes are loaded in the
+        # background once the first image is drawn, or after WARM_UP_AFTER (loading while
+        # the first image was drawn halved both on two cores). The first image loads only
+        # the render kernels it needs (numba itself was loaded at import: NUMBA_LOADED).
         self._compiled = threading.Event()
-        self._warm_up_done = threading.Event()       # loaded or failed
         self._warm_up_lock = threading.Lock()
         self._warm_up_started = False
-        if len(self.x) >= self.EARLY_WARM_UP:
-            self.start_warm_up()
-            return
         timer = threading.Timer(self.WARM_UP_AFTER, self.start_warm_up)
         timer.daemon = True
         timer.start()
@@ -748,11 +741,9 @@ class RasterLayer:
             with _prompt_gil():
                 self._load_kernels()
             self._compiled.set()
-        except Exception:  # noqa: BLE001 - NumPy keeps drawing the same images: say why
-            log.warning("numba's raster kernels could not be loaded; images are drawn "
-                        "with NumPy", exc_info=True)
-        finally:
-            self._warm_up_done.set()
+        except Exception:  # noqa: BLE001 - the images are drawn all the same: say why
+            log.warning("numba's raster kernels could not be loaded%s", "" if NUMBA_LOADED
+                        else "; images are drawn with NumPy", exc_info=True)
 
     def _load_kernels(self):
         # Two elements keep the arrays' layout (numba compiles strided and contiguous apart).
@@ -788,17 +779,15 @@ class RasterLayer:
 
     def render(self, codes, palette, view: View, selected=None, rings=None) -> bytes:
         """The PNG of one panel for ``view`` (``rings``: indices ringed in red)."""
-        # Else NumPy (the same image): see __init__.
-        if not self._compiled.is_set() and len(self.x) >= self.EARLY_WARM_UP:
-            self._warm_up_done.wait(30.0)
-        compiled = self._compiled.is_set()
+        # NumPy (the same image) only if numba could not be loaded at import.
+        compiled = NUMBA_LOADED or self._compiled.is_set()
         if self._pixels_view != view:
             self._pixels = pixel_index(self.x, self.y, self.x_axis, self.y_axis, view, compiled)
             self._pixels_view = view
         entries, rgba = render_indexed(self.x, self.y, self.x_axis, self.y_axis, codes, palette,
                                        view, selected, rings, pixels=self._pixels,
                                        compiled=compiled)
-        if not compiled:
+        if not self._compiled.is_set():
             self.start_warm_up()
         return png_indexed(entries, rgba)
 
@@ -816,3 +805,29 @@ def _numeric(values) -> np.ndarray:
     if array.dtype.kind not in "fiu" or array.dtype == np.float16:
         array = array.astype(np.float64)
     return array
+
+
+def _load_numba() -> bool:
+    """Load numba's compiler target now (~0.4 s, once per process), not in a plot's first
+    image, with the render kernels of the commonest first image: frame or float x, float y
+    (feature table columns: read-only, which numba compiles apart), the store's label column
+    as codes (a read-only, strided int32 view); ~40 ms more. False (and a warning) if numba
+    cannot run here."""
+    labels = np.zeros((2, 2), np.int32)[:, 0]
+    frames, y = np.zeros(2, np.int64), np.zeros(2)
+    for array in (labels, frames, y):
+        array.flags.writeable = False
+    try:
+        _code_counts(labels, 1)
+        for x in (frames, y):
+            render_indexed(x, y, make_axis(x), make_axis(y), labels, ["#000000", "#ffffff"],
+                           View(0.0, 1.0, 0.0, 1.0, 1, 1))
+    except Exception:  # noqa: BLE001 - the NumPy twins draw the same images: say why
+        log.warning("numba could not be loaded; big scatters are drawn with NumPy "
+                    "(~3x slower)", exc_info=True)
+        return False
+    return True
+
+
+#: True once numba's compiler target is loaded (at import): images are drawn by numba.
+NUMBA_LOADED = _load_numba()
