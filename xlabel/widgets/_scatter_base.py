@@ -397,6 +397,14 @@ def scan_codes(features) -> tuple[np.ndarray, list[str]]:
     return codes.astype(np.int16), [str(n) for n in names]
 
 
+def scan_count(features) -> int:
+    """How many scans the table holds (1 without a scan column): one hash pass, much
+    cheaper than :func:`scan_codes` (no codes: 15-180 ms at 1,000,000 frames)."""
+    if "scan" not in features.columns:
+        return 1
+    return int(features["scan"].nunique(dropna=False))
+
+
 def frame_numbers(features) -> np.ndarray:
     if "frame" in features.columns and pd.api.types.is_integer_dtype(features["frame"]):
         return features["frame"].to_numpy(dtype=np.int32)

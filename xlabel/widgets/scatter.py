@@ -22,7 +22,8 @@ import numpy as np
 from ..errors import LabelArgumentError
 from ._scatter_base import (EDIT_BUTTONS, QUALITATIVE, UNLABELED_COLOR, SelectionMixin,
                             check_column, class_buttons, cycled, data_message, frame_numbers,
-                            legend_entries, non_finite_summary, numeric_columns, scan_codes)
+                            legend_entries, non_finite_summary, numeric_columns, scan_codes,
+                            scan_count)
 from ._scatter_tags import TAG_PREFIX, TagTools
 
 __all__ = ["FluxScatter"]
@@ -73,7 +74,10 @@ class FluxScatter(TagTools, SelectionMixin, widgets.VBox):
         self._init_selection(features, store)
         self.source = source
         self.n_thumbnails = int(n_thumbnails)
-        self._scan_codes, self._scan_names = scan_codes(self.features)
+        # Per-frame scan codes only when needed (color by scan, markers): at a million
+        # frames they took 15-180 ms of the constructor.
+        self._scans = None
+        self._n_scans = scan_count(self.features)
         self.gallery = None
         self._gallery_box = widgets.VBox()
         self.plot = self._make_plot(
@@ -140,7 +144,7 @@ class FluxScatter(TagTools, SelectionMixin, widgets.VBox):
         return self._check_tag_color(value)
 
     def _base_color_options(self):
-        return ["label", "scan"] if len(self._scan_names) > 1 else ["label"]
+        return ["label", "scan"] if self._n_scans > 1 else ["label"]
 
     def _buttons(self):
         return class_buttons(self.store) + EDIT_BUTTONS
@@ -150,17 +154,24 @@ class FluxScatter(TagTools, SelectionMixin, widgets.VBox):
 
     def _color_codes(self):
         if self.plot.color_by == "scan":
-            return self._scan_codes
+            return self._scan_table()[0]
         if self.plot.color_by.startswith(TAG_PREFIX):
             return self._tag_codes(self._color_tag())
         return self.store.labels
+
+    def _scan_table(self):
+        """(per-frame scan codes, scan names), computed once."""
+        if self._scans is None:
+            self._scans = scan_codes(self.features)
+        return self._scans
 
     def _set_palette(self):
         if self._color_tag() is not None:
             self._set_tag_palette(self._color_tag())
             return
         if self.plot.color_by == "scan":
-            names, colors = self._scan_names, cycled(QUALITATIVE, len(self._scan_names))
+            names = self._scan_table()[1]
+            colors = cycled(QUALITATIVE, len(names))
             none = "none"
         else:
             names, colors = list(self.store.classes), list(self.store.colors)
@@ -173,7 +184,7 @@ class FluxScatter(TagTools, SelectionMixin, widgets.VBox):
     def _data_message(self):
         sources, source_names = self._store_data()
         return data_message(self.features[self.x].to_numpy(), self.features[self.y].to_numpy(),
-                            frame_numbers(self.features), self._scan_codes, self._scan_names,
+                            frame_numbers(self.features), *self._scan_table(),
                             sources, source_names, self._codes())
 
     def _ready_status(self):
