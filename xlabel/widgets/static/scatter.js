@@ -122,6 +122,12 @@ function sameView(a, b) {
          close(a.y0, b.y0, b.y1 - b.y0) && close(a.y1, b.y1, b.y1 - b.y0);
 }
 
+function sameExtent(a, b) {
+  // Extents come from the kernel as JSON (the same numbers, exactly).
+  return Boolean(a && b && a.x && b.x) && a.x[0] === b.x[0] && a.x[1] === b.x[1] &&
+         a.y[0] === b.y[0] && a.y[1] === b.y[1];
+}
+
 function panelOfAxis(id) {
   // "x" -> 0, "x2" -> 1, "y3" -> 2
   const k = parseInt(id.slice(1), 10);
@@ -402,12 +408,15 @@ class ScatterView {
                                kernel: msg.sent - msg.received, back: Date.now() - msg.sent };
     }
     if (msg.raster) {
+      const started = this.raster && this.data;             // from the state: startFromState
+      const same = started && sameExtent(this.data.extent, msg.extent);
       this.raster = true;
       this.data = { n: msg.n, extent: msg.extent };
       this.meta = msg;
-      this.t0 = performance.now();
+      if (same) return;                                      // drawn (or drawing) already
+      if (this.t0 === undefined) this.t0 = performance.now();
       // The first image is rendered in the kernel while plotly.js loads and draws the axes
-      // (asked for already, unless the page had no width then: requestFirstImage).
+      // (asked for already, unless the page had no width then: startFromState).
       const view = this.expectedView();
       if (view && !sameView(view, this.requestedView)) this.requestView(view);
       this.draw();
@@ -654,13 +663,22 @@ class ScatterView {
              width: Math.round(xa._length), height: Math.round(ya._length) };
   }
 
-  requestFirstImage() {
-    // Raster mode: ask for the first image as soon as the plot has a width, from the
-    // extent in the widget's state: the kernel renders it while the page evaluates
-    // plotly.js (the "data" message waits behind that evaluation).
-    if (!this.model.get("raster_mode") || this.data || this.requestedView) return;
-    const view = this.expectedView(this.model.get("extent"));
+  startFromState() {
+    // Raster mode: the widget's state holds all the first draw needs (the extent), so the
+    // first image is asked for and the axes drawn as soon as the view is in the page,
+    // without waiting for the "data" message (its way back waited behind the kernel's
+    // first image: 50-100 ms). The "data" message still comes (the frame count; a newer
+    // extent redraws).
+    if (!this.model.get("raster_mode") || this.data) return;
+    const extent = this.model.get("extent");
+    if (!extent || !extent.x) return;
+    this.raster = true;
+    this.data = { n: null, extent };
+    this.meta = { type: "data", raster: true, panels: this.model.get("panels").length, extent };
+    this.t0 = performance.now();
+    const view = this.expectedView();
     if (view) this.requestView(view);
+    this.draw();
   }
 
   expectedView(extent = this.data && this.data.extent) {
@@ -1114,7 +1132,7 @@ async function render({ model, el: root }) {
   view.times.readyEpoch = Date.now();
   model.send({ type: "ready" });
   // The view is in the page (and has a width) by the next frame.
-  requestAnimationFrame(() => view.requestFirstImage());
+  requestAnimationFrame(() => view.startFromState());
   return () => {
     model.off("msg:custom", onMsg);
     window.removeEventListener("mouseup", view.onMouseUp, true);
