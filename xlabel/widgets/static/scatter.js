@@ -56,11 +56,29 @@ function loadPlotly(model, bundle) {
   return libs[bundle];
 }
 
+// plotly.js's UMD wrapper passes its factory as an arrow function argument: V8 preparses
+// it with the wrapper and parses it again, in full, when it is called. Wrapped in
+// parentheses it is compiled at once, parsed once (V8's eager "PIFE" heuristic): the
+// bundles evaluate ~1.45x faster (bench/bench_plotly_eval.py).
+const UMD_FACTORY = '(typeof self !== "undefined" ? self : this, () => {';
+const UMD_END = "}));";
+
+function eagerFactory(source) {
+  const at = source.indexOf(UMD_FACTORY);
+  const end = source.lastIndexOf(UMD_END);
+  if (at < 0 || end < at) return source;                   // another wrapper: as it is
+  const open = at + UMD_FACTORY.length - "() => {".length;
+  // "(" before the factory; "})" + "));" after it.
+  return `${source.slice(0, open)}(${source.slice(open, end)}})${UMD_END.slice(1)}` +
+         source.slice(end + UMD_END.length);
+}
+
 function evaluatePlotly(source, bundle) {
   // plotly.js is UMD: give it a CommonJS "module" so that it returns the
   // library instead of touching globals or an AMD loader (works offline, no CDN).
   const module = { exports: {} };
-  new Function("module", "exports", "define", source)(module, module.exports, undefined);
+  new Function("module", "exports", "define", eagerFactory(source))(module, module.exports,
+                                                                     undefined);
   if (!window.Plotly || bundle === "full") window.Plotly = module.exports;
   return module.exports;
 }
