@@ -426,18 +426,12 @@ class ScatterView {
                                kernel: msg.sent - msg.received, back: Date.now() - msg.sent };
     }
     if (msg.raster) {
-      const started = this.raster && this.data;             // from the state: startFromState
-      const same = started && sameExtent(this.data.extent, msg.extent);
-      this.raster = true;
-      this.data = { n: msg.n, extent: msg.extent };
-      this.meta = msg;
-      if (same) return;                                      // drawn (or drawing) already
-      if (this.t0 === undefined) this.t0 = performance.now();
-      // The first image is rendered in the kernel while plotly.js loads and draws the axes
-      // (asked for already, unless the page had no width then: startFromState).
-      const view = this.expectedView();
-      if (view && !sameView(view, this.requestedView)) this.requestView(view);
-      this.draw();
+      if (this.raster && this.data && sameExtent(this.data.extent, msg.extent)) {
+        this.data.n = msg.n;                     // started from the state: drawn already
+        this.meta = msg;
+        return;
+      }
+      this.startRaster({ n: msg.n, extent: msg.extent }, msg);
       return;
     }
     const t0 = performance.now();
@@ -689,24 +683,29 @@ class ScatterView {
     // extent redraws).
     if (!this.model.get("raster_mode") || this.data) return;
     const extent = this.model.get("extent");
-    if (!extent || !extent.x) return;
+    if (extent && extent.x) this.startRaster({ n: null, extent }, null);
+  }
+
+  startRaster(data, meta) {
+    // Ask for the image of the view plotly's draw will have (unless asked already), then
+    // draw the axes: the kernel renders the image while plotly.js loads and draws.
     this.raster = true;
-    this.data = { n: null, extent };
-    this.meta = { type: "data", raster: true, panels: this.model.get("panels").length, extent };
-    this.t0 = performance.now();
+    this.data = data;
+    this.meta = meta;
+    if (this.t0 === undefined) this.t0 = performance.now();
     const view = this.expectedView();
-    if (view) this.requestView(view);
+    if (view && !sameView(view, this.requestedView)) this.requestView(view);
     this.draw();
   }
 
-  expectedView(extent = this.data && this.data.extent) {
+  expectedView() {
     // The view of plotly's first draw (autorange shows exactly the padded extent: see
     // extentTrace; the plot area is what the margins leave), or null before the widget
     // has a width.
     const width = this.plotDiv.clientWidth;
-    if (!width || !extent || !extent.x) return null;
+    const e = this.data.extent;
+    if (!width || !e || !e.x) return null;
     const n = this.model.get("panels").length;
-    const e = extent;
     const logY = this.model.get("log_y");
     const xs = this.padded(e.x[0], e.x[1], false), ys = this.padded(e.y[0], e.y[1], logY);
     const axis = (v) => (logY ? Math.log10(v) : v);
