@@ -215,6 +215,19 @@ def test_axes_log_and_color_controls(store):
         scatter.color_by = "cluster"
 
 
+def test_scan_count_names_the_scans_coloring_by_scan_shows(store):
+    """The constructor counts scans without per-frame codes; it must count the names that
+    coloring by scan shows (as text: 7 and "7" are one scan)."""
+    from xlabel.widgets._scatter_base import scan_codes, scan_count
+
+    one = make_features(200).assign(scan=[7, "7"] * 100)
+    assert scan_count(one) == len(scan_codes(one)[1]) == 1
+    assert FluxScatter(store, one).plot.color_options == ["label"]
+    two = make_features(200).assign(scan=["a", "b"] * 100)
+    assert scan_count(two) == len(scan_codes(two)[1]) == 2
+    assert scan_count(make_features(200).drop(columns="scan")) == 1
+
+
 def test_selection_shows_thumbnails_in_a_gallery(store):
     from xlabel.io.base import ArraySource
 

@@ -145,8 +145,8 @@ class ScatterPlot(anywidget.AnyWidget):
     #: True when points are drawn by the kernel (read-only for users).
     raster_mode = traitlets.Bool(False).tag(sync=True)
     #: Raster mode: the data's extent (``{"x": [lo, hi], "y": [lo, hi]}``, axis units), in
-    #: the widget's first state so that the page can ask for the first image as soon as the
-    #: plot has a width (the ``data`` message may wait behind plotly.js's evaluation).
+    #: the widget's first state so that the page asks for the first image and draws the
+    #: axes as soon as the plot has a width, without waiting for the ``data`` message.
     extent = traitlets.Dict().tag(sync=True)
     #: True when hovering a frame may ask for its thumbnail (the owner has a source).
     thumbnails = traitlets.Bool(False).tag(sync=True)
@@ -398,11 +398,11 @@ def scan_codes(features) -> tuple[np.ndarray, list[str]]:
 
 
 def scan_count(features) -> int:
-    """How many scans the table holds (1 without a scan column): one hash pass, much
-    cheaper than :func:`scan_codes` (no codes: 15-180 ms at 1,000,000 frames)."""
+    """``len(scan_codes(features)[1])`` (the same names: as text) without the per-frame
+    codes: one hash pass (the codes took 15-180 ms at 1,000,000 frames)."""
     if "scan" not in features.columns:
         return 1
-    return int(features["scan"].nunique(dropna=False))
+    return int(features["scan"].astype(str).nunique())
 
 
 def frame_numbers(features) -> np.ndarray:
